@@ -1,0 +1,144 @@
+"""Matrix multiplication: BF16 GEMM and FP8 GEMM.
+
+Baselines: ``torch.matmul`` (cuBLAS on GPU) for BF16/FP16/FP32, and ``torch._scaled_mm`` for
+FP8 with tensor-wise or row-wise float32 scales and BF16 output. ``_scaled_mm`` wants its
+second operand column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
+
+Each builder returns a `KernelSpec`: fresh random inputs, the run, the float64 check and the
+FLOP/byte counts.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from kernels import flops
+from kernels.fp8 import quantize_rowwise, quantize_tensorwise
+from kernels.reference import gemm_reference, rel_fro_error
+from kernels.registry import register
+from kernels.spec import KernelError, KernelSpec, torch_dtype
+
+# Above this many output elements the check compares a sample of rows, not the whole output.
+CHECK_ROWS = 256
+LAYOUTS = ("rr", "rc", "cr", "cc")
+
+
+def _operand(rows: int, cols: int, major: str, dtype, device, gen) -> torch.Tensor:
+    """A (rows, cols) tensor stored row-major ("r") or column-major ("c")."""
+    if major == "r":
+        return torch.randn(rows, cols, generator=gen, device=device).to(dtype)
+    return torch.randn(cols, rows, generator=gen, device=device).to(dtype).t()
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def _check_rows(m: int, device) -> torch.Tensor | None:
+    """Rows of the output to compare: all for small problems, an even sample for large ones."""
+    if m <= CHECK_ROWS:
+        return None
+    return torch.linspace(0, m - 1, CHECK_ROWS, device=device).round().long()
+
+
+def gemm_error(inputs, output) -> float:
+    a, b = inputs[0], inputs[1]
+    scales = inputs[2:4] if len(inputs) >= 4 else (None, None)
+    rows = _check_rows(a.shape[0], a.device)
+    ref = gemm_reference(a, b, *scales, rows=rows)
+    out = output if rows is None else output[rows]
+    return rel_fro_error(out, ref)
+
+
+def _validate(m, n, k, layout):
+    for name, value in (("m", m), ("n", n), ("k", k)):
+        if not isinstance(value, int) or value < 1:
+            raise KernelError(f"GEMM dimension {name} must be a positive integer, got {value!r}")
+    if layout not in LAYOUTS:
+        raise KernelError(f"unknown GEMM layout '{layout}'; known: {', '.join(LAYOUTS)}")
+
+
+def make_gemm_inputs(m, n, k, dtype: str, layout: str):
+    def make(device, seed):
+        gen = _generator(device, seed)
+        a = _operand(m, k, layout[0], torch_dtype(dtype), device, gen)
+        b = _operand(k, n, layout[1], torch_dtype(dtype), device, gen)
+        return a, b
+
+    return make
+
+
+def make_fp8_inputs(m, n, k, fmt: str, scaling: str, layout: str = "rc"):
+    """Random data quantised to FP8 with real amax scales (not ones), so the scales matter."""
+
+    def make(device, seed):
+        gen = _generator(device, seed)
+        a = _operand(m, k, layout[0], torch.float32, device, gen) * 3.0
+        b = _operand(k, n, layout[1], torch.float32, device, gen) * 0.5
+        if scaling == "tensorwise":
+            qa, sa = quantize_tensorwise(a, fmt)
+            qb, sb = quantize_tensorwise(b, fmt)
+        else:
+            qa, sa = quantize_rowwise(a, fmt, dim=1)
+            qb, sb = quantize_rowwise(b, fmt, dim=0)
+        # Keep the requested majorness after quantisation (elementwise ops keep strides).
+        if layout[1] == "c" and not qb.t().is_contiguous():
+            qb = qb.t().contiguous().t()
+        return qa, qb, sa, sb
+
+    return make
+
+
+@register("gemm", "torch", baseline=True)
+def torch_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
+               variant: str = "") -> KernelSpec:
+    """``torch.matmul`` for bf16/fp16/fp32, ``torch._scaled_mm`` for FP8 (variant: scaling)."""
+    if dtype.startswith("fp8"):
+        return torch_scaled_mm(m, n, k, dtype, variant=variant or "tensorwise", layout=layout or "rc")
+    layout = layout or "rr"
+    _validate(m, n, k, layout)
+    torch_dtype(dtype)
+    return KernelSpec(
+        kernel="gemm", impl="torch", dtype=dtype, shape={"m": m, "n": n, "k": k}, layout=layout,
+        flops=flops.gemm_flops(m, n, k),
+        bytes=flops.gemm_bytes(m, n, k, dtype, dtype),
+        make_inputs=make_gemm_inputs(m, n, k, dtype, layout),
+        run=torch.matmul,
+        error=gemm_error,
+    )
+
+
+def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant: str = "tensorwise",
+                    layout: str = "rc") -> KernelSpec:
+    if variant not in ("tensorwise", "rowwise"):
+        raise KernelError(f"unknown FP8 scaling '{variant}'; known: tensorwise, rowwise")
+    if layout != "rc":
+        raise KernelError("torch._scaled_mm needs A row-major and B column-major (layout 'rc')")
+    _validate(m, n, k, layout)
+    if dtype == "fp8_e5m2":
+        # _scaled_mm rejects e5m2 x e5m2; e4m3 is the format training uses for both operands.
+        raise KernelError("torch._scaled_mm does not multiply two e5m2 operands; use fp8_e4m3")
+    scale_elems = 2 if variant == "tensorwise" else m + n
+
+    def run(a, b, scale_a, scale_b):
+        return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
+
+    return KernelSpec(
+        kernel="gemm", impl="torch", dtype=dtype, shape={"m": m, "n": n, "k": k},
+        variant=variant, layout=layout, out_dtype="bf16",
+        flops=flops.gemm_flops(m, n, k),
+        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16", scale_elems=scale_elems),
+        make_inputs=make_fp8_inputs(m, n, k, dtype, variant, layout),
+        run=run,
+        error=gemm_error,
+        unavailable=_scaled_mm_unavailable,
+    )
+
+
+def _scaled_mm_unavailable(device: torch.device) -> str | None:
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        name = torch.cuda.get_device_name(device)
+        return f"torch._scaled_mm needs FP8 tensor cores (compute capability 8.9+); {name} has none"
+    return None

@@ -1,0 +1,128 @@
+"""What a benchmarkable operation is: `KernelSpec`.
+
+A spec is one operation (a kernel family at a shape, in a dtype, by one implementation) with
+everything a benchmark needs and nothing about benchmarking itself: how to make fresh random
+inputs on a device, how to run it, how to check its output against a float64 reference, and
+its exact FLOP and byte counts (conventions in `kernels.flops`). Builders in
+`kernels.matmul` and `kernels.attention` make specs; `kernels.registry` finds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+# Relative Frobenius error allowed against the float64 reference, by the dtype of the inputs
+# (DESIGN.md, "How the measurements should be taken").
+TOLERANCE = {
+    "fp32": 1e-4,
+    "bf16": 1e-2,
+    "fp16": 1e-2,
+    "fp8_e4m3": 5e-2,
+    "fp8_e5m2": 5e-2,
+}
+
+TORCH_DTYPES = {
+    "fp64": torch.float64,
+    "fp32": torch.float32,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+    "fp8_e4m3": torch.float8_e4m3fn,
+    "fp8_e5m2": torch.float8_e5m2,
+}
+
+
+class KernelError(ValueError):
+    """A spec that cannot exist (impossible shape, unknown dtype, unknown implementation)."""
+
+
+class CorrectnessError(AssertionError):
+    """A kernel's output disagrees with the float64 reference beyond the tolerance."""
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    try:
+        return TORCH_DTYPES[name]
+    except KeyError:
+        raise KernelError(f"unknown dtype '{name}'; known: {', '.join(TORCH_DTYPES)}") from None
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One benchmarkable operation.
+
+    ``make_inputs(device, seed)`` returns a tuple of fresh random inputs; ``run(*inputs)``
+    performs the operation once and returns its output (a tensor or a tuple of tensors);
+    ``error(inputs, output)`` returns the relative Frobenius error of that output against a
+    float64 reference computed from the same inputs; ``unavailable(device)`` returns why the
+    spec cannot be benchmarked on that device, or None.
+    """
+
+    kernel: str  # family: "gemm" | "attention"
+    impl: str  # "torch" | "triton"
+    dtype: str  # input dtype name, e.g. "bf16", "fp8_e4m3"
+    shape: Mapping[str, Any]  # e.g. {"m": 4096, "n": 4096, "k": 4096}
+    flops: int
+    bytes: int
+    make_inputs: Callable[[torch.device, int], tuple]
+    run: Callable[..., Any]
+    error: Callable[[tuple, Any], float]
+    direction: str = "fwd"  # "fwd" | "bwd"
+    variant: str = ""  # e.g. "rowwise" scaling for FP8 GEMM, "" when there is one way
+    layout: str = ""  # GEMM operand majorness, "rr" | "rc" | "cr" | "cc" (A then B)
+    out_dtype: str = ""
+    unavailable: Callable[[torch.device], str | None] = field(default=lambda device: None)
+
+    @property
+    def tolerance(self) -> float:
+        return TOLERANCE[self.dtype]
+
+    @property
+    def shape_str(self) -> str:
+        return "x".join(str(int(v)) for k, v in self.shape.items() if k != "causal") + (
+            "-causal" if self.shape.get("causal") else ""
+        )
+
+    @property
+    def name(self) -> str:
+        """A stable, readable id: family[-direction]-dtype[-variant][-layout]-impl-shape."""
+        parts = [self.kernel]
+        if self.kernel == "attention":
+            parts.append(self.direction)
+        parts.append(self.dtype)
+        parts += [p for p in (self.variant, self.layout) if p]
+        parts += [self.impl, self.shape_str]
+        return "-".join(parts)
+
+    def identity(self) -> dict:
+        """The fields that say which operation a result record measured."""
+        return {
+            "kernel": self.kernel,
+            "impl": self.impl,
+            "dtype": self.dtype,
+            "out_dtype": self.out_dtype or self.dtype,
+            "direction": self.direction,
+            "variant": self.variant,
+            "layout": self.layout,
+            "shape": {k: (bool(v) if k == "causal" else int(v)) for k, v in self.shape.items()},
+            "flops": int(self.flops),
+            "bytes": int(self.bytes),
+        }
+
+    def check(self, device: torch.device | str, seed: int = 0) -> float:
+        """Run once on fresh random inputs and compare with the float64 reference.
+
+        Returns the relative Frobenius error; raises `CorrectnessError` above the tolerance.
+        """
+        device = torch.device(device)
+        inputs = self.make_inputs(device, seed)
+        output = self.run(*inputs)
+        err = float(self.error(inputs, output))
+        if not err <= self.tolerance:  # also catches NaN
+            raise CorrectnessError(
+                f"{self.name}: relative error {err:.3g} against the float64 reference exceeds "
+                f"the {self.dtype} tolerance {self.tolerance:g}"
+            )
+        return err

@@ -1,0 +1,69 @@
+"""Printing: aligned text tables for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Iterable, Sequence
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, NaN/inf to null, tuples to lists."""
+    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
+        try:
+            value = value.item()
+        except (ValueError, AttributeError):
+            pass
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(_plain(obj), indent=2, allow_nan=False)
+
+
+def print_json(obj: Any, file=None) -> None:
+    print(to_json(obj), file=file or sys.stdout)
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """Compact human formatting: 3 significant digits, SI-style exponents for big numbers."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, bool) or isinstance(value, str):
+        return str(value)
+    if isinstance(value, int) and abs(value) < 10**6:
+        return f"{value:,}"
+    value = float(value)
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e6:
+        return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
+    return f"{value:.{digits - 1}e}"
+
+
+def format_table(rows: Iterable[dict], columns: Sequence[tuple[str, str]]) -> str:
+    """Rows of dicts as an aligned table; ``columns`` is (key, header) pairs.
+    Numbers are right-aligned, text left-aligned."""
+    rows = list(rows)
+    cells = [[fmt_num(r.get(key)) if not isinstance(r.get(key), str) else r.get(key)
+              for key, _ in columns] for r in rows]
+    headers = [h for _, h in columns]
+    widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
+    numeric = [all(not isinstance(r.get(key), str) for r in rows) for key, _ in columns]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if num else v.ljust(w)
+                         for v, w, num in zip(values, widths, numeric)).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out += [line(c) for c in cells]
+    return "\n".join(out)
