@@ -1,0 +1,385 @@
+"""Triton flash attention: softmax(Q K^T * scale) V without ever holding the S x S scores.
+
+Forward (after Dao et al. 2022/2023 and Triton's ``python/tutorials/06-fused-attention.py``):
+each program owns BLOCK_M query rows of one head and streams the keys and values past them
+in BLOCK_N blocks, keeping a running row maximum ``m``, a running row sum ``l`` and an
+unnormalised float32 output (the *online softmax*): when a new block raises the maximum, what
+was accumulated so far is rescaled by ``exp(m_old - m_new)``. Exponentials are base 2 with
+``log2(e)`` folded into the score scale. Causal programs visit only the blocks at or left of
+their diagonal; blocks wholly below it run without masks, and only the diagonal block and the
+ragged end of the sequence (lengths that are not a multiple of the block) are masked.
+
+Grouped-query attention (Llama 3: 128 q heads share 8 kv heads) costs nothing extra: q head
+``h`` simply reads kv head ``h // (Hq // Hkv)``.
+
+FP8 (e4m3 or e5m2 q, k, v, each with a float32 tensor-wise dequantisation scale): Q K^T runs
+on FP8 tensor cores with the q and k scales folded into the softmax scale; the probabilities
+are cast to e4m3 for P V (as FlashAttention-3 does) after a 2^8 shift that keeps them in
+e4m3's normal range (the shift cancels in ``acc / l``); the v scale multiplies the result.
+
+Backward (BF16/FP16): the forward saves the base-2 log-sum-exp of every row, so the backward
+recomputes P block by block. One kernel owns a block of keys and accumulates dK and dV over
+all query blocks of every q head in its group (no atomics needed for GQA); a second owns a
+block of queries and accumulates dQ; a small first pass computes ``delta = rowsum(O * dO)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+HEAD_DIMS = (16, 32, 64, 128)
+FP8_TORCH_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2(e))
+# Probabilities are multiplied by 2^P_SHIFT before the e4m3 cast (FP8 only): P <= 1 would
+# otherwise put every probability under 2^-6 into e4m3's subnormals.
+P_SHIFT = 8.0
+
+
+def _fwd_configs() -> list:
+    """Forward tiles. One under the interpreter (timing NumPy would be meaningless); on a GPU,
+    Hopper-sized candidates (BLOCK_M of 128 fills two warpgroups of wgmma with 8 warps)."""
+    if triton.knobs.runtime.interpret:
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_stages=1, num_warps=4)]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_stages=s, num_warps=w)
+        for bm, bn, s, w in [(128, 128, 3, 8), (128, 64, 3, 8), (128, 64, 4, 4), (128, 128, 2, 8),
+                             (64, 64, 4, 4), (64, 32, 4, 4)]
+    ]
+
+
+def _fwd_prune(configs, named_args, **kwargs):
+    """Keep tiles whose registers fit the head dim (128-wide key blocks need d <= 128 anyway)
+    and that are no taller than the sequence."""
+    seq_q = named_args["SEQ_Q"]
+    fitting = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(seq_q))]
+    return fitting or configs[-1:]
+
+
+@triton.jit
+def _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_m, offs_n, start_n, seq_k, qk_scale,
+               stride_kn, stride_vn, MASKED: tl.constexpr, CAUSAL: tl.constexpr,
+               FP8: tl.constexpr, P_SHIFT: tl.constexpr):
+    """One step of the online softmax: scores of this key block, rescale, accumulate P V."""
+    cols = start_n + offs_n
+    if MASKED:
+        k = tl.load(k_ptrs + start_n * stride_kn, mask=cols[None, :] < seq_k, other=0.0)
+        v = tl.load(v_ptrs + start_n * stride_vn, mask=cols[:, None] < seq_k, other=0.0)
+    else:
+        k = tl.load(k_ptrs + start_n * stride_kn)
+        v = tl.load(v_ptrs + start_n * stride_vn)
+    qk = tl.dot(q, k) * qk_scale
+    if MASKED:
+        keep = cols[None, :] < seq_k
+        if CAUSAL:
+            keep = keep & (offs_m[:, None] >= cols[None, :])
+        qk = tl.where(keep, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    p = tl.math.exp2(qk - m_new[:, None] + P_SHIFT)
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None]
+    if FP8:
+        acc = tl.dot(p.to(tl.float8e4nv), v, acc)
+    else:
+        acc = tl.dot(p.to(v.dtype), v, acc)
+    return acc, l_i, m_new
+
+
+@triton.autotune(configs=_fwd_configs(), key=["SEQ_Q", "SEQ_K", "HEAD_DIM", "CAUSAL", "FP8"],
+                 prune_configs_by={"early_config_prune": _fwd_prune})
+@triton.jit
+def _attn_fwd(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, scales_ptr, sm_scale,
+              stride_qb, stride_qh, stride_qm, stride_qd,
+              stride_kb, stride_kh, stride_kn, stride_kd,
+              stride_vb, stride_vh, stride_vn, stride_vd,
+              stride_ob, stride_oh, stride_om, stride_od,
+              HEADS_Q, GROUP, SEQ_Q, SEQ_K,
+              HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr, FP8: tl.constexpr,
+              P_SHIFT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    start_m = tl.program_id(0) * BLOCK_M
+    off_bh = tl.program_id(1)
+    off_b = off_bh // HEADS_Q
+    off_h = off_bh % HEADS_Q
+    off_kv = off_h // GROUP  # grouped-query attention: this q head's kv head
+
+    offs_m = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q_ptrs = (q_ptr + off_b * stride_qb + off_h * stride_qh
+              + offs_m[:, None] * stride_qm + offs_d[None, :] * stride_qd)
+    # K is read transposed, (HEAD_DIM, BLOCK_N), so Q K^T is a plain dot.
+    k_ptrs = (k_ptr + off_b * stride_kb + off_kv * stride_kh
+              + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd)
+    v_ptrs = (v_ptr + off_b * stride_vb + off_kv * stride_vh
+              + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd)
+
+    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+    if FP8:
+        # Dequantisation scales of q and k multiply every score; v's multiplies the output.
+        qk_scale = qk_scale * tl.load(scales_ptr) * tl.load(scales_ptr + 1)
+    q = tl.load(q_ptrs, mask=offs_m[:, None] < SEQ_Q, other=0.0)
+    m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
+
+    # Key blocks [0, full) need no mask: inside the sequence and, if causal, wholly at or
+    # below the diagonal of every row of this block. [full, end) is masked.
+    if CAUSAL:
+        end = tl.minimum(start_m + BLOCK_M, SEQ_K)
+        full = tl.minimum(start_m, SEQ_K) // BLOCK_N * BLOCK_N
+    else:
+        end = SEQ_K
+        full = SEQ_K // BLOCK_N * BLOCK_N
+    for start_n in range(0, full, BLOCK_N):
+        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_m, offs_n, start_n,
+                                   SEQ_K, qk_scale, stride_kn, stride_vn, False, CAUSAL, FP8,
+                                   P_SHIFT)
+    for start_n in range(full, end, BLOCK_N):
+        acc, l_i, m_i = _fwd_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, offs_m, offs_n, start_n,
+                                   SEQ_K, qk_scale, stride_kn, stride_vn, True, CAUSAL, FP8,
+                                   P_SHIFT)
+
+    # Rows past SEQ_Q (and, causal with SEQ_Q > SEQ_K, rows that see no key) have l = 0;
+    # they are never stored, the guard only avoids 0/0.
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    out = acc / l_safe[:, None]
+    if FP8:
+        out = out * tl.load(scales_ptr + 2)
+    o_ptrs = (o_ptr + off_b * stride_ob + off_h * stride_oh
+              + offs_m[:, None] * stride_om + offs_d[None, :] * stride_od)
+    tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=offs_m[:, None] < SEQ_Q)
+    # Base-2 log-sum-exp of each row of scaled scores, for the backward.
+    tl.store(lse_ptr + off_bh * SEQ_Q + offs_m, m_i - P_SHIFT + tl.math.log2(l_safe),
+             mask=offs_m < SEQ_Q)
+
+
+@triton.jit
+def _bwd_preprocess(o_ptr, do_ptr, delta_ptr, SEQ_Q, HEAD_DIM: tl.constexpr,
+                    BLOCK_M: tl.constexpr):
+    """delta = rowsum(O * dO), the softmax-backward term shared by every key block.
+    O and dO are contiguous (B * Hq, SEQ_Q, HEAD_DIM) here."""
+    offs_m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    off_bh = tl.program_id(1)
+    offs_d = tl.arange(0, HEAD_DIM)
+    base = off_bh * SEQ_Q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
+    rows = offs_m[:, None] < SEQ_Q
+    o = tl.load(o_ptr + base, mask=rows, other=0.0).to(tl.float32)
+    do = tl.load(do_ptr + base, mask=rows, other=0.0).to(tl.float32)
+    tl.store(delta_ptr + off_bh * SEQ_Q + offs_m, tl.sum(o * do, axis=1), mask=offs_m < SEQ_Q)
+
+
+@triton.jit
+def _bwd_dkdv(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, sm_scale,
+              HEADS_Q, HEADS_KV, GROUP, SEQ_Q, SEQ_K,
+              HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr,
+              BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """dK and dV of one block of keys of one kv head, summed over the q heads of its group.
+    All tensors are contiguous (batch, heads, seq, head_dim)."""
+    start_n = tl.program_id(0) * BLOCK_N
+    off_bkv = tl.program_id(1)
+    off_b = off_bkv // HEADS_KV
+    off_kv = off_bkv % HEADS_KV
+
+    offs_n = start_n + tl.arange(0, BLOCK_N)
+    offs_m = tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    cols_ok = offs_n[:, None] < SEQ_K
+    kv_off = off_bkv * SEQ_K * HEAD_DIM + offs_n[:, None] * HEAD_DIM + offs_d[None, :]
+    k = tl.load(k_ptr + kv_off, mask=cols_ok, other=0.0)
+    v = tl.load(v_ptr + kv_off, mask=cols_ok, other=0.0)
+    dk = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+
+    # Causal: queries before this key block see none of it.
+    first = 0
+    if CAUSAL:
+        first = start_n // BLOCK_M * BLOCK_M
+    for h in range(0, GROUP):
+        off_bh = off_b * HEADS_Q + off_kv * GROUP + h
+        for start_m in range(first, SEQ_Q, BLOCK_M):
+            rows = start_m + offs_m
+            q_off = off_bh * SEQ_Q * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
+            rows_ok = rows[:, None] < SEQ_Q
+            q = tl.load(q_ptr + q_off, mask=rows_ok, other=0.0)
+            do = tl.load(do_ptr + q_off, mask=rows_ok, other=0.0)
+            lse = tl.load(lse_ptr + off_bh * SEQ_Q + rows, mask=rows < SEQ_Q, other=0.0)
+            delta = tl.load(delta_ptr + off_bh * SEQ_Q + rows, mask=rows < SEQ_Q, other=0.0)
+            # Transposed scores, (BLOCK_N, BLOCK_M): keys along rows, queries along columns.
+            qk_t = tl.dot(k, tl.trans(q)) * qk_scale
+            keep = cols_ok & (rows[None, :] < SEQ_Q)
+            if CAUSAL:
+                keep = keep & (rows[None, :] >= offs_n[:, None])
+            p_t = tl.where(keep, tl.math.exp2(qk_t - lse[None, :]), 0.0)
+            dv += tl.dot(p_t.to(do.dtype), do)
+            dp_t = tl.dot(v, tl.trans(do))
+            ds_t = p_t * (dp_t - delta[None, :])
+            dk += tl.dot(ds_t.to(q.dtype), q)
+
+    tl.store(dk_ptr + kv_off, (dk * sm_scale).to(dk_ptr.dtype.element_ty), mask=cols_ok)
+    tl.store(dv_ptr + kv_off, dv.to(dv_ptr.dtype.element_ty), mask=cols_ok)
+
+
+@triton.jit
+def _bwd_dq(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, sm_scale,
+            HEADS_Q, GROUP, SEQ_Q, SEQ_K,
+            HEAD_DIM: tl.constexpr, CAUSAL: tl.constexpr,
+            BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """dQ of one block of queries of one q head. Contiguous (batch, heads, seq, head_dim)."""
+    start_m = tl.program_id(0) * BLOCK_M
+    off_bh = tl.program_id(1)
+    off_b = off_bh // HEADS_Q
+    off_bkv = off_b * (HEADS_Q // GROUP) + (off_bh % HEADS_Q) // GROUP
+
+    rows = start_m + tl.arange(0, BLOCK_M)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, HEAD_DIM)
+    rows_ok = rows[:, None] < SEQ_Q
+    q_off = off_bh * SEQ_Q * HEAD_DIM + rows[:, None] * HEAD_DIM + offs_d[None, :]
+    q = tl.load(q_ptr + q_off, mask=rows_ok, other=0.0)
+    do = tl.load(do_ptr + q_off, mask=rows_ok, other=0.0)
+    lse = tl.load(lse_ptr + off_bh * SEQ_Q + rows, mask=rows < SEQ_Q, other=0.0)
+    delta = tl.load(delta_ptr + off_bh * SEQ_Q + rows, mask=rows < SEQ_Q, other=0.0)
+    dq = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
+    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+
+    end = SEQ_K
+    if CAUSAL:
+        end = tl.minimum(start_m + BLOCK_M, SEQ_K)
+    for start_n in range(0, end, BLOCK_N):
+        cols = start_n + offs_n
+        kv_off = off_bkv * SEQ_K * HEAD_DIM + cols[None, :] * HEAD_DIM + offs_d[:, None]
+        cols_ok = cols[None, :] < SEQ_K
+        k_t = tl.load(k_ptr + kv_off, mask=cols_ok, other=0.0)  # (HEAD_DIM, BLOCK_N)
+        v_t = tl.load(v_ptr + kv_off, mask=cols_ok, other=0.0)
+        qk = tl.dot(q, k_t) * qk_scale
+        keep = cols_ok & rows_ok
+        if CAUSAL:
+            keep = keep & (rows[:, None] >= cols[None, :])
+        p = tl.where(keep, tl.math.exp2(qk - lse[:, None]), 0.0)
+        dp = tl.dot(do, v_t)
+        ds = p * (dp - delta[:, None])
+        dq += tl.dot(ds.to(k_t.dtype), tl.trans(k_t))
+
+    tl.store(dq_ptr + q_off, (dq * sm_scale).to(dq_ptr.dtype.element_ty), mask=rows_ok)
+
+
+def _bwd_blocks() -> tuple[int, int, int, int, int]:
+    """(BLOCK_M, BLOCK_N) of the dK/dV kernel, then of the dQ kernel; num_warps."""
+    if triton.knobs.runtime.interpret:
+        return 16, 32, 32, 16, 4
+    return 64, 128, 128, 64, 8
+
+
+def _check_qkv(q, k, v):
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("q, k, v must be (batch, heads, seq, head_dim), got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    batch, heads_q, _, head_dim = q.shape
+    if k.shape != v.shape or k.shape[0] != batch or k.shape[3] != head_dim:
+        raise ValueError(f"k and v must be (batch={batch}, heads_kv, seq_k, head_dim={head_dim}), "
+                         f"got {tuple(k.shape)} and {tuple(v.shape)}")
+    if heads_q % k.shape[1]:
+        raise ValueError(f"q heads ({heads_q}) must be a multiple of kv heads ({k.shape[1]})")
+    if head_dim not in HEAD_DIMS:
+        raise ValueError(f"head_dim {head_dim} not supported; supported: {HEAD_DIMS}")
+    if q.shape[2] == 0 or k.shape[2] == 0:
+        raise ValueError(f"empty sequence: q {tuple(q.shape)}, k {tuple(k.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v dtypes differ: {q.dtype}, {k.dtype}, {v.dtype}")
+
+
+def attention_forward(q, k, v, causal: bool, sm_scale: float, scales=None, out_dtype=None):
+    """Launch the forward; returns (out, lse). ``scales`` is a float32 (3,) tensor of the q, k,
+    v dequantisation scales for FP8 inputs, else None."""
+    batch, heads_q, seq_q, head_dim = q.shape
+    heads_kv, seq_k = k.shape[1], k.shape[2]
+    fp8 = q.dtype in FP8_TORCH_DTYPES
+    out = torch.empty(q.shape, device=q.device, dtype=out_dtype or q.dtype)
+    lse = torch.empty(batch * heads_q, seq_q, device=q.device, dtype=torch.float32)
+    scales = lse if scales is None else scales  # never read without FP8
+
+    def grid(meta):
+        return (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads_q)
+
+    _attn_fwd[grid](q, k, v, out, lse, scales, sm_scale,
+                    *q.stride(), *k.stride(), *v.stride(), *out.stride(),
+                    heads_q, heads_q // heads_kv, seq_q, seq_k,
+                    HEAD_DIM=head_dim, CAUSAL=bool(causal), FP8=fp8,
+                    P_SHIFT=P_SHIFT if fp8 else 0.0)
+    return out, lse
+
+
+def attention_backward(q, k, v, out, lse, do, causal: bool, sm_scale: float):
+    """Launch the three backward kernels; returns (dq, dk, dv)."""
+    q, k, v, out, do = (t.contiguous() for t in (q, k, v, out, do))
+    batch, heads_q, seq_q, head_dim = q.shape
+    heads_kv, seq_k = k.shape[1], k.shape[2]
+    group = heads_q // heads_kv
+    bm1, bn1, bm2, bn2, warps = _bwd_blocks()
+    delta = torch.empty_like(lse)
+    _bwd_preprocess[(triton.cdiv(seq_q, 64), batch * heads_q)](out, do, delta, seq_q,
+                                                                HEAD_DIM=head_dim, BLOCK_M=64)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    _bwd_dkdv[(triton.cdiv(seq_k, bn1), batch * heads_kv)](
+        q, k, v, do, lse, delta, dk, dv, sm_scale, heads_q, heads_kv, group, seq_q, seq_k,
+        HEAD_DIM=head_dim, CAUSAL=bool(causal), BLOCK_M=bm1, BLOCK_N=bn1, num_warps=warps,
+        num_stages=2)
+    _bwd_dq[(triton.cdiv(seq_q, bm2), batch * heads_q)](
+        q, k, v, do, lse, delta, dq, sm_scale, heads_q, group, seq_q, seq_k,
+        HEAD_DIM=head_dim, CAUSAL=bool(causal), BLOCK_M=bm2, BLOCK_N=bn2, num_warps=warps,
+        num_stages=2)
+    return dq, dk, dv
+
+
+class FlashAttention(torch.autograd.Function):
+    """Flash attention as an autograd function: the backward reuses the forward's
+    log-sum-exp instead of storing the S x S probabilities."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, causal, sm_scale):
+        out, lse = attention_forward(q, k, v, causal, sm_scale)
+        ctx.save_for_backward(q, k, v, out, lse)
+        ctx.causal, ctx.sm_scale = causal, sm_scale
+        return out
+
+    @staticmethod
+    def backward(ctx, do):
+        q, k, v, out, lse = ctx.saved_tensors
+        dq, dk, dv = attention_backward(q, k, v, out, lse, do, ctx.causal, ctx.sm_scale)
+        return dq, dk, dv, None, None
+
+
+def triton_attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None,
+                     q_scale=None, k_scale=None, v_scale=None, out_dtype=None):
+    """softmax(Q K^T * sm_scale [+ causal mask]) V, flash-attention style.
+
+    q: (batch, heads_q, seq_q, head_dim); k, v: (batch, heads_kv, seq_k, head_dim), with
+    heads_q a multiple of heads_kv (grouped-query attention). head_dim 16-128 (a power of
+    two); any sequence lengths. The causal mask is aligned at the top left (query i sees keys
+    0..i), as in ``scaled_dot_product_attention``. ``sm_scale`` defaults to 1/sqrt(head_dim).
+
+    BF16/FP16 inputs: differentiable (backward in Triton). FP8 inputs (float8_e4m3fn or
+    float8_e5m2): forward only, with optional float32 tensor-wise dequantisation scales
+    ``q_scale``, ``k_scale``, ``v_scale`` (default 1); the output is BF16 unless
+    ``out_dtype`` says otherwise.
+    """
+    _check_qkv(q, k, v)
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(q.shape[-1])
+    if q.dtype in FP8_TORCH_DTYPES:
+        if any(t.requires_grad for t in (q, k, v)):
+            raise ValueError("FP8 attention is forward-only; the backward takes bf16/fp16")
+        ones = torch.ones((), device=q.device, dtype=torch.float32)
+        scales = torch.stack([(ones if s is None else s.to(torch.float32)).reshape(())
+                              for s in (q_scale, k_scale, v_scale)])
+        return attention_forward(q, k, v, causal, sm_scale, scales, out_dtype or torch.bfloat16)[0]
+    if q.dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"triton_attention takes bf16, fp16 or fp8 inputs, got {q.dtype}")
+    if any(s is not None for s in (q_scale, k_scale, v_scale)) or out_dtype not in (None, q.dtype):
+        raise ValueError("scales and out_dtype apply to FP8 inputs only")
+    return FlashAttention.apply(q, k, v, bool(causal), float(sm_scale))
