@@ -1,9 +1,281 @@
-"""The `pytest --benchmark` plugin (registered through the ``pytest11`` entry point)."""
+"""The `pytest --benchmark` plugin (registered through the ``pytest11`` entry point, so the
+option exists wherever flopcast is installed).
+
+Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and plain ``pytest``
+runs the unit tests. With it, only the benchmark cases run, on the best device present (CUDA,
+else the CPU), through pytest-benchmark with a device-synchronising timer; each finished case
+prints a progress line; and at the end one results file is written into ``--results-dir``
+(schema: results/README.md), and uploaded with ``--upload URL``.
+"""
 
 from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BENCH_PREFIX = "bench_"
+SOURCE = "pytest --benchmark"
+# The pytest config, for hooks that are not handed it (the progress line).
+_CONFIG: dict = {}
 
 
 def pytest_addoption(parser):
     group = parser.getgroup("flopcast", "flopcast benchmarks")
-    group.addoption("--benchmark", action="store_true", default=False,
-                    help="run flopcast's benchmark cases (bench/) on the best device present")
+    group.addoption("--benchmark", action="store_true", default=False, dest="flopcast_benchmark",
+                    help="run flopcast's benchmark cases (bench/bench_*.py) on the best device present "
+                         "and write a results file; without it they are skipped")
+    group.addoption("--sweep", choices=("quick", "full"), default="quick", dest="flopcast_sweep",
+                    help="shapes to measure: quick (a few sizes, minutes on a CPU) or full "
+                         "(GPU sizes: GEMM 1024..16384 and Llama 3 shapes, attention 1k..16k)")
+    group.addoption("--results-dir", default="results", dest="flopcast_results_dir",
+                    help="folder for the run's results file (default: results/)")
+    group.addoption("--power-window", type=float, default=None, dest="flopcast_power_window",
+                    metavar="SECONDS",
+                    help="length of each case's steady power window (default 5 on GPU, 0.5 on CPU; "
+                         "0 disables power measurement)")
+    group.addoption("--cooldown", type=float, default=0.0, dest="flopcast_cooldown",
+                    metavar="SECONDS", help="pause between cases so the device cools (default 0)")
+    group.addoption("--device", default=None, dest="flopcast_device",
+                    help="run on this torch device instead of the best one present (e.g. cpu)")
+    group.addoption("--upload", default=None, dest="flopcast_upload", metavar="URL",
+                    help="after writing the results file, upload it to this results database "
+                         "(sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
+
+
+def _is_bench_item(item) -> bool:
+    return Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
+
+
+def pytest_configure(config):
+    config._flopcast = None
+    _CONFIG["config"] = config
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Benchmark cases run only with --benchmark; with it, only they run."""
+    if not config.getoption("flopcast_benchmark"):
+        skip = pytest.mark.skip(reason="flopcast benchmark case: run with `pytest --benchmark`")
+        for item in items:
+            if _is_bench_item(item):
+                item.add_marker(skip)
+        return
+    keep = [item for item in items if _is_bench_item(item)]
+    dropped = [item for item in items if not _is_bench_item(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    config._flopcast_total = len(keep)
+
+
+@dataclass
+class BenchSession:
+    """What every case of a benchmark run shares."""
+
+    device: object
+    device_name: str
+    telemetry: object
+    machine: dict
+    power_window_s: float
+    cooldown_s: float
+
+
+@pytest.fixture(scope="session")
+def flopcast_session(request):
+    """Opens the device and its telemetry once per run."""
+    config = request.config
+    if not config.getoption("flopcast_benchmark"):
+        pytest.skip("flopcast benchmark case: run with `pytest --benchmark`")
+    import torch
+
+    from bench.device import best_device, device_name, machine_info
+    from bench.telemetry import open_telemetry
+
+    requested = config.getoption("flopcast_device")
+    device = torch.device(requested) if requested else best_device()
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    window = config.getoption("flopcast_power_window")
+    if window is None:
+        window = 5.0 if device.type == "cuda" else 0.5
+    telemetry = open_telemetry(device)
+    session = BenchSession(device=device, device_name=device_name(device), telemetry=telemetry,
+                           machine=machine_info(device), power_window_s=window,
+                           cooldown_s=config.getoption("flopcast_cooldown"))
+    config._flopcast = session
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line(
+            f"flopcast: benchmarking on {device} ({session.device_name}); telemetry: "
+            f"{telemetry.backend}; power window {window:g} s; sweep "
+            f"{config.getoption('flopcast_sweep')}")
+    yield session
+    telemetry.close()
+
+
+# -- progress --------------------------------------------------------------------------------
+
+
+def pytest_runtest_logreport(report):
+    """One line per finished case: what it measured and how long the rest will take."""
+    if report.when != "call" and not (report.when == "setup" and report.skipped):
+        return
+    config = _CONFIG.get("config")
+    if config is None or not config.getoption("flopcast_benchmark"):
+        return
+    state = _CONFIG.setdefault("progress", {"done": 0, "start": time.monotonic()})
+    state["done"] += 1
+    total = getattr(config, "_flopcast_total", 0) or state["done"]
+    elapsed = time.monotonic() - state["start"]
+    left = elapsed / state["done"] * (total - state["done"])
+    name = report.nodeid.split("[", 1)[-1].rstrip("]")
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
+        what = f"skipped: {reason.removeprefix('Skipped: ')}"
+    elif report.failed:
+        what = "FAILED"
+    else:
+        fields = dict(report.user_properties).get("flopcast", {})
+        what = _summary(fields)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.ensure_newline()
+        reporter.write_line(f"[{state['done']}/{total}] {name}: {what}  "
+                            f"({_clock(elapsed)} elapsed, ~{_clock(left)} left)")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
+        else f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _summary(fields: dict) -> str:
+    if not fields:
+        return "done"
+    parts = []
+    if fields.get("tflops") is not None:
+        parts.append(f"{fields['tflops']:.3g} TFLOP/s")
+    if fields.get("time_s") is not None:
+        parts.append(f"{fields['time_s'] * 1e3:.3g} ms")
+    if fields.get("avg_power_w") is not None:
+        parts.append(f"{fields['avg_power_w']:.0f} W")
+    return ", ".join(parts) or "done"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Copy the case's record fields (with its median time) onto the report for the progress
+    line (reports cross process boundaries; fixtures do not)."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not _is_bench_item(item):
+        return
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    if fixture is None or fixture.stats is None:
+        return
+    fields = dict(fixture.extra_info.get("flopcast", {}))
+    fields["time_s"] = fixture.stats.stats.median
+    report.user_properties.append(("flopcast", fields))
+
+
+def pytest_sessionstart(session):
+    _CONFIG.pop("progress", None)
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[dict]:
+    """One flopcast record per successful pytest-benchmark measurement that a case described
+    with ``benchmark.extra_info["flopcast"]``."""
+    records = []
+    for fixture in benchmarks:
+        fields = fixture.extra_info.get("flopcast") if hasattr(fixture, "extra_info") else None
+        if not fields or fixture.has_error or fixture.stats is None:
+            continue
+        stats = fixture.stats.stats
+        record = {"name": fields.get("name") or fixture.name, "test": fixture.fullname, **fields}
+        record.setdefault("device", device_type)
+        record.update({
+            "time_s": stats.median,
+            "time_s_min": stats.min,
+            "time_s_mean": stats.mean,
+            "time_s_stddev": stats.stddev,
+            "time_s_iqr": stats.iqr,
+            "rounds": stats.rounds,
+            "iterations": fixture.stats.iterations,
+        })
+        flops, nbytes = record.get("flops") or 0, record.get("bytes") or 0
+        record["tflops"] = flops / stats.median / 1e12 if flops and stats.median > 0 else None
+        record["gbps"] = nbytes / stats.median / 1e9 if nbytes and stats.median > 0 else None
+        records.append(record)
+    return records
+
+
+def _section(config) -> dict | None:
+    """The run's flopcast section, built once so every file written for the run (results/,
+    --benchmark-json, --benchmark-save) carries the same run id."""
+    if getattr(config, "_flopcast_section", None) is not None:
+        return config._flopcast_section
+    session = config._flopcast
+    bs = getattr(config, "_benchmarksession", None)
+    if session is None or bs is None:
+        return None
+    from bench.records import flopcast_section
+
+    records = records_from_benchmarks(bs.benchmarks, session.device.type)
+    if not records:
+        return None
+    config._flopcast_section = flopcast_section(
+        records, session.machine, source=SOURCE, sweep=config.getoption("flopcast_sweep"))
+    return config._flopcast_section
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    section = _section(config)
+    if section is not None:
+        output_json["flopcast"] = section
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not config.getoption("flopcast_benchmark"):
+        return
+    section = _section(config)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(line, **markup):
+        if reporter:
+            reporter.write_line(line, **markup)
+
+    if section is None:
+        say("flopcast: no benchmark case produced a measurement; no results file written", yellow=True)
+        return
+    from bench.records import write_section
+
+    bs = config._benchmarksession
+    document = config.hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=bs.benchmarks, include_data=False,
+        machine_info=bs.get_machine_info(),
+        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
+    path = write_section(section, config.getoption("flopcast_results_dir"), document)
+    say(f"flopcast: {len(section['records'])} records written to {path}", green=True)
+    url = config.getoption("flopcast_upload")
+    if url:
+        _upload(path, url, say)
+
+
+def _upload(path: Path, url: str, say) -> None:
+    """Upload the run's file; a failure warns and leaves the file for `flopcast upload`."""
+    try:
+        from scaling.store import upload_files
+
+        report = upload_files([path], url)
+        say(f"flopcast: upload: {report.summary()}", green=True)
+    except Exception as exc:  # never lose the run over an upload
+        say(f"flopcast: upload to the results database failed ({exc}); the results are safe "
+            f"in {path}: upload later with `flopcast upload {path} --to URL`", yellow=True)

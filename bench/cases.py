@@ -1,0 +1,73 @@
+"""Running one kernel spec as a benchmark case: check, time, measure power, describe.
+
+The order matters. A case is checked against its float64 reference on fresh random data
+first; a wrong result fails the case and is never recorded. Timing then runs on other fresh
+random data (never zeros, which some hardware multiplies faster), and power is measured over a
+separate steady window of back-to-back calls, because energy counters update only every
+~100 ms and a latency measurement is far too short for them.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+
+import pytest
+import torch
+
+from bench.power import null_power_fields, power_fields
+from bench.timing import benchmark_call, synchronize
+from kernels.spec import KernelSpec
+
+
+def case_seed(name: str) -> int:
+    """A stable per-case seed, so reruns check and time the same data."""
+    return zlib.crc32(name.encode())
+
+
+def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
+    """Check, time and power-measure ``spec`` on ``session.device``; returns the record's
+    fields (also attached to ``benchmark.extra_info``)."""
+    device = session.device
+    reason = spec.unavailable(device)
+    if reason:
+        pytest.skip(reason)
+    seed = case_seed(spec.name)
+    try:
+        rel_error = spec.check(device, seed=seed)
+        inputs = spec.make_inputs(device, seed + 1)
+    except torch.cuda.OutOfMemoryError:
+        pytest.skip(f"{spec.name} does not fit in the memory of {session.device_name}")
+
+    def call():
+        spec.run(*inputs)
+
+    def sync():
+        synchronize(device)
+
+    timing = benchmark_call(benchmark, call, device, sync=sync)
+    if session.power_window_s > 0:
+        power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
+    else:
+        power = null_power_fields(session.telemetry.backend, "power window disabled (--power-window 0)")
+    fields = {
+        **spec.identity(),
+        "name": spec.name,
+        "device": device.type,
+        "device_name": session.device_name,
+        "tflops": spec.flops / timing.time_s / 1e12 if spec.flops else None,
+        "gbps": spec.bytes / timing.time_s / 1e9,
+        "rel_error": rel_error,
+        "tolerance": spec.tolerance,
+        "label": label,
+        **power,
+    }
+    # pytest-benchmark users see the headline figures in extra_info; flopcast's record keeps all.
+    benchmark.extra_info.update({k: fields[k] for k in (
+        "kernel", "impl", "dtype", "direction", "variant", "layout", "shape", "flops", "bytes",
+        "tflops", "gbps", "device", "device_name", "rel_error", "avg_power_w", "energy_j")})
+    benchmark.extra_info["flopcast"] = fields
+    del inputs
+    if session.cooldown_s > 0:
+        time.sleep(session.cooldown_s)
+    return fields

@@ -1,0 +1,96 @@
+"""Writing results files (schema: results/README.md).
+
+A results file is written atomically: the JSON goes to a temporary file in the target folder,
+is flushed and fsynced, and is renamed over the final name (an atomic step on POSIX and
+Windows). A crash at any moment leaves either no file or the whole file, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such values become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def flopcast_section(records: list[dict], machine: dict, *, source: str, sweep: str | None,
+                     run_id: str | None = None, created_utc: str | None = None) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": run_id or uuid.uuid4().hex,
+        "created_utc": created_utc or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "sweep": sweep,
+        "machine": machine,
+        "records": records,
+    }
+
+
+def results_filename(section: dict) -> str:
+    stamp = section["created_utc"].replace("+00:00", "Z").replace(":", "").replace("-", "")
+    host = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(section["machine"].get("hostname") or "host"))
+    return f"flopcast-{stamp}-{host}-{section['run_id'][:8]}.json"
+
+
+def write_results(records: list[dict], machine: dict, results_dir, *, source: str,
+                  sweep: str | None, benchmark_json: dict | None = None) -> Path:
+    """Write one results file into ``results_dir`` and return its path.
+
+    ``benchmark_json`` is pytest-benchmark's own JSON for the run (when there is one); the
+    flopcast section is added beside its keys, so pytest-benchmark's tools still read the file.
+    """
+    section = flopcast_section(records, machine, source=source, sweep=sweep)
+    return write_section(section, results_dir, benchmark_json)
+
+
+def write_section(section: dict, results_dir, benchmark_json: dict | None = None) -> Path:
+    """Write an already built flopcast section (with pytest-benchmark's JSON, if any)."""
+    document = dict(benchmark_json or {"machine_info": {}, "commit_info": {}, "benchmarks": []})
+    document["flopcast"] = section
+    path = Path(results_dir) / results_filename(section)
+    text = json.dumps(_finite(document), indent=1, allow_nan=False, default=str)
+    atomic_write_text(path, text + "\n")
+    return path

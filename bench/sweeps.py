@@ -1,0 +1,103 @@
+"""The shapes the benchmark suite measures.
+
+``quick`` is a handful of sizes per kernel that finishes in a few minutes on a 2-core CPU.
+``full`` is what a GPU user wants: square GEMMs 1024..16384, the GEMMs of Llama 3 layers under
+tensor parallelism, and attention at 1k..16k context with Llama 3's head layout.
+
+Llama 3 dimensions (Llama 3 paper, arXiv 2407.21783, Table 3):
+8B: d_model 4096, d_ffn 14336, 32 q heads, 8 kv heads; 70B: 8192, 28672, 64, 8;
+405B: 16384, 53248, 128, 8; head_dim 128. Llama 3 trained with tensor parallelism of 8
+within a node, so each GPU holds 1/8 of every projection: the shapes below are per GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LLAMA3 = {
+    "8b": {"d_model": 4096, "d_ffn": 14336, "heads_q": 32, "heads_kv": 8},
+    "70b": {"d_model": 8192, "d_ffn": 28672, "heads_q": 64, "heads_kv": 8},
+    "405b": {"d_model": 16384, "d_ffn": 53248, "heads_q": 128, "heads_kv": 8},
+}
+TENSOR_PARALLEL = 8
+TOKENS_PER_MICROBATCH = 8192  # one 8k-token sequence, Llama 3's pre-training context
+HEAD_DIM = 128
+
+SWEEPS = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One problem of the sweep: a kernel family and the builder's arguments."""
+
+    kernel: str
+    kwargs: dict = field(hash=False)
+    label: str = ""  # e.g. "llama3-405b ffn-up" for shapes taken from a model
+
+
+def llama_gemms(tokens: int = TOKENS_PER_MICROBATCH, tp: int = TENSOR_PARALLEL) -> list[tuple]:
+    """(m, n, k, label) per Llama 3 model: the fused QKV projection (N = 3 d_model / tp, as a
+    dense-attention model would have it), the MLP up projection (N = d_ffn / tp) and the MLP
+    down projection (K = d_ffn / tp)."""
+    shapes = []
+    for name, dims in LLAMA3.items():
+        d, f = dims["d_model"], dims["d_ffn"]
+        shapes.append((tokens, 3 * d // tp, d, f"llama3-{name} qkv"))
+        shapes.append((tokens, f // tp, d, f"llama3-{name} ffn-up"))
+        shapes.append((tokens, d, f // tp, f"llama3-{name} ffn-down"))
+    return shapes
+
+
+def _gemm_cases(sizes, llama: bool) -> list[Case]:
+    shapes = [(s, s, s, "") for s in sizes] + (llama_gemms() if llama else [])
+    cases = []
+    for m, n, k, label in shapes:
+        cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "bf16"}, label))
+        for scaling in ("tensorwise", "rowwise"):
+            cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "fp8_e4m3",
+                                       "variant": scaling}, label))
+    return cases
+
+
+def _attention_cases(shapes, directions=("fwd", "bwd"), fp8=True) -> list[Case]:
+    cases = []
+    for batch, heads_q, heads_kv, seq, head_dim, causal, label in shapes:
+        base = {"batch": batch, "heads_q": heads_q, "heads_kv": heads_kv, "seq": seq,
+                "head_dim": head_dim, "causal": causal}
+        for direction in directions:
+            cases.append(Case("attention", {**base, "dtype": "bf16", "direction": direction}, label))
+        if fp8:
+            cases.append(Case("attention", {**base, "dtype": "fp8_e4m3", "direction": "fwd"}, label))
+    return cases
+
+
+def quick() -> list[Case]:
+    gemm = _gemm_cases([256, 512, 1024], llama=False)
+    attention = _attention_cases([
+        (1, 8, 8, 256, 64, False, ""),
+        (1, 8, 8, 512, 64, True, ""),
+        (1, 16, 2, 1024, 128, True, "grouped-query"),
+    ])
+    return gemm + attention
+
+
+def full() -> list[Case]:
+    gemm = _gemm_cases([1024, 2048, 4096, 8192, 16384], llama=True)
+    # Llama 3 405B per GPU under TP 8: 16 q heads and 1 kv head, 16k tokens per micro-batch.
+    heads_q = LLAMA3["405b"]["heads_q"] // TENSOR_PARALLEL
+    heads_kv = max(1, LLAMA3["405b"]["heads_kv"] // TENSOR_PARALLEL)
+    shapes = []
+    for seq in (1024, 2048, 4096, 8192, 16384):
+        batch = max(1, 16384 // seq)
+        shapes.append((batch, heads_q, heads_kv, seq, HEAD_DIM, True, "llama3-405b tp8"))
+        shapes.append((batch, heads_q, heads_q, seq, HEAD_DIM, False, ""))
+    shapes.append((16384 // 4096, 16, 16, 4096, 64, True, "head_dim 64"))
+    return gemm + _attention_cases(shapes)
+
+
+def sweep(name: str) -> list[Case]:
+    if name == "quick":
+        return quick()
+    if name == "full":
+        return full()
+    raise ValueError(f"unknown sweep '{name}'; known: {', '.join(SWEEPS)}")

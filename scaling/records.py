@@ -1,0 +1,246 @@
+"""Loading results files into one tidy DataFrame, validating as it goes.
+
+Schema: results/README.md. One row per record, units in column names. Every problem names the
+file and the field: a truncated or non-JSON file, a file without a flopcast section, a schema
+version this flopcast does not read, a missing or mistyped field, a negative or NaN time. The
+same run (same ``run_id``) found in several files is counted once and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from scaling.errors import ResultsFileError
+
+SCHEMA_VERSIONS = (1,)
+
+# The implementation every other one of a family is compared with (speedup_vs_baseline).
+BASELINE_IMPL = {"gemm": "torch", "attention": "torch"}
+
+RUN_COLUMNS = ["run_id", "file", "created_utc", "source", "sweep", "hostname",
+               "flopcast_version", "torch_version", "triton_version", "cuda_version",
+               "driver_version"]
+RECORD_COLUMNS = [
+    "name", "test", "label", "kernel", "impl", "dtype", "out_dtype", "direction", "variant",
+    "layout", "shape", "flops", "bytes", "device", "device_name",
+    "time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr", "rounds", "iterations",
+    "tflops", "gbps", "rel_error", "tolerance",
+    "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
+    "tflops_per_w", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
+    "throttle_reasons", "power_missing_reason",
+]
+TEXT_FIELDS = ("name", "kernel", "impl", "dtype", "device")
+TIME_FIELDS = ("time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr")
+# Only these key groups make the rows of one table; the loader keeps other record fields too.
+KEY_DEFAULTS = {"out_dtype": None, "direction": "fwd", "variant": "", "layout": "", "label": ""}
+
+
+class ResultsWarning(UserWarning):
+    """A results file was skipped, or a run was found twice."""
+
+
+def results_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files to load: files as given, directories expanded to their ``*.json`` (recursively),
+    in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*.json") if p.is_file())
+        elif path.exists():
+            found.append(path)
+        else:
+            raise ResultsFileError(path, "no such file or directory")
+    return found
+
+
+def _reject_constant(token: str):
+    raise ValueError(f"{token} is not valid JSON")
+
+
+def read_section(path: Path) -> dict:
+    """The validated flopcast section of one results file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsFileError(path, f"cannot read: {exc}") from None
+    if not text.strip():
+        raise ResultsFileError(path, "empty file (interrupted write?)")
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise ResultsFileError(path, f"not valid JSON (truncated or corrupted?): {exc}") from None
+    if not isinstance(document, dict) or "flopcast" not in document:
+        raise ResultsFileError(path, "no 'flopcast' section: not a flopcast results file "
+                                     "(write one with `pytest --benchmark`)", field="flopcast")
+    section = document["flopcast"]
+    if not isinstance(section, dict):
+        raise ResultsFileError(path, "must be an object", field="flopcast")
+    version = section.get("schema_version")
+    if version not in SCHEMA_VERSIONS:
+        raise ResultsFileError(
+            path, f"schema version {version!r} is not one this flopcast reads "
+                  f"({', '.join(map(str, SCHEMA_VERSIONS))}); upgrade flopcast to load it",
+            field="flopcast.schema_version")
+    for key, kind in (("run_id", str), ("created_utc", str), ("machine", dict), ("records", list)):
+        if not isinstance(section.get(key), kind):
+            problem = "missing" if key not in section else f"must be {kind.__name__}"
+            raise ResultsFileError(path, problem, field=f"flopcast.{key}")
+    for i, record in enumerate(section["records"]):
+        _validate_record(path, i, record)
+    return section
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _validate_record(path: Path, i: int, record) -> None:
+    where = f"flopcast.records[{i}]"
+    if not isinstance(record, dict):
+        raise ResultsFileError(path, "must be an object", field=where)
+    for key in TEXT_FIELDS:
+        if not isinstance(record.get(key), str) or not record[key]:
+            raise ResultsFileError(path, "missing or not a non-empty string", field=f"{where}.{key}")
+    if not isinstance(record.get("shape"), dict):
+        raise ResultsFileError(path, "missing or not an object", field=f"{where}.shape")
+    for key in ("flops", "bytes"):
+        value = record.get(key)
+        if not _number(value) or not value >= 0:
+            raise ResultsFileError(path, f"must be a non-negative number, got {value!r}",
+                                   field=f"{where}.{key}")
+    for key in TIME_FIELDS:
+        if key not in record and key != "time_s":
+            continue
+        value = record.get(key)
+        if key != "time_s" and value is None:
+            continue
+        if not _number(value) or not math.isfinite(value) or value < 0 or (key == "time_s" and value == 0):
+            raise ResultsFileError(path, f"must be a positive finite number of seconds, got {value!r}",
+                                   field=f"{where}.{key}")
+
+
+def shape_str(shape: dict) -> str:
+    """``{"m": 8, "n": 16, "k": 32}`` -> ``8x16x32``; a causal flag becomes a ``-causal``
+    suffix."""
+    dims = "x".join(str(v) for k, v in shape.items() if k != "causal")
+    return dims + ("-causal" if shape.get("causal") else "")
+
+
+def _cell(value):
+    """Lists and objects become text, so every cell is a scalar (and storable in a database)."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _rows(path: Path, section: dict) -> list[dict]:
+    machine = section["machine"]
+    run = {
+        "run_id": section["run_id"],
+        "file": str(path),
+        "created_utc": section["created_utc"],
+        "source": section.get("source"),
+        "sweep": section.get("sweep"),
+        "hostname": machine.get("hostname"),
+        "flopcast_version": machine.get("flopcast"),
+        "torch_version": machine.get("torch"),
+        "triton_version": machine.get("triton"),
+        "cuda_version": machine.get("cuda"),
+        "driver_version": machine.get("driver"),
+    }
+    rows = []
+    for record in section["records"]:
+        row = dict(run)
+        row["telemetry_backend"] = machine.get("telemetry_backend")
+        row.update(KEY_DEFAULTS)
+        row.update({k: _cell(v) for k, v in record.items() if k != "shape"})
+        row["out_dtype"] = row["out_dtype"] or row["dtype"]
+        row["shape"] = shape_str(record["shape"])
+        for dim, value in record["shape"].items():
+            row[f"shape_{dim}"] = value
+        rows.append(row)
+    return rows
+
+
+def load_results(paths: Iterable[str | Path] | str | Path, *, skip_invalid: bool = False) -> pd.DataFrame:
+    """Load results files (or directories of them) into one tidy DataFrame.
+
+    An invalid file raises `ResultsFileError`; with ``skip_invalid`` it is skipped with a
+    `ResultsWarning` instead. ``df.attrs`` lists the ``skipped`` files and the ``duplicates``.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    files = results_files(paths)
+    rows: list[dict] = []
+    seen: dict[str, Path] = {}
+    skipped, duplicates = [], []
+    for path in files:
+        try:
+            section = read_section(path)
+        except ResultsFileError as exc:
+            if not skip_invalid:
+                raise
+            warnings.warn(f"skipped {exc}", ResultsWarning, stacklevel=2)
+            skipped.append(str(path))
+            continue
+        run_id = section["run_id"]
+        if run_id in seen:
+            warnings.warn(f"{path}: run {run_id} is already loaded from {seen[run_id]}; counted once",
+                          ResultsWarning, stacklevel=2)
+            duplicates.append(str(path))
+            continue
+        seen[run_id] = path
+        rows += _rows(path, section)
+    df = tidy(rows)
+    df.attrs["files"] = [str(p) for p in seen.values()]
+    df.attrs["skipped"] = skipped
+    df.attrs["duplicates"] = duplicates
+    return df
+
+
+def tidy(rows: list[dict]) -> pd.DataFrame:
+    """Rows of record fields as the loader's DataFrame: known columns first, in a fixed order,
+    times parsed, and the speedup over each family's baseline added."""
+    df = pd.DataFrame(rows)
+    for col in RUN_COLUMNS + RECORD_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    extra = sorted(c for c in df.columns if c not in RUN_COLUMNS + RECORD_COLUMNS)
+    df = df[RUN_COLUMNS + RECORD_COLUMNS + extra]
+    df["created_utc"] = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
+    for col in TIME_FIELDS + ("tflops", "gbps", "flops", "bytes"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    df["speedup_vs_baseline"] = speedup_vs_baseline(df)
+    return df
+
+
+def speedup_vs_baseline(df: pd.DataFrame) -> pd.Series:
+    """Baseline time / this time, for the same run, device, kernel, dtype, direction, variant,
+    layout and shape; NaN where the run has no baseline measurement of that problem."""
+    if df.empty:
+        return pd.Series(dtype=float, index=df.index)
+    key = ["run_id", "device_name", "kernel", "dtype", "direction", "variant", "layout", "shape"]
+    is_base = df["impl"] == df["kernel"].map(BASELINE_IMPL)
+    base = df[is_base].groupby(key, dropna=False)["time_s"].median().rename("baseline_time_s")
+    joined = df[key].join(base, on=key)
+    return joined["baseline_time_s"] / df["time_s"]
+
+
+def best_by_kernel(df: pd.DataFrame) -> pd.DataFrame:
+    """The best TFLOP/s (or GB/s where FLOPs are not counted) per kernel, impl, dtype,
+    direction, variant and device: the row of the fastest case, for `flopcast results`."""
+    if df.empty:
+        return df
+    key = ["device", "device_name", "kernel", "impl", "dtype", "direction", "variant"]
+    score = df["tflops"].fillna(df["gbps"]).fillna(0.0)
+    best = df.assign(_score=score).sort_values("_score", ascending=False)
+    return best.drop_duplicates(key).drop(columns="_score").sort_values(key).reset_index(drop=True)

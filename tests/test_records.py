@@ -1,0 +1,189 @@
+"""Writing results files atomically and loading them with validation."""
+
+import json
+import math
+import os
+import shutil
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bench.records import atomic_write_text
+from scaling.errors import ResultsFileError
+from scaling.records import ResultsWarning, best_by_kernel, load_results
+from tests.records_factory import gemm_record, write_run
+
+
+def test_round_trip(tmp_path):
+    path = write_run(tmp_path)
+    df = load_results(path)
+    assert len(df) == 2
+    row = df.iloc[0]
+    assert row["kernel"] == "gemm" and row["shape"] == "256x256x256"
+    assert row["shape_m"] == 256 and row["device"] == "cpu"
+    assert row["tflops"] == pytest.approx(2 * 256**3 / 1e-3 / 1e12)
+    assert row["file"] == str(path) and row["hostname"] == "node-a"
+    assert str(df["created_utc"].dt.tz) == "UTC"
+    assert df.attrs["files"] == [str(path)]
+
+
+def test_directory_is_expanded(tmp_path):
+    write_run(tmp_path)
+    write_run(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a results file")
+    assert load_results(tmp_path)["run_id"].nunique() == 2
+
+
+def test_speedup_against_the_baseline_of_the_same_run(tmp_path):
+    path = write_run(tmp_path, [gemm_record(256, "torch", 2e-3), gemm_record(256, "triton", 1e-3),
+                                gemm_record(512, "triton", 1e-3)])
+    df = load_results(path).set_index(["impl", "shape"])
+    assert df.loc[("triton", "256x256x256"), "speedup_vs_baseline"] == pytest.approx(2.0)
+    assert df.loc[("torch", "256x256x256"), "speedup_vs_baseline"] == pytest.approx(1.0)
+    assert math.isnan(df.loc[("triton", "512x512x512"), "speedup_vs_baseline"])
+
+
+def test_best_by_kernel_keeps_the_fastest_case(tmp_path):
+    df = load_results(write_run(tmp_path, [gemm_record(256, time_s=1e-3),
+                                           gemm_record(512, time_s=2e-3)]))
+    best = best_by_kernel(df)
+    assert len(best) == 1 and best.iloc[0]["shape"] == "512x512x512"
+
+
+def test_truncated_file_names_the_file(tmp_path):
+    path = write_run(tmp_path)
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2])
+    with pytest.raises(ResultsFileError, match="not valid JSON") as info:
+        load_results(path)
+    assert str(path) in str(info.value)
+
+
+def _edit(path, fn):
+    doc = json.loads(path.read_text())
+    fn(doc)
+    path.write_text(json.dumps(doc))
+
+
+def test_wrong_schema_version(tmp_path):
+    path = write_run(tmp_path)
+    _edit(path, lambda d: d["flopcast"].update(schema_version=99))
+    with pytest.raises(ResultsFileError, match="schema version 99") as info:
+        load_results(path)
+    assert info.value.field == "flopcast.schema_version"
+
+
+def test_missing_field_is_named(tmp_path):
+    path = write_run(tmp_path)
+    _edit(path, lambda d: d["flopcast"]["records"][1].pop("kernel"))
+    with pytest.raises(ResultsFileError, match=r"records\[1\]\.kernel"):
+        load_results(path)
+
+
+def test_nan_time_is_refused(tmp_path):
+    path = write_run(tmp_path)
+    path.write_text(path.read_text().replace('"time_s": 0.001', '"time_s": NaN', 1))
+    with pytest.raises(ResultsFileError, match="NaN"):
+        load_results(path)
+
+
+def test_negative_time_is_refused(tmp_path):
+    path = write_run(tmp_path, [gemm_record(256, time_s=-1e-3)])
+    with pytest.raises(ResultsFileError, match=r"records\[0\]\.time_s"):
+        load_results(path)
+
+
+def test_not_a_flopcast_file(tmp_path):
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"benchmarks": []}))
+    with pytest.raises(ResultsFileError, match="no 'flopcast' section"):
+        load_results(path)
+
+
+def test_duplicate_run_counted_once_and_reported(tmp_path):
+    path = write_run(tmp_path)
+    copy = tmp_path / "copy" / path.name
+    copy.parent.mkdir()
+    shutil.copy(path, copy)
+    with pytest.warns(ResultsWarning, match="counted once"):
+        df = load_results([path, copy])
+    assert len(df) == 2
+    assert df.attrs["duplicates"] == [str(copy)]
+
+
+def test_skip_invalid_lets_good_files_through(tmp_path):
+    good = write_run(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(ResultsFileError):
+        load_results([good, bad])
+    with pytest.warns(ResultsWarning, match="bad.json"):
+        df = load_results([good, bad], skip_invalid=True)
+    assert len(df) == 2 and df.attrs["skipped"] == [str(bad)]
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(ResultsFileError, match="no such file"):
+        load_results(tmp_path / "nope.json")
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    atomic_write_text(target, "old")
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_text(target, "new content")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["r.json"], "no temporary file is left behind"
+
+
+def test_atomic_write_never_shows_a_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "r.json"
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.exists(dst))  # before the rename the final name does not exist
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    atomic_write_text(target, "x" * 100_000)
+    assert seen == [False] and len(target.read_text()) == 100_000
+
+
+# Any corruption of a record's fields either loads or raises ResultsFileError: never another
+# exception, never a silent NaN time.
+BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True),
+                       st.text(max_size=3), st.lists(st.integers(), max_size=2),
+                       st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+FIELDS = ["name", "kernel", "impl", "dtype", "device", "shape", "flops", "bytes", "time_s",
+          "time_s_min", "tflops", "variant"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(FIELDS), value=BAD_VALUES, drop=st.booleans())
+def test_corrupted_records_fail_cleanly(tmp_path, field, value, drop):
+    path = write_run(tmp_path, [gemm_record(64)])
+    doc = json.loads(path.read_text())
+    record = doc["flopcast"]["records"][0]
+    if drop:
+        record.pop(field)
+    else:
+        record[field] = value
+    path.write_text(json.dumps(doc))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            df = load_results(path)
+    except ResultsFileError as exc:
+        assert str(path) in str(exc)
+    else:
+        assert (df["time_s"] > 0).all()
+    finally:
+        path.unlink()
