@@ -16,6 +16,7 @@ from scaling.errors import FlopcastError
 # The order here is the order in `flopcast --help`.
 COMMAND_MODULES = (
     "scaling.commands.results",
+    "scaling.commands.upload",
 )
 
 
