@@ -3,7 +3,9 @@
 Baseline: ``torch.nn.functional.scaled_dot_product_attention`` (FlashAttention or
 memory-efficient kernels on GPU), BF16, causal or not, (batch, heads, seq, head_dim) inputs.
 Grouped-query attention (fewer kv heads than q heads, as in Llama 3: 128 q heads, 8 kv heads)
-uses SDPA's ``enable_gqa``.
+uses SDPA's ``enable_gqa``. Beside it, the Triton flash attention of `kernels.flash_attention`
+(``triton_attention``, re-exported here), registered as implementation "triton": BF16/FP16
+forward and backward, and FP8 forward (which SDPA does not have).
 
 Large problems are checked on a sample of q heads against the float64 reference (the
 reference is computed head by head; checking every head of a 16k-token problem in float64
@@ -21,6 +23,11 @@ from kernels import flops
 from kernels.reference import attention_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
+from kernels.flash_attention import attention_forward, triton_attention
+from kernels.fp8 import quantize_tensorwise
+from kernels.triton_support import triton_unavailable
+
+__all__ = ["triton_attention", "torch_attention", "triton_attention_spec", "attention_spec", "sdpa"]
 
 DIRECTIONS = ("fwd", "bwd")
 # At most this many q heads (of batch 0) are compared against float64 in a check.
@@ -161,3 +168,75 @@ def torch_attention(batch: int, heads_q: int, heads_kv: int, seq: int, head_dim:
     return attention_spec(impl="torch", batch=batch, heads_q=heads_q, heads_kv=heads_kv, seq=seq,
                           head_dim=head_dim, causal=causal, dtype=dtype, direction=direction,
                           forward=sdpa)
+
+
+def _triton_forward(q, k, v, causal: bool, sm_scale: float):
+    return triton_attention(q, k, v, causal=causal, sm_scale=sm_scale)
+
+
+def make_fp8_qkv(batch, heads_q, heads_kv, seq, head_dim, fmt: str):
+    """q, k, v drawn as for BF16, quantised tensor-wise (amax) to FP8, with their float32
+    dequantisation scales as one (3,) tensor. V is stored sequence-contiguous (transposed),
+    the operand layout FP8 tensor cores want for the P V product (as in Triton's fused
+    attention tutorial); the kernel reads any strides."""
+    make = make_qkv(batch, heads_q, heads_kv, seq, head_dim, "fp32", "fwd")
+
+    def make8(device, seed):
+        (q8, sq), (k8, sk), (v8, sv) = (quantize_tensorwise(t, fmt) for t in make(device, seed))
+        v8 = v8.transpose(-1, -2).contiguous().transpose(-1, -2)
+        return q8, k8, v8, torch.stack([sq, sk, sv])
+
+    return make8
+
+
+def fp8_forward_error(causal: bool, sm_scale: float):
+    """Against the float64 reference of the dequantised inputs: the kernel is judged on what it
+    computes from the FP8 data it was given, not on the quantisation itself."""
+    check = forward_error(causal, sm_scale)
+
+    def error(inputs, output) -> float:
+        q8, k8, v8, scales = inputs
+        deq = tuple(t[:1].double() * s.double() for t, s in zip((q8, k8, v8), scales))
+        return check(deq, output[:1])
+
+    return error
+
+
+@register("attention", "triton")
+def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, head_dim: int,
+                          causal: bool = True, dtype: str = "bf16", *, direction: str = "fwd",
+                          variant: str = "") -> KernelSpec:
+    """Triton flash attention at the same shapes as `torch_attention`: BF16/FP16 forward or
+    backward, and FP8 (e4m3/e5m2, tensor-wise scales, BF16 output) forward."""
+    if head_dim not in (16, 32, 64, 128):
+        raise KernelError(f"the Triton attention takes head_dim 16, 32, 64 or 128, not {head_dim}")
+    if not dtype.startswith("fp8"):
+        if dtype not in ("bf16", "fp16"):
+            raise KernelError(f"the Triton attention takes bf16, fp16 or fp8, not '{dtype}'")
+        return attention_spec(impl="triton", batch=batch, heads_q=heads_q, heads_kv=heads_kv,
+                              seq=seq, head_dim=head_dim, causal=causal, dtype=dtype,
+                              direction=direction, forward=_triton_forward,
+                              unavailable=triton_unavailable)
+    if dtype not in ("fp8_e4m3", "fp8_e5m2"):
+        raise KernelError(f"unknown FP8 format '{dtype}'; known: fp8_e4m3, fp8_e5m2")
+    if direction != "fwd":
+        raise KernelError("FP8 attention is forward-only; the backward runs in bf16")
+    if variant not in ("", "tensorwise"):
+        raise KernelError(f"FP8 attention scales tensor-wise only, not '{variant}'")
+    validate_shape(batch, heads_q, heads_kv, seq, head_dim, causal)
+    sm_scale = 1.0 / math.sqrt(head_dim)
+
+    def run(q8, k8, v8, scales):
+        return attention_forward(q8, k8, v8, causal, sm_scale, scales, torch.bfloat16)[0]
+
+    return KernelSpec(
+        kernel="attention", impl="triton", dtype=dtype, direction="fwd", variant="tensorwise",
+        out_dtype="bf16", shape=attention_shape(batch, heads_q, heads_kv, seq, head_dim, causal),
+        flops=flops.attention_fwd_flops(batch, heads_q, seq, seq, head_dim, causal),
+        bytes=flops.attention_fwd_bytes(batch, heads_q, heads_kv, seq, seq, head_dim, dtype,
+                                        out_dtype="bf16"),
+        make_inputs=make_fp8_qkv(batch, heads_q, heads_kv, seq, head_dim, dtype),
+        run=run,
+        error=fp8_forward_error(causal, sm_scale),
+        unavailable=lambda device: triton_unavailable(device, fp8=True),
+    )

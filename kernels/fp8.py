@@ -4,7 +4,13 @@ The convention matches `torch._scaled_mm`: a quantised tensor ``q`` and its floa
 dequantisation scale ``s`` satisfy ``x ~= q.float() * s``. The scale maps the largest
 magnitude (amax) onto the format's largest finite value, so nothing overflows; values are
 saturated to that range before the cast (e4m3fn has no infinity, so an overflowing cast would
-give NaN). An all-zero tensor or row gets scale 1, never 0/0.
+give NaN). An all-zero tensor or row gets scale 1, never 0/0; a scale never underflows to 0
+(it is at least float32's smallest normal number), and a tensor holding inf or NaN is refused
+rather than silently quantised to garbage.
+
+Formats (Micikevicius et al. 2022, "FP8 Formats for Deep Learning"): e4m3 (torch's
+``float8_e4m3fn``: 3 mantissa bits, largest finite 448, no infinities) for weights and
+activations, e5m2 (2 mantissa bits, largest finite 57344) for gradients.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ def fp8_max(dtype: torch.dtype) -> float:
 def _quantize(x: torch.Tensor, amax: torch.Tensor, dtype: torch.dtype):
     top = fp8_max(dtype)
     amax = amax.float()
-    scale = torch.where(amax > 0, amax / top, torch.ones_like(amax))
+    if not bool(torch.isfinite(amax).all()):
+        raise ValueError("cannot quantise to FP8: the tensor holds inf or NaN")
+    tiny = torch.finfo(torch.float32).tiny
+    scale = torch.where(amax > 0, (amax / top).clamp_min(tiny), torch.ones_like(amax))
     q = (x.float() / scale).clamp(-top, top).to(dtype)
     return q, scale
 

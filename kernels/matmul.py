@@ -1,7 +1,9 @@
 """Matrix multiplication: BF16 GEMM and FP8 GEMM.
 
 Baselines: ``torch.matmul`` (cuBLAS on GPU) for BF16/FP16/FP32, and ``torch._scaled_mm`` for
-FP8 with tensor-wise or row-wise float32 scales and BF16 output. ``_scaled_mm`` wants its
+FP8 with tensor-wise or row-wise float32 scales and BF16 output. Beside them, the Triton
+kernels of `kernels.triton_matmul` (``triton_matmul``, ``triton_fp8_matmul``, re-exported here),
+registered as implementation "triton" of the same family with the same builder signature. ``_scaled_mm`` wants its
 second operand column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
 
 Each builder returns a `KernelSpec`: fresh random inputs, the run, the float64 check and the
@@ -17,6 +19,10 @@ from kernels.fp8 import quantize_rowwise, quantize_tensorwise
 from kernels.reference import gemm_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
+from kernels.triton_matmul import triton_fp8_matmul, triton_matmul
+from kernels.triton_support import triton_unavailable
+
+__all__ = ["triton_matmul", "triton_fp8_matmul", "torch_gemm", "torch_scaled_mm", "triton_gemm"]
 
 # Above this many output elements the check compares a sample of rows, not the whole output.
 CHECK_ROWS = 256
@@ -142,3 +148,47 @@ def _scaled_mm_unavailable(device: torch.device) -> str | None:
         name = torch.cuda.get_device_name(device)
         return f"torch._scaled_mm needs FP8 tensor cores (compute capability 8.9+); {name} has none"
     return None
+
+
+def _with_major(t: torch.Tensor, major: str) -> torch.Tensor:
+    """The same matrix stored row-major ("r") or column-major ("c")."""
+    if major == "r":
+        return t.contiguous()
+    return t.t().contiguous().t()
+
+
+@register("gemm", "triton")
+def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
+                variant: str = "") -> KernelSpec:
+    """The Triton GEMM at the same shapes and dtypes as `torch_gemm`: BF16/FP16 in any layout
+    (default "rr"), FP8 e4m3 or e5m2 with tensor-wise or row-wise scales (default "rc", the
+    layout ``_scaled_mm`` takes, so the two are compared on the same data layout)."""
+    fp8 = dtype.startswith("fp8")
+    layout = layout or ("rc" if fp8 else "rr")
+    _validate(m, n, k, layout)
+    if dtype not in ("bf16", "fp16", "fp8_e4m3", "fp8_e5m2"):
+        raise KernelError(f"the Triton GEMM takes bf16, fp16, fp8_e4m3 or fp8_e5m2, not '{dtype}'")
+    common = dict(kernel="gemm", impl="triton", dtype=dtype, shape={"m": m, "n": n, "k": k},
+                  layout=layout, flops=flops.gemm_flops(m, n, k), error=gemm_error)
+    if not fp8:
+        return KernelSpec(
+            **common, bytes=flops.gemm_bytes(m, n, k, dtype, dtype),
+            make_inputs=make_gemm_inputs(m, n, k, dtype, layout), run=triton_matmul,
+            unavailable=triton_unavailable,
+        )
+    variant = variant or "tensorwise"
+    if variant not in ("tensorwise", "rowwise"):
+        raise KernelError(f"unknown FP8 scaling '{variant}'; known: tensorwise, rowwise")
+    quantized = make_fp8_inputs(m, n, k, dtype, variant, layout)
+
+    def make(device, seed):
+        qa, qb, sa, sb = quantized(device, seed)
+        return _with_major(qa, layout[0]), _with_major(qb, layout[1]), sa, sb
+
+    return KernelSpec(
+        **common, variant=variant, out_dtype="bf16",
+        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16",
+                               scale_elems=2 if variant == "tensorwise" else m + n),
+        make_inputs=make, run=triton_fp8_matmul,
+        unavailable=lambda device: triton_unavailable(device, fp8=True),
+    )
