@@ -385,6 +385,12 @@ class UploadReport:
     def ok(self) -> bool:
         return not self.skipped
 
+    def summary(self) -> str:
+        """One line: what went in, what was there already, what was skipped and why."""
+        line = (f"{self.count(UPLOADED)} uploaded, {self.count(PRESENT)} already present, "
+                f"{len(self.skipped)} skipped -> {self.url}")
+        return line + "".join(f"; skipped {o.file}: {o.message}" for o in self.skipped)
+
     def to_dict(self) -> dict:
         return {"url": self.url, "ok": self.ok,
                 "uploaded": self.count(UPLOADED), "already_present": self.count(PRESENT),

@@ -12,21 +12,49 @@ import warnings
 
 import pandas as pd
 
+from scaling.errors import DataError
 from scaling.records import ResultsWarning, load_results
 
 
 def add_results_arguments(parser: argparse.ArgumentParser, *, positional: bool = True,
                           default=("results",)) -> None:
     if positional:
-        parser.add_argument("paths", nargs="*", metavar="PATH", default=list(default),
+        default_paths = list(default)  # kept by identity: tells "no PATH given" apart
+        parser.add_argument("paths", nargs="*", metavar="PATH", default=default_paths,
                             help="results files or folders of them (default: results/)")
+        parser.set_defaults(results_default_paths=default_paths)
     parser.add_argument("--skip-invalid", action="store_true",
                         help="skip files that fail validation (one warning each) instead of stopping")
+    db = parser.add_argument_group("results database and filters")
+    db.add_argument("--from", dest="from_url", metavar="URL",
+                    help="read records from a results database instead of files: "
+                         "sqlite:///PATH or postgresql://USER@HOST:PORT/DB (see `flopcast upload`)")
+    db.add_argument("--device", help="only records on this device: cuda, cpu, or part of its "
+                                     "name (H100); ignores case")
+    db.add_argument("--kernel", help="only these kernel families, comma-separated (gemm,attention)")
+    db.add_argument("--since", metavar="WHEN",
+                    help="only runs from this UTC date or time (2026-11-01, 2026-11-01T12:00) or "
+                         "this recent (12h, 7d, 2w)")
+
+
+def _filters(args: argparse.Namespace) -> dict:
+    return {key: getattr(args, key, None) for key in ("device", "kernel", "since")}
 
 
 def load_records(args: argparse.Namespace, paths=None) -> pd.DataFrame:
     """The records the command's arguments point at, as the loader's DataFrame. Warnings
-    (skipped files, runs found twice) go to stderr, one line each."""
+    (skipped files, runs found twice) go to stderr, one line each. With ``--from URL`` the
+    records come from the results database instead; ``--device``, ``--kernel`` and
+    ``--since`` narrow either source alike."""
+    filters = _filters(args)
+    url = getattr(args, "from_url", None)
+    if url:
+        given = paths if paths is not None else getattr(args, "paths", None)
+        if given and given is not getattr(args, "results_default_paths", None):
+            raise DataError("give results files or --from URL, not both")
+        from scaling.store import read_records
+
+        return read_records(url, **filters)
     paths = paths if paths is not None else args.paths
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResultsWarning)
@@ -36,4 +64,36 @@ def load_records(args: argparse.Namespace, paths=None) -> pd.DataFrame:
             print(f"flopcast: warning: {w.message}", file=sys.stderr)
         else:
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    if any(value is not None for value in filters.values()):
+        from scaling.store import filter_records
+
+        df = filter_records(df, **filters)
     return df
+
+
+def source_name(args: argparse.Namespace) -> str:
+    """Where the records came from, fit to print (a database URL with its password masked)."""
+    url = getattr(args, "from_url", None)
+    if url:
+        from scaling.store import mask_url
+
+        return mask_url(url)
+    return ", ".join(map(str, getattr(args, "paths", None) or []))
+
+
+def runs_table(args: argparse.Namespace, df: pd.DataFrame) -> str:
+    """The database's runs behind ``df`` (after the filters), one line each: when, where, what."""
+    from scaling.output import format_table
+    from scaling.store import list_runs
+
+    runs = list_runs(args.from_url)
+    runs = runs[runs["run_id"].isin(set(df["run_id"]))]
+    rows = [{"run": r["run_id"][:8], "created": r["created_utc"], "host": r["hostname"] or "-",
+             "device": r["device_name"] or "-", "sweep": r["sweep"] or "-",
+             "records": int(r["record_count"]),
+             "uploaded": f"{r['uploaded_at']:%Y-%m-%d %H:%M} from {r['uploaded_from'] or '-'}"}
+            for r in runs.to_dict("records")]
+    columns = [("run", "run"), ("created", "created (UTC)"), ("host", "host"),
+               ("device", "device"), ("sweep", "sweep"), ("records", "records"),
+               ("uploaded", "uploaded")]
+    return f"Runs in {source_name(args)}:\n" + format_table(rows, columns)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scaling.commands._inputs import add_results_arguments, load_records
+from scaling.commands._inputs import add_results_arguments, load_records, runs_table, source_name
 from scaling.errors import DataError
 from scaling.output import format_table, print_json
 from scaling.records import best_by_kernel
@@ -32,7 +32,7 @@ def register(sub):
 def run(args) -> int:
     df = load_records(args)
     if df.empty:
-        raise DataError(f"no records found in {', '.join(map(str, args.paths))}; "
+        raise DataError(f"no records found in {source_name(args)}; "
                         "run `pytest --benchmark` first")
     rows = df if args.all else best_by_kernel(df)
     rows = rows.sort_values(["device_name", "kernel", "direction", "dtype", "variant", "impl",
@@ -41,6 +41,8 @@ def run(args) -> int:
         print_json([{k: _value(r.get(k)) for k in JSON_FIELDS} | {"shape_dims": _dims(r)}
                     for r in rows.to_dict("records")])
         return 0
+    if args.from_url:
+        print(runs_table(args, df) + "\n")
     records = rows.to_dict("records")
     for r in records:
         r["variant"] = r.get("variant") or "-"

@@ -44,6 +44,5 @@ def run(args) -> int:
                 for o in report.outcomes]
         if rows:
             print(format_table(rows, TABLE))
-        print(f"\n{report.count('uploaded')} uploaded, {report.count('already present')} "
-              f"already present, {len(report.skipped)} skipped -> {report.url}")
+        print(f"\n{report.summary().split('; ')[0]}")
     return 0 if report.ok else 1
