@@ -68,7 +68,6 @@ def pytest_collection_modifyitems(session, config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-    config._flopcast_total = len(keep)
 
 
 @dataclass
@@ -83,12 +82,8 @@ class BenchSession:
     cooldown_s: float
 
 
-@pytest.fixture(scope="session")
-def flopcast_session(request):
-    """Opens the device and its telemetry once per run."""
-    config = request.config
-    if not config.getoption("flopcast_benchmark"):
-        pytest.skip("flopcast benchmark case: run with `pytest --benchmark`")
+def open_session(config) -> BenchSession:
+    """Open the device and its telemetry once per run."""
     import torch
 
     from bench.device import best_device, device_name, machine_info
@@ -102,18 +97,47 @@ def flopcast_session(request):
     if window is None:
         window = 5.0 if device.type == "cuda" else 0.5
     telemetry = open_telemetry(device)
-    session = BenchSession(device=device, device_name=device_name(device), telemetry=telemetry,
-                           machine=machine_info(device), power_window_s=window,
-                           cooldown_s=config.getoption("flopcast_cooldown"))
-    config._flopcast = session
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if reporter:
-        reporter.write_line(
-            f"flopcast: benchmarking on {device} ({session.device_name}); telemetry: "
-            f"{telemetry.backend}; power window {window:g} s; sweep "
-            f"{config.getoption('flopcast_sweep')}")
-    yield session
-    telemetry.close()
+    return BenchSession(device=device, device_name=device_name(device), telemetry=telemetry,
+                        machine=machine_info(device), power_window_s=window,
+                        cooldown_s=config.getoption("flopcast_cooldown"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session):
+    _CONFIG.pop("progress", None)
+    config = session.config
+    if config.getoption("flopcast_benchmark") and config._flopcast is None:
+        config._flopcast = open_session(config)
+
+
+def pytest_report_header(config):
+    bench = config._flopcast
+    if bench is None:
+        return None
+    telemetry = bench.telemetry.backend
+    reason = bench.machine.get("telemetry_reason")
+    return [f"flopcast: benchmarking on {bench.device} ({bench.device_name}); sweep "
+            f"{config.getoption('flopcast_sweep')}; telemetry {telemetry}"
+            + (f" ({reason})" if reason and telemetry == "none" else "")
+            + f"; power window {bench.power_window_s:g} s"]
+
+
+def pytest_unconfigure(config):
+    bench = getattr(config, "_flopcast", None)
+    if bench is not None:
+        bench.telemetry.close()
+
+
+@pytest.fixture(scope="session")
+def flopcast_session(request) -> BenchSession:
+    """The run's device, telemetry and settings (benchmark cases only)."""
+    if request.config._flopcast is None:
+        pytest.skip("flopcast benchmark case: run with `pytest --benchmark`")
+    return request.config._flopcast
+
+
+def pytest_collection_finish(session):
+    session.config._flopcast_total = len(session.items)
 
 
 # -- progress --------------------------------------------------------------------------------
@@ -182,23 +206,19 @@ def pytest_runtest_makereport(item, call):
     report.user_properties.append(("flopcast", fields))
 
 
-def pytest_sessionstart(session):
-    _CONFIG.pop("progress", None)
-
-
 # -- records ---------------------------------------------------------------------------------
 
 
 def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[dict]:
-    """One flopcast record per successful pytest-benchmark measurement that a case described
-    with ``benchmark.extra_info["flopcast"]``."""
+    """One flopcast record per successful pytest-benchmark measurement (its ``Metadata``) that
+    a case described with ``benchmark.extra_info["flopcast"]``."""
     records = []
-    for fixture in benchmarks:
-        fields = fixture.extra_info.get("flopcast") if hasattr(fixture, "extra_info") else None
-        if not fields or fixture.has_error or fixture.stats is None:
+    for meta in benchmarks:
+        fields = meta.extra_info.get("flopcast")
+        if not fields or meta.fixture.has_error or not meta.stats:
             continue
-        stats = fixture.stats.stats
-        record = {"name": fields.get("name") or fixture.name, "test": fixture.fullname, **fields}
+        stats = meta.stats
+        record = {"name": fields.get("name") or meta.name, "test": meta.fullname, **fields}
         record.setdefault("device", device_type)
         record.update({
             "time_s": stats.median,
@@ -207,7 +227,7 @@ def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[
             "time_s_stddev": stats.stddev,
             "time_s_iqr": stats.iqr,
             "rounds": stats.rounds,
-            "iterations": fixture.stats.iterations,
+            "iterations": meta.iterations,
         })
         flops, nbytes = record.get("flops") or 0, record.get("bytes") or 0
         record["tflops"] = flops / stats.median / 1e12 if flops and stats.median > 0 else None

@@ -1,0 +1,49 @@
+"""`flopcast results` on real files: the table, --json, and clean errors."""
+
+import json
+
+import pytest
+
+from scaling.cli import main
+from tests.records_factory import gemm_record, write_run
+
+
+def test_table_shows_best_per_kernel(tmp_path, capsys):
+    write_run(tmp_path, [gemm_record(256, time_s=1e-3), gemm_record(512, time_s=2e-3)])
+    assert main(["results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "512x512x512" in out and "256x256x256" not in out
+    assert "CPU rows are real CPU timings" in out
+
+
+def test_json_has_the_documented_keys(tmp_path, capsys):
+    write_run(tmp_path, [gemm_record(256, time_s=1e-3)])
+    assert main(["results", str(tmp_path), "--json", "--all"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1
+    for key in ("kernel", "impl", "dtype", "device", "shape", "time_s", "tflops"):
+        assert key in rows[0]
+    assert rows[0]["tflops"] == pytest.approx(2 * 256**3 / 1e-3 / 1e12)
+    assert rows[0]["shape_dims"] == {"m": 256, "n": 256, "k": 256}
+
+
+def test_bad_file_is_one_line_on_stderr(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"flopcast": ')
+    assert main(["results", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bad.json" in err and "Traceback" not in err
+
+
+def test_skip_invalid_warns_and_continues(tmp_path, capsys):
+    write_run(tmp_path)
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["results", str(tmp_path), "--skip-invalid"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: skipped" in captured.err and "bad.json" in captured.err
+    assert "256x256x256" in captured.out or "512x512x512" in captured.out
+
+
+def test_empty_folder_says_what_to_do(tmp_path, capsys):
+    assert main(["results", str(tmp_path)]) == 2
+    assert "pytest --benchmark" in capsys.readouterr().err
