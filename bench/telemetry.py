@@ -1,0 +1,348 @@
+"""Telemetry: how much energy a device used over a window of time, and in what state.
+
+flopcast measures watts next to FLOP/s, with the hardware's own counters. Three backends,
+chosen by `open_telemetry(device)` and named in every record:
+
+``nvml``
+    NVIDIA GPUs, through NVML (``nvidia-ml-py``, imported as ``pynvml``). Energy is the
+    difference of the board's total-energy counter (``nvmlDeviceGetTotalEnergyConsumption``,
+    millijoules, Volta and newer) across the window. A background thread polls power
+    (the instantaneous-power field, else ``nvmlDeviceGetPowerUsage``), SM and memory clocks,
+    temperature, utilisation and the clock-event (throttle) reasons; on GPUs without the
+    energy counter the polled power, integrated over time, gives the energy instead.
+``rapl``
+    CPU runs: package energy from Linux powercap (``/sys/class/powercap/intel-rapl:N``),
+    summed over packages, with the counter's wrap-around undone (``max_energy_range_uj``).
+``none``
+    Nothing readable. Every power field is null and the window says why.
+
+Use it as a window around the work::
+
+    telemetry = open_telemetry("cuda:0")
+    with telemetry.window() as measured:
+        run_the_kernel_back_to_back()
+    print(measured.window.energy_j, measured.window.avg_power_w)
+    telemetry.close()
+
+Known limits. NVML's energy counter and power readings update about every 100 ms, so a
+window shorter than ~2 s carries an error of several percent: flopcast measures power over
+its own steady window of several seconds. NVML reports board power (GPU and its memory),
+not wall power: host, fans, power supply losses and cooling are outside it. RAPL is CPU
+package energy (cores, caches, uncore), not DRAM or the whole machine.
+
+Faults never raise out of a window: an NVML call failing mid-window, the sampler thread
+dying, or a counter going backwards give a `Window` whose power fields are null and whose
+``missing_reason`` says what happened, so the timing measured around it is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+# Polling period of the sampler thread. NVML refreshes power about every 20-100 ms
+# (NVML API reference, nvmlDeviceGetPowerUsage), so 20 Hz sees every update of the counter.
+DEFAULT_INTERVAL_S = 0.05
+
+# How long `end()` waits for the sampler thread before declaring it hung.
+SAMPLER_JOIN_TIMEOUT_S = 2.0
+
+# Clock-event (throttle) reason bits, nvml.h ``nvmlClocksEventReason*`` (same values as the
+# deprecated ``nvmlClocksThrottleReason*``), named in snake case.
+CLOCK_EVENT_REASONS = {
+    0x001: "gpu_idle",
+    0x002: "applications_clocks_setting",
+    0x004: "sw_power_cap",
+    0x008: "hw_slowdown",
+    0x010: "sync_boost",
+    0x020: "sw_thermal_slowdown",
+    0x040: "hw_thermal_slowdown",
+    0x080: "hw_power_brake_slowdown",
+    0x100: "display_clock_setting",
+}
+
+# The reasons that mean clocks were held back for power or heat: a record is "throttled"
+# when any of these was seen. (Idle, sync boost and clock settings are not throttling.)
+POWER_OR_HEAT_REASONS = frozenset({
+    "sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown",
+    "hw_power_brake_slowdown",
+})
+
+DEFAULT_RAPL_ROOT = Path("/sys/class/powercap")
+
+
+def reason_names(bits: int) -> tuple[str, ...]:
+    """Names of the clock-event reason bits set in ``bits``; unknown bits by their value."""
+    names = []
+    bit = 1
+    while bit <= bits:
+        if bits & bit:
+            names.append(CLOCK_EVENT_REASONS.get(bit, f"unknown_0x{bit:x}"))
+        bit <<= 1
+    return tuple(names)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a window returns
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sample:
+    """One reading of the sampler thread; ``None`` where the device does not report it."""
+
+    t_s: float  # seconds since the window began
+    power_w: float | None = None
+    sm_clock_mhz: float | None = None
+    mem_clock_mhz: float | None = None
+    temp_c: float | None = None
+    gpu_util_pct: float | None = None
+    clock_events: int | None = None  # NVML clock-event reason bits
+
+
+@dataclass(frozen=True)
+class Window:
+    """What one measurement window saw. Immutable; ``None`` means not measured."""
+
+    backend: str
+    time_s: float
+    energy_j: float | None = None
+    avg_power_w: float | None = None
+    max_power_w: float | None = None
+    sm_clock_mhz: float | None = None  # mean
+    mem_clock_mhz: float | None = None  # mean
+    temp_c: float | None = None  # max
+    gpu_util_pct: float | None = None  # mean
+    power_limit_w: float | None = None  # enforced limit
+    throttle_reasons: tuple[str, ...] | None = None  # every reason seen; None if not readable
+    samples: tuple[Sample, ...] = ()
+    energy_source: str | None = None  # "energy counter" or "power polling"
+    missing_reason: str | None = None  # why the power fields are None
+
+    @property
+    def throttled(self) -> bool | None:
+        """Whether clocks were held back for power or heat during the window."""
+        if self.throttle_reasons is None:
+            return None
+        return any(name in POWER_OR_HEAT_REASONS for name in self.throttle_reasons)
+
+
+def integrate_power(samples) -> float | None:
+    """Mean power (W) of a polled trace by the trapezoid rule over its time span."""
+    points = [(s.t_s, s.power_w) for s in samples if s.power_w is not None]
+    if len(points) < 2 or points[-1][0] <= points[0][0]:
+        return None
+    energy_j = sum((t1 - t0) * (p0 + p1) / 2
+                   for (t0, p0), (t1, p1) in zip(points, points[1:]))
+    return energy_j / (points[-1][0] - points[0][0])
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def _max(values):
+    values = [v for v in values if v is not None]
+    return max(values) if values else None
+
+
+def summarise(backend: str, time_s: float, samples, *, energy_j: float | None = None,
+              energy_source: str | None = None, power_limit_w: float | None = None,
+              fault: str | None = None) -> Window:
+    """Turn a window's readings into a `Window`.
+
+    ``energy_j`` comes from a counter when there is one; without it the polled power trace
+    is integrated. A ``fault`` blanks the power fields and becomes the missing reason; the
+    clocks and temperatures that were read stay (they are real observations).
+    """
+    samples = tuple(samples)
+    events = [s.clock_events for s in samples if s.clock_events is not None]
+    reasons = None
+    if events:
+        bits = 0
+        for value in events:
+            bits |= value
+        reasons = reason_names(bits)
+    window = dict(
+        backend=backend, time_s=time_s, samples=samples, power_limit_w=power_limit_w,
+        sm_clock_mhz=_mean(s.sm_clock_mhz for s in samples),
+        mem_clock_mhz=_mean(s.mem_clock_mhz for s in samples),
+        temp_c=_max(s.temp_c for s in samples),
+        gpu_util_pct=_mean(s.gpu_util_pct for s in samples),
+        throttle_reasons=reasons,
+    )
+    if fault is None and time_s <= 0:
+        fault = f"window of {time_s} s is too short to measure"
+    if fault is None and energy_j == 0:
+        fault = (f"energy counter did not advance in {time_s:.3f} s (the window is shorter "
+                 "than the counter's update period)")
+    if fault is None and energy_j is None:
+        avg_power_w = integrate_power(samples)
+        if avg_power_w is None:
+            n = sum(s.power_w is not None for s in samples)
+            fault = f"too few power samples ({n}) in a {time_s:.3f} s window"
+        else:
+            energy_j, energy_source = avg_power_w * time_s, "power polling"
+    if fault is not None:
+        return Window(**window, missing_reason=fault)
+    return Window(**window, energy_j=energy_j, avg_power_w=energy_j / time_s,
+                  max_power_w=_max(s.power_w for s in samples), energy_source=energy_source)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sampler thread
+# ---------------------------------------------------------------------------------------------
+
+class Sampler:
+    """Calls ``read(t_s) -> Sample`` every ``interval_s`` on a daemon thread until `stop`.
+
+    Whatever ``read`` raises ends the thread and is kept as ``error``: a dying sampler is a
+    fault of the window, never an exception in the caller.
+    """
+
+    def __init__(self, read: Callable[[float], Sample], interval_s: float, t0: float):
+        self._read, self._interval_s, self._t0 = read, interval_s, t0
+        self._stopping = threading.Event()
+        self.samples: list[Sample] = []
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._loop, name="flopcast-telemetry",
+                                        daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        try:
+            while True:
+                self.samples.append(self._read(time.perf_counter() - self._t0))
+                if self._stopping.wait(self._interval_s):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - a dying sampler is reported, not raised
+            self.error = f"power sampler thread died: {type(exc).__name__}: {exc}"
+
+    def stop(self) -> str | None:
+        """Stop the thread; returns a fault description, or None if it ran to the end."""
+        died_early = not self._thread.is_alive()
+        self._stopping.set()
+        self._thread.join(SAMPLER_JOIN_TIMEOUT_S)
+        if self._thread.is_alive():
+            return f"power sampler did not stop within {SAMPLER_JOIN_TIMEOUT_S} s (a read hangs)"
+        if self.error is not None:
+            return self.error
+        if died_early:
+            return "power sampler thread stopped before the window ended"
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The interface and its three backends
+# ---------------------------------------------------------------------------------------------
+
+class Measured:
+    """What ``with telemetry.window() as measured`` gives: ``measured.window`` after the block."""
+
+    window: Window | None = None
+
+
+class Telemetry:
+    """A device's telemetry. ``backend`` is ``nvml``, ``rapl`` or ``none``; ``reason`` says why
+    it is ``none`` or degraded (else None). One window at a time."""
+
+    backend = "none"
+
+    def __init__(self, reason: str | None = None):
+        self.reason = reason
+        self._t0: float | None = None
+
+    def begin(self) -> None:
+        if self._t0 is not None:
+            raise RuntimeError("a telemetry window is already open; end() it first")
+        self._t0 = time.perf_counter()
+        self._start()
+
+    def end(self) -> Window:
+        if self._t0 is None:
+            raise RuntimeError("no telemetry window is open; call begin() first")
+        time_s = time.perf_counter() - self._t0
+        self._t0 = None
+        return self._stop(time_s)
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[Measured]:
+        measured = Measured()
+        self.begin()
+        try:
+            yield measured
+        finally:
+            measured.window = self.end()
+
+    def close(self) -> None:
+        """Release the backend. Safe to call twice."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _start(self) -> None:
+        pass
+
+    def _stop(self, time_s: float) -> Window:
+        return Window(backend=self.backend, time_s=time_s, missing_reason=self.reason)
+
+
+
+class Unavailable(Exception):
+    """A backend cannot measure this device; the message is the reason records carry."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing a backend
+# ---------------------------------------------------------------------------------------------
+
+def parse_device(device) -> tuple[str, int | None]:
+    """``"cuda:1"``, ``torch.device("cuda", 1)`` -> ``("cuda", 1)``; ``"cpu"`` -> ``("cpu", None)``."""
+    kind, _, index = str(device).partition(":")
+    return kind, int(index) if index else None
+
+
+def open_telemetry(device, *, interval_s: float = DEFAULT_INTERVAL_S,
+                   rapl_root: Path | str = DEFAULT_RAPL_ROOT) -> Telemetry:
+    """The best telemetry for ``device``: NVML for CUDA devices, RAPL for the CPU, else none.
+
+    Never raises for a missing or unreadable backend: it returns the ``none`` backend with
+    the reason. ``rapl_root`` is the powercap folder (tests point it at a fake tree).
+    """
+    kind, index = parse_device(device)
+    try:
+        if kind == "cuda":
+            from bench import nvml
+            return nvml.NvmlTelemetry.open(index, interval_s=interval_s)
+        if kind == "cpu":
+            from bench import rapl
+            return rapl.RaplTelemetry.open(Path(rapl_root), interval_s=interval_s)
+    except Unavailable as exc:
+        return Telemetry(str(exc))
+    return Telemetry(f"no telemetry backend for device type '{kind}'")
+
+
+def gpu_inventory(device, *, rapl_root: Path | str = DEFAULT_RAPL_ROOT) -> dict:
+    """The results file's machine fields that need NVML.
+
+    ``gpus``: one dict per visible CUDA device (index, name, uuid, pci_bus_id, memory_bytes,
+    compute_capability, power_limit_w, max_sm_clock_mhz, max_mem_clock_mhz; None where
+    unknown), empty for CPU runs; ``driver``: the NVIDIA driver version or None;
+    ``telemetry_backend`` and ``telemetry_reason``: what `open_telemetry(device)` chooses.
+    """
+    from bench import nvml
+
+    telemetry = open_telemetry(device, rapl_root=rapl_root)
+    telemetry.close()
+    gpus, driver = nvml.inventory(with_gpus=parse_device(device)[0] == "cuda")
+    return {"gpus": gpus, "driver": driver, "telemetry_backend": telemetry.backend,
+            "telemetry_reason": telemetry.reason}
