@@ -1,0 +1,64 @@
+"""`flopcast report`: the measurements, the fits and the plan as one offline HTML file."""
+
+from __future__ import annotations
+
+import sys
+
+from scaling.commands._inputs import add_results_arguments, load_records
+from scaling.commands.plan import add_plan_arguments, knobs_from_args, plan_from_args
+from scaling.errors import FlopcastError
+from scaling.laws import load_law
+from scaling.output import print_json
+from scaling.report import SECTIONS, build_report, claims_rows
+
+DEFAULT_OUT = "flopcast-report"
+
+
+def register(sub):
+    p = sub.add_parser(
+        "report", help="self-contained HTML report: throughput, power, law, plan, claims",
+        description="Write an HTML report (plots embedded, opens offline) with measured "
+                    "throughput and power, the loss law, the plan for each cluster size on the "
+                    "measured profile of the results and on the published --hardware preset "
+                    "side by side, and a table of the plan against published figures.")
+    add_results_arguments(p)
+    add_plan_arguments(p)
+    p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                   help=f"folder for report.html (default {DEFAULT_OUT}/)")
+    p.add_argument("--json", action="store_true",
+                   help="print the report's path and the plans as JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    records = load_records(args)
+    notes, titled, profile = [], [], None
+    if not records.empty:
+        try:
+            measured = plan_from_args(args, results=records)
+            titled.append((f"{measured.hardware.get('name')} (measured)", measured))
+            profile = measured.profile
+        except FlopcastError as exc:
+            notes.append(f"No plan on the measured profile of {', '.join(map(str, args.paths))}: {exc}")
+    else:
+        notes.append(f"No results in {', '.join(map(str, args.paths))}: the plots show no "
+                     "measured points; run `pytest --benchmark --sweep quick` first.")
+    published = plan_from_args(args)
+    titled.append((f"{published.hardware.get('name')} ({published.hardware.get('label')})",
+                   published))
+    if profile is None:
+        profile = published.profile
+    claims = claims_rows(default_plan=published, knobs=knobs_from_args(args),
+                         hardware=args.hardware, law=args.law)
+    path = build_report(args.out, titled_plans=titled, law=load_law(args.law), claims=claims,
+                        records=records if not records.empty else None, profile=profile,
+                        notes=notes)
+    if args.json:
+        print_json({"report": str(path), "sections": list(SECTIONS),
+                    "plans": [{"hardware": t} | p.to_dict() for t, p in titled]})
+    else:
+        for note in notes:
+            print(f"flopcast report: note: {note}", file=sys.stderr)
+        print(path)
+    return 0
