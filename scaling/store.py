@@ -168,7 +168,7 @@ def mask_url(url: str | sa.URL | None) -> str:
         parsed = _given_url(url)
     except StoreError:
         return _mask_text(str(url))
-    return _mask_text(parsed.render_as_string(hide_password=True), parsed)
+    return parsed.render_as_string(hide_password=True)
 
 
 def _one_line(exc: BaseException, url: sa.URL) -> str:
@@ -572,9 +572,19 @@ def filter_records(df: pd.DataFrame, *, device: str | None = None, kernel: str |
         keep &= df["created_utc"] >= pd.Timestamp(parse_since(since), tz="UTC")
     if bool(keep.all()):
         return df
-    out = df[keep].reset_index(drop=True)
+    out = _drop_empty_extras(df[keep].reset_index(drop=True))
     out.attrs = dict(df.attrs)
     return out
+
+
+def _drop_empty_extras(df: pd.DataFrame) -> pd.DataFrame:
+    """Without the family-specific columns (``shape_seq``, ``busbw_gbps``...) that no row left
+    has a value in: a filtered frame has the columns of its own records, from files or not."""
+    from scaling.records import RECORD_COLUMNS, RUN_COLUMNS
+
+    fixed = set(RUN_COLUMNS + RECORD_COLUMNS + ["speedup_vs_baseline"])
+    empty = [c for c in df.columns if c not in fixed and df[c].isna().all()]
+    return df.drop(columns=empty)
 
 
 def _kernels(text: str) -> list[str]:
@@ -585,7 +595,11 @@ def read_records(url: str | None = None, device: str | None = None, kernel: str 
                  since=None) -> pd.DataFrame:
     """The records in the store as the file loader's DataFrame (`scaling.records.load_results`),
     filtered like `filter_records`. Rows come in run time order, then by file, then in the
-    order the file lists them. ``df.attrs["files"]`` names the files the runs came from."""
+    order the file lists them. ``df.attrs["files"]`` names the files the runs came from.
+
+    Unfiltered, the frame equals ``load_results`` on the uploaded files, dtypes and all.
+    Filtered, it holds the same rows, columns and values as ``filter_records`` on that frame;
+    dtypes follow the rows present (pandas may make a column int here and float there)."""
     from scaling.records import _rows, tidy
 
     r, rec = runs_table, records_table
@@ -619,6 +633,8 @@ def read_records(url: str | None = None, device: str | None = None, kernel: str 
     for source_file, section in sections.values():
         rows += _rows(source_file, section)
     df = tidy(rows)
+    if device or kernel or since is not None:
+        df = _drop_empty_extras(df)
     df.attrs.update(files=[f for f, _ in sections.values()], skipped=[], duplicates=[])
     return df
 
