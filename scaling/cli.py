@@ -17,6 +17,11 @@ from scaling.errors import FlopcastError
 COMMAND_MODULES = (
     "scaling.commands.results",
     "scaling.commands.upload",
+    "scaling.commands.profile",
+    "scaling.commands.model",
+    "scaling.commands.step",
+    "scaling.commands.plan",
+    "scaling.commands.report",
 )
 
 
