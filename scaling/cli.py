@@ -20,6 +20,9 @@ COMMAND_MODULES = (
     "scaling.commands.profile",
     "scaling.commands.model",
     "scaling.commands.step",
+    "scaling.commands.profile",
+    "scaling.commands.model",
+    "scaling.commands.step",
     "scaling.commands.plan",
     "scaling.commands.report",
 )

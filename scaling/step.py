@@ -99,6 +99,14 @@ class StepResult:
     tokens_per_s: float  # whole cluster
     notes: list = field(default_factory=list)
 
+    @property
+    def tflops_per_gpu_lo(self) -> float:
+        return self.intervals["tflops_per_gpu"][0]
+
+    @property
+    def tflops_per_gpu_hi(self) -> float:
+        return self.intervals["tflops_per_gpu"][1]
+
     def to_dict(self) -> dict:
         return {
             "model": self.model, "hardware": self.hardware, "precision": self.precision,
