@@ -20,9 +20,6 @@ COMMAND_MODULES = (
     "scaling.commands.profile",
     "scaling.commands.model",
     "scaling.commands.step",
-    "scaling.commands.profile",
-    "scaling.commands.model",
-    "scaling.commands.step",
     "scaling.commands.plan",
     "scaling.commands.report",
 )
