@@ -69,6 +69,14 @@ def current_cuda_index() -> int:
     return torch.cuda.current_device() if torch.cuda.is_available() else 0
 
 
+def _nvml_uuid(uuid) -> str | None:
+    """CUDA's UUID (``str(props.uuid)``: bare hex) as NVML spells a GPU's: ``GPU-<hex>``."""
+    text = str(uuid).strip() if uuid is not None else ""
+    if not text:
+        return None
+    return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+
+
 def cuda_identity(index: int) -> CudaIdentity:
     """The identity of ``cuda:index`` from ``torch.cuda.get_device_properties``."""
     import torch
@@ -81,7 +89,7 @@ def cuda_identity(index: int) -> CudaIdentity:
     pci = [getattr(props, f"pci_{part}_id", None) for part in ("domain", "bus", "device")]
     return CudaIdentity(
         index=index,
-        uuid=f"GPU-{uuid}" if uuid else None,
+        uuid=_nvml_uuid(uuid),
         pci_bus_id=f"{pci[0]:08X}:{pci[1]:02X}:{pci[2]:02X}.0" if None not in pci else None,
         name=props.name,
         memory_bytes=int(props.total_memory),
@@ -115,7 +123,8 @@ def _by_uuid(nvml, uuid: str):
 
 def _refuse_mig(nvml, handle, label: str) -> None:
     try:
-        is_slice = bool(getattr(nvml.nvmlDeviceIsMigDeviceHandle(handle), "value", 0))
+        answer = nvml.nvmlDeviceIsMigDeviceHandle(handle)  # a ctypes c_uint in pynvml
+        is_slice = bool(getattr(answer, "value", answer))
     except (nvml.NVMLError, AttributeError):
         is_slice = False
     try:
@@ -179,7 +188,8 @@ def _readers(nvml, handle) -> dict:
                     lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0],  # mW
         "sm_clock_mhz": [lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM)],
         "mem_clock_mhz": [lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_MEM)],
-        "temp_c": [lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)],
+        "temp_c": [lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
+                   lambda: nvml.nvmlDeviceGetTemperatureV(handle, nvml.NVML_TEMPERATURE_GPU)],
         "gpu_util_pct": [lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu],
         "clock_events": [lambda: nvml.nvmlDeviceGetCurrentClocksEventReasons(handle),
                          lambda: nvml.nvmlDeviceGetCurrentClocksThrottleReasons(handle)],

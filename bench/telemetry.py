@@ -38,11 +38,9 @@ dying, or a counter going backwards give a `Window` whose power fields are null 
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -306,7 +304,8 @@ class Unavailable(Exception):
 # ---------------------------------------------------------------------------------------------
 
 def parse_device(device) -> tuple[str, int | None]:
-    """``"cuda:1"``, ``torch.device("cuda", 1)`` -> ``("cuda", 1)``; ``"cpu"`` -> ``("cpu", None)``."""
+    """``"cuda:1"`` or ``torch.device("cuda", 1)`` -> ``("cuda", 1)``; ``"cpu"`` ->
+    ``("cpu", None)``."""
     kind, _, index = str(device).partition(":")
     return kind, int(index) if index else None
 

@@ -20,10 +20,10 @@ FUNCTIONS = (
     "nvmlDeviceGetUUID", "nvmlDeviceGetName", "nvmlDeviceGetPciInfo", "nvmlDeviceGetMemoryInfo",
     "nvmlDeviceGetCudaComputeCapability", "nvmlDeviceGetEnforcedPowerLimit",
     "nvmlDeviceGetMaxClockInfo", "nvmlDeviceGetClockInfo", "nvmlDeviceGetTemperature",
-    "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetCurrentClocksEventReasons",
-    "nvmlDeviceGetCurrentClocksThrottleReasons", "nvmlDeviceGetPowerUsage",
-    "nvmlDeviceGetFieldValues", "nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetMigMode",
-    "nvmlDeviceIsMigDeviceHandle",
+    "nvmlDeviceGetTemperatureV", "nvmlDeviceGetUtilizationRates",
+    "nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons",
+    "nvmlDeviceGetPowerUsage", "nvmlDeviceGetFieldValues", "nvmlDeviceGetTotalEnergyConsumption",
+    "nvmlDeviceGetMigMode", "nvmlDeviceIsMigDeviceHandle",
 )
 
 
@@ -52,7 +52,8 @@ class FakeGpu:
     temp_c: int = 45
     util_pct: int = 100
     clock_events: int = 0
-    mig_enabled: bool = False
+    mig_enabled: bool = False  # MIG mode of a whole GPU
+    mig_handle: bool = False  # the handle is itself a MIG slice
     # Function name -> exception raised on every call (NotSupported for missing features, a
     # fault injected mid-window), or a threading.Event the call waits on (a hanging call).
     unsupported: set = field(default_factory=set)
@@ -133,6 +134,8 @@ def fake_module(gpus: list[FakeGpu], *, init_error: Exception | None = None,
         "nvmlDeviceGetClockInfo":
             device("nvmlDeviceGetClockInfo", lambda g, t: getattr(g, clock[t])),
         "nvmlDeviceGetTemperature": device("nvmlDeviceGetTemperature", lambda g, s: g.temp_c),
+        "nvmlDeviceGetTemperatureV":
+            device("nvmlDeviceGetTemperatureV", lambda g, s, version=None: g.temp_c),
         "nvmlDeviceGetUtilizationRates": device("nvmlDeviceGetUtilizationRates", lambda g:
                                                 types.SimpleNamespace(gpu=g.util_pct,
                                                                       memory=0)),
@@ -146,7 +149,8 @@ def fake_module(gpus: list[FakeGpu], *, init_error: Exception | None = None,
             device("nvmlDeviceGetTotalEnergyConsumption", lambda g: g.energy_mj),
         "nvmlDeviceGetMigMode": device("nvmlDeviceGetMigMode",
                                        lambda g: [int(g.mig_enabled), int(g.mig_enabled)]),
-        "nvmlDeviceIsMigDeviceHandle": device("nvmlDeviceIsMigDeviceHandle", lambda g: 0),
+        "nvmlDeviceIsMigDeviceHandle":
+            device("nvmlDeviceIsMigDeviceHandle", lambda g: int(g.mig_handle)),
     }
     for name in FUNCTIONS:
         setattr(module, name, mock.create_autospec(getattr(real, name), side_effect=impls[name]))

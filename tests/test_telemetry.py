@@ -194,6 +194,16 @@ def test_throttle_reasons_by_name(install):
         assert measured.window.throttled is False  # idle is not power or heat
 
 
+def test_temperature_from_the_versioned_call_when_the_old_one_is_gone(install):
+    gpu = FakeGpu(temp_c=61, unsupported={"nvmlDeviceGetTemperature"})
+    module = install([gpu])
+    with open_gpu() as tel:
+        with tel.window() as measured:
+            gpu.energy_mj += 1
+    assert measured.window.temp_c == 61
+    assert module.nvmlDeviceGetTemperatureV.call_count >= 2
+
+
 def test_older_drivers_read_throttle_reasons(install):
     gpu = FakeGpu(clock_events=pynvml.nvmlClocksEventReasonHwThermalSlowdown,
                   unsupported={"nvmlDeviceGetCurrentClocksEventReasons"})
@@ -218,7 +228,8 @@ def test_reason_names_match_the_nvml_constants():
 
 
 def test_unsupported_readings_are_left_out_not_faults(install):
-    gpu = FakeGpu(unsupported={"nvmlDeviceGetTemperature", "nvmlDeviceGetUtilizationRates"})
+    gpu = FakeGpu(unsupported={"nvmlDeviceGetTemperature", "nvmlDeviceGetTemperatureV",
+                               "nvmlDeviceGetUtilizationRates"})
     install([gpu])
     with open_gpu() as tel:
         assert tel.unsupported == ("gpu_util_pct", "temp_c")
@@ -306,10 +317,18 @@ def test_mig_slice_in_cuda_visible_devices_is_refused(install):
     assert "MIG slice" in tel.reason and "MIG disabled" in tel.reason
 
 
-def test_gpu_in_mig_mode_is_refused(install):
-    install([FakeGpu(mig_enabled=True)])
+@pytest.mark.parametrize("mig", [dict(mig_enabled=True), dict(mig_handle=True)])
+def test_mig_is_refused(install, mig):
+    install([FakeGpu(**mig)])
     tel = open_gpu()
     assert tel.backend == "none" and "MIG slice" in tel.reason
+
+
+def test_cuda_uuid_spelled_as_nvml_spells_it():
+    assert bench_nvml._nvml_uuid("58e4e8f4-0000-1111-2222-333344445555") == \
+        "GPU-58e4e8f4-0000-1111-2222-333344445555"
+    assert bench_nvml._nvml_uuid("GPU-58e4") == "GPU-58e4"
+    assert bench_nvml._nvml_uuid("") is None and bench_nvml._nvml_uuid(None) is None
 
 
 # ---------------------------------------------------------------------------------------------
