@@ -270,6 +270,10 @@ SEQ = 8192
 #: an 80 GB H100, which gives Llama 3 405B's 16 pipeline stages (405e9 * 4 / 8 / 16 = 12.7 GB).
 STAGE_BYTES = 16e9
 STAGE_BYTES_PER_PARAM = 4
+#: Llama 3 ran an interleaved 1F1B pipeline schedule (Llama 3 paper, Sec. 3.3.2; Narayanan et
+#: al. 2021) but does not publish its number of model chunks per GPU; 2 is assumed (it cuts the
+#: pipeline bubble of 16 micro-batches on 16 stages from 48% to 32%).
+INTERLEAVE = 2
 
 
 def llama3_layout(params: float, gpus: float, tp: int = TENSOR_PARALLEL) -> dict:
@@ -280,7 +284,8 @@ def llama3_layout(params: float, gpus: float, tp: int = TENSOR_PARALLEL) -> dict
     while params * STAGE_BYTES_PER_PARAM / (tp * pp) > STAGE_BYTES:
         pp *= 2
     dp = max(1, int(gpus // (tp * pp)))
-    return {"tp": tp, "pp": pp, "dp": dp, "gpus_used": min(tp * pp * dp, gpus)}
+    return {"tp": tp, "pp": pp, "dp": dp, "gpus_used": min(tp * pp * dp, gpus),
+            "interleave": INTERLEAVE if pp > 1 else 1}
 
 
 class ThroughputSource:
@@ -331,10 +336,14 @@ class ThroughputSource:
         return self.tdp.value
 
     def config(self, params: float):
-        from scaling.model import config_for_params
+        """The concrete model: a Llama 3 preset when ``params`` is within 1% of its size
+        (so 405e9 plans the published 405B architecture), else `config_for_params`."""
+        from scaling.model import config_for_params, model_presets
 
         if params not in self._configs:
-            self._configs[params] = config_for_params(params, seq=self.seq)
+            near = [c for c in model_presets().values() if abs(c.params / params - 1) < 0.01]
+            self._configs[params] = (replace(near[0], seq=self.seq) if near
+                                     else config_for_params(params, seq=self.seq))
         return self._configs[params]
 
     def _power(self, tflops: float) -> Any:
@@ -359,7 +368,8 @@ class ThroughputSource:
             self._steps[key] = step_time(
                 config, self.profile, precision=self.precision, tp=layout["tp"],
                 pp=layout["pp"], dp=layout["dp"], seq=self.seq,
-                batch_tokens=layout["dp"] * layout["pp"] * self.seq)
+                batch_tokens=layout["dp"] * layout["pp"] * self.seq,
+                interleave=layout["interleave"])
         step = self._steps[key]
         idle = layout["gpus_used"] / gpus
         t = step.tflops_per_gpu * idle
@@ -371,6 +381,14 @@ class ThroughputSource:
                           w.value, w.lo, w.hi, w.label, w.source,
                           mfu=t / self.peak.value if self.peak is not None else None,
                           layout=layout, breakdown=dict(getattr(step, "breakdown", {}) or {}))
+
+    def replica_gpus(self, params: float) -> int:
+        """GPUs of one model replica (tp * pp) under the step model's layout; 1 when a given
+        throughput replaces the step model (no layout)."""
+        if self.tflops_per_gpu is not None or self.mfu is not None:
+            return 1
+        layout = llama3_layout(params, 1)
+        return layout["tp"] * layout["pp"]
 
     def inputs(self) -> list[Input]:
         p = self.profile
@@ -400,16 +418,9 @@ class ThroughputSource:
 
 
 def _step_spread(step) -> tuple[float, float]:
-    """(lo, hi) of the step model's per-GPU TFLOP/s, where it reports a spread."""
-    for name in ("tflops_per_gpu_lo", "tflops_lo"):
-        if getattr(step, name, None) is not None:
-            lo = getattr(step, name)
-            hi = getattr(step, name.replace("_lo", "_hi"))
-            return float(lo), float(hi)
-    est = getattr(step, "tflops", None)
-    if est is not None and hasattr(est, "lo"):
-        return float(est.lo), float(est.hi)
-    return float(step.tflops_per_gpu), float(step.tflops_per_gpu)
+    """(lo, hi) of the step model's per-GPU TFLOP/s (from the profile's envelopes)."""
+    lo, hi = step.intervals.get("tflops_per_gpu", (step.tflops_per_gpu, step.tflops_per_gpu))
+    return float(lo), float(hi)
 
 
 def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn, tdp_w, peak,
@@ -444,18 +455,20 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
 
 
 def solve_gpus(compute_flops: float, days: float, params: float, throughput: ThroughputFn,
-               knobs: Knobs, max_gpus: float = 1e8) -> int:
-    """The fewest GPUs that finish ``compute_flops`` within ``days`` (goodput included).
+               knobs: Knobs, *, unit: int = 1, max_gpus: float = 1e8) -> int:
+    """The fewest GPUs, in whole multiples of ``unit`` (one model replica, tp * pp GPUs, when
+    the step model sets the layout), that finish ``compute_flops`` within ``days``.
 
     The cluster's useful rate ``gpus * tflops * goodput`` grows with ``gpus`` until failures
-    eat the gains, so the smallest count that meets the deadline is found by scanning a
-    logarithmic grid and bisecting the first bracket.
+    eat the gains, so the count is found by scanning a logarithmic grid of replica counts and
+    bisecting the first bracket that meets the deadline.
     """
     if not days > 0:
         raise DataError(f"--days must be positive, got {days}")
     target_s = days * 86400.0
 
-    def wall_s(g: float) -> float:
+    def wall_s(k: int) -> float:
+        g = k * unit
         t = throughput(g, params)
         try:
             rel = reliability.reliability(g, params, failures_per_gpu_hour=knobs.failures_per_gpu_hour,
@@ -464,28 +477,26 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
             return math.inf
         return compute_flops / (g * t.tflops * 1e12 * rel.goodput)
 
-    grid = np.geomspace(1.0, max_gpus, 321)
-    times = [wall_s(g) for g in grid]
+    grid = sorted({int(round(k)) for k in np.geomspace(1.0, max(max_gpus / unit, 1.0), 241)})
+    times = [wall_s(k) for k in grid]
     hits = [i for i, t in enumerate(times) if t <= target_s]
     if not hits:
         best = int(np.argmin(times))
         raise DataError(
             f"no cluster finishes {compute_flops:.3g} FLOPs in {days:g} days: the fastest, at "
-            f"about {grid[best]:,.0f} GPUs, takes {times[best] / 86400:,.1f} days (failures "
+            f"about {grid[best] * unit:,} GPUs, takes {times[best] / 86400:,.1f} days (failures "
             f"limit larger clusters); allow more days or a lower failure rate")
     i = hits[0]
     if i == 0:
-        return 1
-    lo, hi = grid[i - 1], grid[i]
-    for _ in range(100):
-        mid = math.sqrt(lo * hi)
+        return grid[0] * unit
+    lo, hi = grid[i - 1], grid[i]  # wall_s(lo) > target >= wall_s(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
         if wall_s(mid) <= target_s:
             hi = mid
         else:
             lo = mid
-        if hi - lo < 1e-6 * hi:
-            break
-    return int(math.ceil(hi - 1e-9 * hi))
+    return hi * unit
 
 
 def check_gpus(gpus: Sequence) -> tuple[int, ...]:
@@ -564,7 +575,7 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
               else "given: --restart-min"),
     ]
     if days is not None:
-        counts = (solve_gpus(c, days, n, throughput, knobs),)
+        counts = (solve_gpus(c, days, n, throughput, knobs, unit=source.replica_gpus(n)),)
         inputs.append(Input("days", days, "days", "assumed", "given: --days (GPU count solved)"))
     else:
         counts = check_gpus(gpus)

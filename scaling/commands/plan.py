@@ -124,6 +124,10 @@ def _iv(value, interval) -> str:
     return f"{fmt_num(value)} [{fmt_num(interval[0])}..{fmt_num(interval[1])}]"
 
 
+def _short(text: str, width: int = 90) -> str:
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def describe(plan) -> str:
     """The plan as text for people: the budget, the model, the table, the labelled inputs."""
     lab = {i.name: i.label for i in plan.inputs}
@@ -137,21 +141,24 @@ def describe(plan) -> str:
     ]
     if plan.model:
         cfg = plan.model
-        lines.append("config   " + ", ".join(f"{k} {fmt_num(v)}" for k, v in cfg.items()
-                                               if not isinstance(v, (dict, list))))
+        lines.append(f"config   {cfg['name']}: " + ", ".join(
+            f"{k} {fmt_num(v)}" for k, v in cfg.items() if k not in ("name", "source")))
     lines.append(f"hardware {plan.hardware.get('name')} ({plan.hardware.get('label')}), "
                  f"{plan.precision}")
     lines.append("")
     lines.append(format_table([p.to_dict() for p in plan.plans], TABLE))
     for p in plan.plans:
+        lines.append(f"{p.gpus:>9,} GPUs: throughput {p.labels.get('tflops_per_gpu')}, power "
+                     f"{p.labels.get('gpu_power_w')} ({fmt_num(p.gpu_power_w)} W per GPU)"
+                     + (f", layout {p.layout}" if p.layout else ""))
         if p.intervals:
-            lines.append(f"  {p.gpus:,} GPUs intervals: " + "; ".join(
-                f"{k} {fmt_num(lo)}..{fmt_num(hi)}" for k, (lo, hi) in p.intervals.items()))
-        lines.append(f"  {p.gpus:,} GPUs: throughput {p.labels.get('tflops_per_gpu')}, "
-                     f"power {p.labels.get('gpu_power_w')} ({fmt_num(p.gpu_power_w)} W per GPU)")
+            lines.append(" " * 16 + "intervals: " + "; ".join(
+                f"{k} {fmt_num(lo)}..{fmt_num(hi)}" for k, (lo, hi) in p.intervals.items()
+                if k in ("days", "gpu_hours", "energy_mwh", "avg_power_mw")))
     lines.append("")
     lines.append(format_table([i.to_dict() | {"value": fmt_num(i.value)
-                                              if not isinstance(i.value, str) else i.value}
+                                              if not isinstance(i.value, str) else i.value,
+                                              "source": _short(i.source)}
                                for i in plan.inputs],
                               [("name", "input"), ("value", "value"), ("unit", "unit"),
                                ("label", "label"), ("source", "source")]))

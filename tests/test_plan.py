@@ -1,0 +1,180 @@
+"""The planner against published figures and hand computation, and its CLI."""
+
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scaling import cli
+from scaling.errors import DataError, UnknownNameError
+from scaling.laws import load_law
+from scaling.plan import LABELS, Knobs, make_plan
+
+LLAMA3_GPU_HOURS = 30.84e6  # Llama 3.1 model card, 405B
+
+
+def flopcast(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_llama3_405b_gpu_hours_within_10_percent():
+    """3.8e25 FLOPs on 16,384 H100 at the published 400 TFLOP/s, Llama 3 failure rate."""
+    plan = make_plan(compute="llama3", params=405e9, gpus=[16384], tflops_per_gpu=400)
+    p = plan.plans[0]
+    assert plan.compute_flops == 3.8e25
+    assert abs(p.gpu_hours / LLAMA3_GPU_HOURS - 1) < 0.10
+    # goodput is what closes the gap: without failures the same run takes 26.4M GPU-hours
+    ideal = 3.8e25 / (400e12 * 3600)
+    assert p.gpu_hours == pytest.approx(ideal / p.goodput)
+    assert 0.90 < p.goodput < 0.95  # the paper: >90% effective training time
+
+
+def test_llama3_405b_step_model_throughput_near_published():
+    plan = make_plan(compute="llama3", params=405e9, gpus=[16384])
+    p = plan.plans[0]
+    assert plan.model["name"] == "llama3-405b"
+    assert p.layout["tp"] == 8 and p.layout["pp"] == 16 and p.layout["dp"] == 128
+    assert abs(p.tflops_per_gpu / 400 - 1) < 0.15  # Llama 3 paper, Table 4
+    assert abs(p.gpu_hours / LLAMA3_GPU_HOURS - 1) < 0.15
+
+
+def test_default_budget_is_ten_times_llama3_on_two_clusters(capsys):
+    code, out, _ = flopcast(capsys, "plan", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["compute_flops"] == 3.8e26
+    assert [p["gpus"] for p in data["plans"]] == [16384, 100000]
+    for key in ("params", "tokens", "loss"):
+        assert data[key] > 0
+    assert data["params"] * data["tokens"] * 6 == pytest.approx(3.8e26)
+    for p in data["plans"]:
+        for key in ("gpus", "tflops_per_gpu", "mfu", "goodput", "days", "gpu_hours",
+                    "energy_mwh", "facility_mw", "avg_power_mw", "cost_usd"):
+            assert isinstance(p[key], (int, float)) and p[key] > 0, key
+            assert key in p["units"]
+        assert set(p["labels"].values()) <= set(LABELS)
+    assert {i["label"] for i in data["inputs"]} <= set(LABELS)
+    names = {i["name"] for i in data["inputs"]}
+    assert {"compute_flops", "params", "tokens", "hardware", "pue", "host_w_per_gpu",
+            "failures_per_gpu_hour", "usd_per_gpu_hour", "usd_per_kwh"} <= names
+
+
+def test_days_and_gpus_are_inverse():
+    base = make_plan(gpus=[20000], tflops_per_gpu=400)
+    days = base.plans[0].days
+    solved = make_plan(days=days, tflops_per_gpu=400)
+    assert solved.plans[0].gpus == 20000
+    assert solved.plans[0].days <= days * (1 + 1e-9)
+    # without failures, twice the GPUs take exactly half the days
+    k = Knobs(failures_per_gpu_hour=0)
+    one, two = make_plan(gpus=[10000, 20000], tflops_per_gpu=400, knobs=k).plans
+    assert one.days == pytest.approx(2 * two.days)
+    assert one.gpu_hours == pytest.approx(two.gpu_hours)
+
+
+def test_days_solver_with_the_step_model_finds_the_fewest_gpus():
+    plan = make_plan(compute="llama3", days=80)
+    g = plan.plans[0].gpus
+    assert plan.plans[0].days <= 80
+    replica = plan.plans[0].layout["tp"] * plan.plans[0].layout["pp"]
+    assert g % replica == 0  # whole model replicas
+    fewer = make_plan(compute="llama3", gpus=[g - replica])
+    assert fewer.plans[0].days > 80
+
+
+def test_impossible_deadline_says_what_is_possible():
+    with pytest.raises(DataError, match="fastest"):
+        make_plan(days=10)
+
+
+def test_energy_power_and_cost_by_hand():
+    knobs = Knobs(pue=1.2, host_w_per_gpu=500, usd_per_gpu_hour=3, usd_per_kwh=0.1,
+                  failures_per_gpu_hour=0)
+    plan = make_plan(compute=1e24, params=1e10, gpus=[1000], tflops_per_gpu=250, knobs=knobs)
+    p = plan.plans[0]
+    wall_s = 1e24 / (1000 * 250e12)             # goodput 1 without failures
+    assert p.goodput == 1.0
+    assert p.days == pytest.approx(wall_s / 86400)
+    assert p.gpu_hours == pytest.approx(1000 * wall_s / 3600)
+    assert p.facility_mw == pytest.approx(1000 * (700 + 500) * 1.2 / 1e6)   # H100 TDP 700 W
+    watts = p.gpu_power_w
+    assert p.avg_power_mw == pytest.approx(1000 * (watts + 500) * 1.2 / 1e6)
+    assert p.energy_mwh == pytest.approx(p.avg_power_mw * wall_s / 3600)
+    assert p.cost_usd == pytest.approx(p.gpu_hours * 3 + p.energy_mwh * 1000 * 0.1)
+
+
+def test_100k_h100_need_about_150_mw():
+    p = make_plan(gpus=[100_000]).plans[0]
+    assert abs(p.facility_mw / 150 - 1) < 0.20          # SemiAnalysis 2024 estimate
+    assert p.facility_mw == pytest.approx(100_000 * 1275 * 1.1 / 1e6)
+    assert p.avg_power_mw <= p.facility_mw
+
+
+def test_failures_cost_more_at_100k_gpus():
+    small, big = make_plan(gpus=[16384, 100_000]).plans
+    assert big.goodput < small.goodput - 0.2
+    assert big.interruptions > small.interruptions
+
+
+def test_law_bootstrap_gives_intervals_on_days_gpu_hours_energy():
+    law = load_law("epoch-2024")
+    boot = [dict(law.parameters, alpha=law.alpha * f, beta=law.beta * (2 - f))
+            for f in (0.97, 0.98, 0.99, 1.0, 1.01, 1.02, 1.03)]
+    law = law.with_parameters(law.parameters).__class__(**{**law.__dict__, "bootstrap": boot})
+    plan = make_plan(law=law, gpus=[16384])
+    lo, hi = plan.intervals["params"]
+    assert lo < plan.params < hi
+    p = plan.plans[0]
+    for key in ("days", "gpu_hours", "energy_mwh"):
+        a, b = p.intervals[key]
+        assert a <= getattr(p, key) <= b and a < b, key
+
+
+@settings(max_examples=25, deadline=None)
+@given(compute=st.floats(1e21, 1e27), gpus=st.integers(64, 50_000),
+       tflops=st.floats(50, 900))
+def test_time_scales_with_compute_and_inverse_throughput(compute, gpus, tflops):
+    k = Knobs(failures_per_gpu_hour=0)
+    p = make_plan(compute=compute, params=1e9, gpus=[gpus], tflops_per_gpu=tflops, knobs=k)
+    c = p.plans[0]
+    assert c.gpu_hours == pytest.approx(compute / (tflops * 1e12) / 3600, rel=1e-9)
+    assert c.days * 86400 * gpus * tflops * 1e12 == pytest.approx(compute, rel=1e-9)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--hardware", "h1000"], "valid: b200, h100-sxm, h200, mi300x"),
+    (["--law", "kaplan"], "valid: chinchilla-2022, epoch-2024, llama3-2024"),
+    (["--compute", "1e17"], "outside 1e+18..1e+30"),
+    (["--compute", "1e31"], "outside 1e+18..1e+30"),
+    (["--compute", "ten"], "valid: 10x-llama3, llama3"),
+    (["--gpus", "16384,0"], "positive whole number"),
+    (["--gpus", "-8"], "positive whole number"),
+    (["--gpus", "1.5"], "positive whole number"),
+    (["--pue", "0.9"], "PUE must be at least 1"),
+    (["--days", "0"], "--days must be positive"),
+    (["--mfu", "1.5"], "--mfu must be in"),
+])
+def test_bad_input_is_one_clear_line(capsys, argv, message):
+    code, out, err = flopcast(capsys, "plan", *argv)
+    assert code != 0 and out == ""
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_names_raise_the_projects_error():
+    with pytest.raises(UnknownNameError):
+        make_plan(hardware="h1000")
+    with pytest.raises(UnknownNameError):
+        make_plan(precision="fp4")
+
+
+def test_text_output_names_labels(capsys):
+    code, out, _ = flopcast(capsys, "plan", "--gpus", "16384", "--compute", "llama3",
+                            "--params", "405e9", "--tflops-per-gpu", "400")
+    assert code == 0
+    assert "16,384" in out and "published" in out and "assumed" in out
+    assert "failures_per_gpu_hour" in out
