@@ -262,28 +262,36 @@ def check_bad_files_mixed(url, directory, capsys) -> None:
     assert digest(Path(directory).iterdir()) == before  # local files untouched
 
 
+# An uploader that stops inside its transaction, after half of the run's records, for
+# argv[3] seconds (then goes on and commits).
 _STALL = textwrap.dedent("""
     import sys, time
     from scaling import store
     insert = store._insert_records
     def stall(conn, run_pk, rows):
-        insert(conn, run_pk, rows[: len(rows) // 2])  # half the records are in
+        insert(conn, run_pk, rows[: len(rows) // 2])
         print("inside the transaction", flush=True)
-        time.sleep(120)
+        time.sleep(float(sys.argv[3]))
+        insert(conn, run_pk, rows[len(rows) // 2:])
     store._insert_records = stall
-    store.upload_files([sys.argv[1]], sys.argv[2])
+    print(store.upload_files([sys.argv[1]], sys.argv[2]).outcomes[0].status, flush=True)
 """)
+
+
+def _stalled_uploader(path, url, seconds) -> subprocess.Popen:
+    child = subprocess.Popen([sys.executable, "-c", _STALL, str(path), str(url), str(seconds)],
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ready, _, _ = select.select([child.stdout], [], [], 60)
+    assert ready, "the uploader never reached its transaction"
+    assert child.stdout.readline().strip() == "inside the transaction", child.stderr.read()
+    return child
 
 
 def check_kill_mid_upload(url, directory) -> None:
     path = three_runs(directory)[0]
     store.upload_files([three_runs(Path(directory) / "other")[1]], url)  # schema exists, 1 run
-    child = subprocess.Popen([sys.executable, "-c", _STALL, str(path), str(url)], cwd=ROOT,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = _stalled_uploader(path, url, 120)
     try:
-        ready, _, _ = select.select([child.stdout], [], [], 60)
-        assert ready, "the uploader never reached its transaction"
-        assert child.stdout.readline().strip() == "inside the transaction", child.stderr.read()
         os.kill(child.pid, signal.SIGKILL)
     finally:
         child.kill()
@@ -327,3 +335,19 @@ def check_concurrent_uploaders(url, directory, workers: int = 8) -> None:
     assert counts(url) == (workers + 1, 3 * workers + 1)
     df = store.read_records(url)
     assert df.run_id.nunique() == workers + 1 and len(df) == 3 * workers + 1
+
+
+def check_same_run_at_once(url, directory) -> None:
+    """Two nodes upload the same run at the same moment: the second finds nothing stored yet
+    (the first has not committed), waits for the first, and reports "already present"."""
+    path = three_runs(directory)[0]
+    store.upload_files([three_runs(Path(directory) / "other")[1]], url)
+    child = _stalled_uploader(path, url, 1.5)
+    try:
+        report = store.upload_files([path], url)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert sorted([out.strip(), report.outcomes[0].status]) == [store.PRESENT, store.UPLOADED]
+    assert counts(url) == (2, 8)

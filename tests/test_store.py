@@ -47,6 +47,10 @@ def test_kill_mid_upload_leaves_no_partial_run(url, runs_dir):
     cases.check_kill_mid_upload(url, runs_dir)
 
 
+def test_the_same_run_from_two_nodes_at_once_is_stored_once(url, runs_dir):
+    cases.check_same_run_at_once(url, runs_dir)
+
+
 def test_eight_concurrent_uploaders(url, runs_dir):
     cases.check_concurrent_uploaders(url, runs_dir)
 
