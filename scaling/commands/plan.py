@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from scaling import energy, reliability
-from scaling.commands._inputs import add_results_arguments, load_records
+from scaling.commands._inputs import add_results_arguments, load_records, source_name
 from scaling.errors import DataError
 from scaling.output import fmt_num, format_table, print_json
 from scaling.plan import (DEFAULT_COMPUTE, DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW,
@@ -105,10 +105,10 @@ def register(sub):
 
 def run(args) -> int:
     results = None
-    if args.results:
+    if args.results or args.from_url:  # files, or the results database (--from URL)
         results = load_records(args, paths=args.results)
         if results.empty:
-            raise DataError(f"no records found in {', '.join(args.results)}; "
+            raise DataError(f"no records found in {source_name(args) or ', '.join(args.results)}; "
                             "run `pytest --benchmark` first or drop --results")
     plan = plan_from_args(args, results=results)
     if args.json:
