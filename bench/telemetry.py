@@ -16,6 +16,9 @@ chosen by `open_telemetry(device)` and named in every record:
 ``none``
     Nothing readable. Every power field is null and the window says why.
 
+This module holds the interface (`Telemetry`, `Window`, the sampler thread) and the choice
+of backend; `bench.nvml` and `bench.rapl` hold the two that measure.
+
 Use it as a window around the work::
 
     telemetry = open_telemetry("cuda:0")
@@ -26,9 +29,9 @@ Use it as a window around the work::
 
 Known limits. NVML's energy counter and power readings update about every 100 ms, so a
 window shorter than ~2 s carries an error of several percent: flopcast measures power over
-its own steady window of several seconds. NVML reports board power (GPU and its memory),
-not wall power: host, fans, power supply losses and cooling are outside it. RAPL is CPU
-package energy (cores, caches, uncore), not DRAM or the whole machine.
+its own steady window of several seconds. NVML reports board (module) power, GPU and its
+memory, not wall power: host CPUs, network, switches, power supply losses and cooling are
+outside it. RAPL is CPU package energy (cores, caches, uncore), not DRAM or the machine.
 
 Faults never raise out of a window: an NVML call failing mid-window, the sampler thread
 dying, or a counter going backwards give a `Window` whose power fields are null and whose
@@ -44,8 +47,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-# Polling period of the sampler thread. NVML refreshes power about every 20-100 ms
-# (NVML API reference, nvmlDeviceGetPowerUsage), so 20 Hz sees every update of the counter.
+# Polling period of the sampler thread. NVML's power and energy readings update about every
+# 100 ms (Yang, Adamek and Armour 2023, "Part-time Power Measurements: nvidia-smi's Lack of
+# Attention"); polling twice as often sees every update.
 DEFAULT_INTERVAL_S = 0.05
 
 # How long `end()` waits for the sampler thread before declaring it hung.

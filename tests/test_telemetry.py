@@ -607,7 +607,8 @@ def test_rapl_sums_package_energy(powercap):
         add(zones["pkg1"], 3_000_000)
         add(zones["core0"], 4_000_000)  # part of package 0: not added again
         add(zones["psys"], 9_000_000)  # the whole platform: overlaps the packages
-        time.sleep(0.01)
+        seen = len(tel._sampler.samples)
+        wait_for(lambda: len(tel._sampler.samples) > seen + 1)  # a reading after the jump
     window = measured.window
     assert window.missing_reason is None
     assert window.energy_j == pytest.approx(8.0, abs=1e-12)
