@@ -259,6 +259,8 @@ def test_mapping_by_pci_bus_id_not_index(install):
     module.nvmlDeviceGetHandleByIndex.assert_not_called()
     with open_gpu("cuda:1") as tel:
         assert measures(tel, a)
+    with open_gpu("cuda") as tel:  # the current device, cuda:0 here
+        assert measures(tel, b)
 
 
 def test_mapping_by_uuid_when_cuda_gives_no_bus_id(install):
