@@ -26,6 +26,11 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _why(nvml, exc: Exception) -> str:
+    """NVML errors by their message ("GPU is lost"); anything else with its type too."""
+    return str(exc) if isinstance(exc, nvml.NVMLError) else f"{type(exc).__name__}: {exc}"
+
+
 def load_nvml():
     """Import and initialise ``pynvml``. Returns the module; raises `Unavailable` with why not."""
     try:
@@ -251,8 +256,8 @@ class NvmlTelemetry(Telemetry):
                 self._e0_mj = self._energy_mj()
             if self._power_limit_w is not None:
                 self._limit_w = self._power_limit_w()
-        except nvml.NVMLError as exc:
-            self._fault = f"NVML read failed at window start: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a fault of the window, never of the run
+            self._fault = f"NVML read failed at window start: {_why(nvml, exc)}"
         self._sampler = Sampler(self._sample, self._interval_s, self._t0)
 
     def _stop(self, time_s: float) -> Window:
@@ -260,8 +265,8 @@ class NvmlTelemetry(Telemetry):
         if fault is None and self._energy_mj is not None:
             try:
                 e1_mj = self._energy_mj()
-            except nvml.NVMLError as exc:
-                fault = f"NVML energy counter read failed at window end: {exc}"
+            except Exception as exc:  # noqa: BLE001
+                fault = f"NVML energy counter read failed at window end: {_why(nvml, exc)}"
             else:
                 if e1_mj < self._e0_mj:
                     fault = (f"NVML energy counter went backwards ({self._e0_mj} -> {e1_mj} "
@@ -273,8 +278,8 @@ class NvmlTelemetry(Telemetry):
         if sampler_fault is None:
             try:
                 samples.append(self._sample(time_s))
-            except nvml.NVMLError as exc:
-                sampler_fault = f"NVML read failed at window end: {exc}"
+            except Exception as exc:  # noqa: BLE001
+                sampler_fault = f"NVML read failed at window end: {_why(nvml, exc)}"
         return summarise(self.backend, time_s, samples, energy_j=energy_j,
                          energy_source="energy counter" if energy_j is not None else None,
                          power_limit_w=self._limit_w, fault=fault or sampler_fault)

@@ -361,6 +361,15 @@ def test_energy_read_failing_at_window_end(install):
         assert measures(tel, gpu)  # the next window works again
 
 
+def test_any_exception_from_a_read_is_a_fault_of_the_window(install):
+    gpu = FakeGpu()
+    install([gpu])
+    with open_gpu() as tel:
+        with tel.window() as measured:
+            gpu.fail["nvmlDeviceGetTotalEnergyConsumption"] = OSError("ioctl failed")
+        assert_power_missing(measured.window, "window end", "OSError: ioctl failed")
+
+
 def test_energy_read_failing_at_window_start(install):
     gpu = FakeGpu()
     install([gpu])
