@@ -108,6 +108,10 @@ def _validate_record(path: Path, i: int, record) -> None:
     for key in TEXT_FIELDS:
         if not isinstance(record.get(key), str) or not record[key]:
             raise ResultsFileError(path, "missing or not a non-empty string", field=f"{where}.{key}")
+    for key in KEY_DEFAULTS:
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise ResultsFileError(path, f"must be a string or null, got {record[key]!r}",
+                                   field=f"{where}.{key}")
     if not isinstance(record.get("shape"), dict):
         raise ResultsFileError(path, "missing or not an object", field=f"{where}.shape")
     for key in ("flops", "bytes"):
@@ -161,8 +165,10 @@ def _rows(path: Path, section: dict) -> list[dict]:
     for record in section["records"]:
         row = dict(run)
         row["telemetry_backend"] = machine.get("telemetry_backend")
-        row.update(KEY_DEFAULTS)
         row.update({k: _cell(v) for k, v in record.items() if k != "shape"})
+        for key, default in KEY_DEFAULTS.items():
+            if row.get(key) is None:
+                row[key] = default
         row["out_dtype"] = row["out_dtype"] or row["dtype"]
         row["shape"] = shape_str(record["shape"])
         for dim, value in record["shape"].items():
