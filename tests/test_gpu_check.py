@@ -1,0 +1,69 @@
+"""bench.gpu_check without a GPU: its cases are buildable, its target arithmetic is right,
+and it refuses clearly when there is no CUDA device."""
+
+import pytest
+import torch
+
+from bench import gpu_check
+from kernels import registry
+
+
+def test_without_cuda_it_exits_2_and_says_what_to_do(monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert gpu_check.main([]) == 2
+    err = capsys.readouterr().err
+    assert "needs a CUDA GPU" in err and "pytest -m interpreter" in err
+
+
+def test_every_case_builds_and_every_reference_exists():
+    ids = {c.id for c in gpu_check.CASES}
+    assert len(ids) == len(gpu_check.CASES)
+    for case in gpu_check.CASES:
+        spec = registry.build(case.kernel, case.impl, **case.kwargs)
+        assert spec.impl == case.impl
+        assert case.versus is None or case.versus in ids
+    for target in gpu_check.TARGETS:
+        assert target.row in ids and (target.versus is None or target.versus in ids)
+
+
+def test_target_shapes_are_the_issues():
+    by_id = {c.id: c for c in gpu_check.CASES}
+    assert by_id["gemm-bf16-8192/triton"].kwargs == {"m": 8192, "n": 8192, "k": 8192,
+                                                     "dtype": "bf16", "variant": ""}
+    attn = by_id["attn-fwd-d128-16k-causal/triton"].kwargs
+    assert (attn["seq"], attn["head_dim"], attn["causal"], attn["dtype"]) == (16384, 128, True, "bf16")
+
+
+def _row(id_, time_s, tflops=None, status="ok"):
+    return {"id": id_, "time_s": time_s, "tflops": tflops, "status": status, "versus": None}
+
+
+def test_evaluate_speedups_tflops_and_missing_rows():
+    targets = [
+        gpu_check.Target("ratio", "a/triton", 0.9, "a/torch"),
+        gpu_check.Target("rate", "b/triton", 400.0),
+        gpu_check.Target("absent", "c/triton", 1.0, "c/torch"),
+    ]
+    rows = [_row("a/torch", 1.0), _row("a/triton", 1.2), _row("b/triton", 2.0, tflops=410.0),
+            _row("c/torch", 1.0), _row("c/triton", None, status="wrong: relative error 0.3")]
+    ratio, rate, absent = gpu_check.evaluate(rows, targets)
+    assert ratio["value"] == pytest.approx(1 / 1.2) and ratio["met"] is False
+    assert rate["value"] == 410.0 and rate["met"] is True and rate["unit"] == "TFLOP/s"
+    assert absent["met"] is None and "relative error 0.3" in absent["reason"]
+
+
+def test_speedup_is_the_other_rows_time_over_ours():
+    rows = [_row("x/torch", 3.0), {**_row("x/triton", 2.0), "versus": "x/torch"}]
+    gpu_check.add_speedups(rows)
+    assert rows[0]["speedup"] is None and rows[1]["speedup"] == pytest.approx(1.5)
+
+
+def test_run_case_on_cpu_times_torch_and_skips_triton_with_the_reason():
+    kw = {"m": 32, "n": 32, "k": 32, "dtype": "fp32", "variant": ""}
+    torch_row = gpu_check.run_case(gpu_check.Case("g/torch", "gemm", "torch", kw), torch.device("cpu"))
+    assert torch_row["status"] == "ok" and torch_row["rel_error"] < 1e-4 and torch_row["time_s"] > 0
+    bf16 = {**kw, "dtype": "bf16"}
+    triton_row = gpu_check.run_case(gpu_check.Case("g/triton", "gemm", "triton", bf16),
+                                    torch.device("cpu"))
+    assert triton_row["status"].startswith("skipped") and "interpreter" in triton_row["status"]
+    assert triton_row["time_s"] is None
