@@ -17,6 +17,7 @@ from scaling.errors import FlopcastError
 COMMAND_MODULES = (
     "scaling.commands.results",
     "scaling.commands.upload",
+    "scaling.commands.fit",
     "scaling.commands.profile",
     "scaling.commands.model",
     "scaling.commands.step",
