@@ -215,7 +215,7 @@ def _is_transient(exc: BaseException) -> bool:
     """A lock or serialisation conflict that goes away if the transaction is tried again."""
     orig = getattr(exc, "orig", None)
     text = str(orig or exc).lower()
-    if "database is locked" in text or "database is busy" in text or "database table is locked" in text:
+    if any(f"database {what}" in text for what in ("is locked", "is busy", "table is locked")):
         return True
     return getattr(orig, "sqlstate", None) in ("40001", "40P01")  # serialization, deadlock
 
@@ -385,11 +385,13 @@ class UploadReport:
     def ok(self) -> bool:
         return not self.skipped
 
-    def summary(self) -> str:
-        """One line: what went in, what was there already, what was skipped and why."""
+    def summary(self, reasons: bool = True) -> str:
+        """One line: what went in, what was there already, what was skipped (and why)."""
         line = (f"{self.count(UPLOADED)} uploaded, {self.count(PRESENT)} already present, "
                 f"{len(self.skipped)} skipped -> {self.url}")
-        return line + "".join(f"; skipped {o.file}: {o.message}" for o in self.skipped)
+        if reasons:
+            line += "".join(f"; skipped {o.file}: {o.message}" for o in self.skipped)
+        return line
 
     def to_dict(self) -> dict:
         return {"url": self.url, "ok": self.ok,

@@ -44,5 +44,5 @@ def run(args) -> int:
                 for o in report.outcomes]
         if rows:
             print(format_table(rows, TABLE))
-        print(f"\n{report.summary().split('; ')[0]}")
+        print(f"\n{report.summary(reasons=False)}")
     return 0 if report.ok else 1
