@@ -330,20 +330,49 @@ def test_torchrun_two_ranks_all_collectives(tmp_path):
     assert "busbw GB/s" in done.stdout and "10 records written" in done.stdout
 
 
-def test_four_ranks_rank_zero_alone_writes(tmp_path):
-    ops = ["all_reduce", "all_to_all", "reduce_scatter"]
-    out = tmp_path / "results"
-    argv = ["--ops", *ops, "--sizes", "4K", "--iters", "3", "--warmup", "1", "--timeout", "30",
-            "--results-dir", str(out)]
-    ranks_ = _run_ranks(4, argv, tmp_path)
-    assert sorted(ranks_) == [0, 1, 2, 3]
-    for rank, (code, _, stdout, stderr) in ranks_.items():
+FOUR_RANK_OPS = ["all_reduce", "all_to_all", "reduce_scatter"]
+FOUR_RANK_SIZES = [4096, 65536, 1 << 20]
+
+
+@pytest.fixture(scope="module")
+def four_ranks(tmp_path_factory):
+    """One real run of 4 ranks: (per-rank outcome, results folder)."""
+    tmp = tmp_path_factory.mktemp("four-ranks")
+    out = tmp / "results"
+    argv = ["--ops", *FOUR_RANK_OPS, "--sizes", *map(str, FOUR_RANK_SIZES), "--iters", "3",
+            "--warmup", "1", "--timeout", "30", "--results-dir", str(out)]
+    return _run_ranks(4, argv, tmp), out
+
+
+def test_four_ranks_rank_zero_alone_writes(four_ranks):
+    outcome, out = four_ranks
+    assert sorted(outcome) == [0, 1, 2, 3]
+    for rank, (code, _, stdout, stderr) in outcome.items():
         assert code == 0, f"rank {rank}: {stderr[-2000:]}"
         assert ("records written" in stdout) == (rank == 0)
     files = list(out.glob("*.json"))
     assert len(files) == 1
     records = json.loads(files[0].read_text())["flopcast"]["records"]
-    _check_records(records, 4, ops, [4096])
+    _check_records(records, 4, FOUR_RANK_OPS, FOUR_RANK_SIZES)
+
+
+def test_records_feed_the_hardware_profile(four_ranks):
+    """The step model's input: bus bandwidth per collective and world size, fitted from the
+    records as `scaling.records.load_results` loads them."""
+    from scaling.hardware import load_profile
+    from scaling.records import load_results
+
+    df = load_results([four_ranks[1]])
+    assert len(df) == len(FOUR_RANK_OPS) * len(FOUR_RANK_SIZES)
+    profile = load_profile(results=df)
+    for op in FOUR_RANK_OPS:
+        row = df[(df["variant"] == op) & (df["shape_message_bytes"] == 65536)].iloc[0]
+        est = profile.busbw_gbps(op, 65536, 4)
+        assert est.label == "measured" and "gloo" in est.source
+        # The fitted curve passes within the spread of its own points.
+        assert est.lo <= row["busbw_gbps"] * (1 + 1e-9) and row["busbw_gbps"] <= est.hi * (1 + 1e-9)
+    other = profile.busbw_gbps("all_reduce", 65536, 64)
+    assert other.label == "measured" and "measured at world size 4, not 64" in other.source
 
 
 def test_a_rank_that_never_joins_ends_the_run_within_the_timeout(tmp_path):
