@@ -359,7 +359,8 @@ def _distinct_minima(result: BatchResult, limit: int, rel_tol: float = 1e-6) -> 
 def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HOFFMANN_GRID,
                    drop_highest: int = 0, bootstrap: int = 0, seed: int | None = None,
                    prune: dict[int, float] | None = PRUNE_SCHEDULE, bootstrap_starts: int = 4,
-                   progress: Progress | None = None, name: str = "fit") -> LawFit:
+                   max_iter: int = 1000, progress: Progress | None = None,
+                   name: str = "fit") -> LawFit:
     """Approach 3: the Huber fit of L = E + A/N^alpha + B/D^beta from every start of ``grid``.
 
     ``bootstrap`` resamples (with ``seed``) give the law a bootstrap and percentile intervals.
@@ -374,11 +375,12 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
     objective = HuberObjective(data, delta)
     starts = grid.points()
     say = (lambda m: progress(f"fit: {m}")) if progress else None
-    result = batched_lbfgs(objective, starts, prune=prune, progress=say)
+    result = batched_lbfgs(objective, starts, prune=prune, max_iter=max_iter, progress=say)
     minima = _distinct_minima(result, limit=max(1, bootstrap_starts))
     if minima.size == 0:
-        raise FitError(f"{data.source}: no start of the {len(starts)}-point grid converged; "
-                       f"check the data (loss should fall with N and D) or widen the grid")
+        raise FitError(f"{data.source}: the fit did not converge: no start of the "
+                       f"{len(starts)}-point grid met the tolerance within {max_iter} "
+                       f"iterations; check the data (loss should fall with N and D)")
     best_x, best_f = _polish(objective, result.x[minima[0]])
     if best_f > result.f[minima[0]]:
         best_x, best_f = result.x[minima[0]], float(result.f[minima[0]])
@@ -483,7 +485,7 @@ def _isoflop_minima(data: LawData, labels, against):
         rows = labels == label
         c = float(np.exp(np.mean(np.log(data.compute[rows]))))
         if rows.sum() < 3 or np.unique(x_all[rows]).size < 3:
-            raise DataError(f"{data.source}: budget {c:.3g} FLOPs has {int(rows.sum())} runs "
+            raise DataError(f"{data.source}: budget {c:.3g} FLOPs has {int(rows.sum())} run(s) "
                             f"({np.unique(x_all[rows]).size} distinct {against}); an isoFLOP "
                             f"parabola needs at least 3 (or group budgets with a larger "
                             f"tolerance)")
