@@ -102,7 +102,7 @@ def fit_saturating(sizes, rates, *, what: str = "curve",
     design = np.column_stack([1.0 / t, (x / scale) / t])
     (t0, u_scaled), _ = nnls(design, np.ones_like(t))
     u = u_scaled / scale
-    if not u > 0:
+    if not u * x.max() > 1e-9 * t.max():
         raise FitError(f"{what}: the data show time not growing with size; no throughput "
                        f"can be fitted (are the sizes or FLOP counts right?)")
     plateau = 1.0 / u

@@ -5,7 +5,8 @@ envelope, a label saying whether it was measured, published or assumed, and its 
 
 * ``matmul_tflops(m, n, k, dtype)`` and ``attention_tflops(...)``: achieved TFLOP/s of one
   call of that shape, from a saturating throughput curve against FLOPs per call
-  (`scaling.curves`) capped by a roofline, ``flops / bytes * memory bandwidth``;
+  (`scaling.curves`) capped by a roofline, ``flops / bytes * memory bandwidth``, where the
+  bandwidth is a datasheet figure;
 * ``power_w(utilisation)``: board watts at a fraction of the dense datasheet peak;
 * ``busbw_gbps(collective, message_bytes, world_size)``: collective bus bandwidth
   (nccl-tests' definition), measured by ``bench.comm`` when the profile has it, else the link
@@ -211,7 +212,9 @@ class HardwareProfile:
             value, lo, hi = rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi
             notes = [f"{c.key}: {c.source}"]
             label = c.label
-            if self.memory_gbps is not None and bytes_ > 0:
+            # Only a datasheet bandwidth is a ceiling; a measured one is a lower bound.
+            if self.memory_gbps is not None and self.memory_gbps.label == "published" \
+                    and bytes_ > 0:
                 cap = flops / bytes_ * self.memory_gbps.value * 1e9 / 1e12
                 if cap < value:
                     notes.append(f"capped by {bytes_:.3g} bytes at "
