@@ -157,6 +157,21 @@ def _attn_fwd(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, scales_ptr, sm_scale,
              mask=offs_m < SEQ_Q)
 
 
+def _bwd_configs(kernel: str) -> list:
+    """Backward tiles. The dK/dV kernel holds two float32 (BLOCK_N, HEAD_DIM) accumulators
+    and streams short query blocks past them; the dQ kernel the reverse. The autotuner also
+    drops any candidate that runs out of registers or shared memory on the GPU at hand."""
+    interpret = triton.knobs.runtime.interpret
+    if kernel == "dkdv":
+        tiles = [(16, 32, 1, 4)] if interpret else [
+            (32, 128, 3, 8), (64, 128, 2, 8), (32, 64, 3, 4), (64, 64, 3, 4)]
+    else:
+        tiles = [(32, 16, 1, 4)] if interpret else [
+            (128, 32, 3, 8), (128, 64, 2, 8), (64, 32, 3, 4), (64, 64, 3, 4)]
+    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_stages=s, num_warps=w)
+            for bm, bn, s, w in tiles]
+
+
 @triton.jit
 def _bwd_preprocess(o_ptr, do_ptr, delta_ptr, SEQ_Q, HEAD_DIM: tl.constexpr,
                     BLOCK_M: tl.constexpr):
@@ -172,6 +187,7 @@ def _bwd_preprocess(o_ptr, do_ptr, delta_ptr, SEQ_Q, HEAD_DIM: tl.constexpr,
     tl.store(delta_ptr + off_bh * SEQ_Q + offs_m, tl.sum(o * do, axis=1), mask=offs_m < SEQ_Q)
 
 
+@triton.autotune(configs=_bwd_configs("dkdv"), key=["SEQ_Q", "SEQ_K", "HEAD_DIM", "CAUSAL"])
 @triton.jit
 def _bwd_dkdv(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, sm_scale,
               HEADS_Q, HEADS_KV, GROUP, SEQ_Q, SEQ_K,
@@ -224,6 +240,7 @@ def _bwd_dkdv(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, s
     tl.store(dv_ptr + kv_off, dv.to(dv_ptr.dtype.element_ty), mask=cols_ok)
 
 
+@triton.autotune(configs=_bwd_configs("dq"), key=["SEQ_Q", "SEQ_K", "HEAD_DIM", "CAUSAL"])
 @triton.jit
 def _bwd_dq(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, sm_scale,
             HEADS_Q, GROUP, SEQ_Q, SEQ_K,
@@ -266,13 +283,6 @@ def _bwd_dq(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, sm_scale,
         dq += tl.dot(ds.to(k_t.dtype), tl.trans(k_t))
 
     tl.store(dq_ptr + q_off, (dq * sm_scale).to(dq_ptr.dtype.element_ty), mask=rows_ok)
-
-
-def _bwd_blocks() -> tuple[int, int, int, int, int]:
-    """(BLOCK_M, BLOCK_N) of the dK/dV kernel, then of the dQ kernel; num_warps."""
-    if triton.knobs.runtime.interpret:
-        return 16, 32, 32, 16, 4
-    return 64, 128, 128, 64, 8
 
 
 def _check_qkv(q, k, v):
@@ -320,19 +330,16 @@ def attention_backward(q, k, v, out, lse, do, causal: bool, sm_scale: float):
     batch, heads_q, seq_q, head_dim = q.shape
     heads_kv, seq_k = k.shape[1], k.shape[2]
     group = heads_q // heads_kv
-    bm1, bn1, bm2, bn2, warps = _bwd_blocks()
     delta = torch.empty_like(lse)
     _bwd_preprocess[(triton.cdiv(seq_q, 64), batch * heads_q)](out, do, delta, seq_q,
                                                                 HEAD_DIM=head_dim, BLOCK_M=64)
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    _bwd_dkdv[(triton.cdiv(seq_k, bn1), batch * heads_kv)](
+    _bwd_dkdv[lambda meta: (triton.cdiv(seq_k, meta["BLOCK_N"]), batch * heads_kv)](
         q, k, v, do, lse, delta, dk, dv, sm_scale, heads_q, heads_kv, group, seq_q, seq_k,
-        HEAD_DIM=head_dim, CAUSAL=bool(causal), BLOCK_M=bm1, BLOCK_N=bn1, num_warps=warps,
-        num_stages=2)
-    _bwd_dq[(triton.cdiv(seq_q, bm2), batch * heads_q)](
+        HEAD_DIM=head_dim, CAUSAL=bool(causal))
+    _bwd_dq[lambda meta: (triton.cdiv(seq_q, meta["BLOCK_M"]), batch * heads_q)](
         q, k, v, do, lse, delta, dq, sm_scale, heads_q, group, seq_q, seq_k,
-        HEAD_DIM=head_dim, CAUSAL=bool(causal), BLOCK_M=bm2, BLOCK_N=bn2, num_warps=warps,
-        num_stages=2)
+        HEAD_DIM=head_dim, CAUSAL=bool(causal))
     return dq, dk, dv
 
 
@@ -374,6 +381,9 @@ def triton_attention(q, k, v, *, causal: bool = False, sm_scale: float | None = 
     if q.dtype in FP8_TORCH_DTYPES:
         if any(t.requires_grad for t in (q, k, v)):
             raise ValueError("FP8 attention is forward-only; the backward takes bf16/fp16")
+        if q.shape[-1] < 32:
+            raise ValueError(f"FP8 attention needs head_dim >= 32, got {q.shape[-1]}: FP8 "
+                             "tensor-core dot products take an inner dimension of 32 or more")
         ones = torch.ones((), device=q.device, dtype=torch.float32)
         scales = torch.stack([(ones if s is None else s.to(torch.float32)).reshape(())
                               for s in (q_scale, k_scale, v_scale)])
