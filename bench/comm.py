@@ -8,20 +8,22 @@ measures the five collectives training uses, with the same distributed engine tr
   parallelism, tensor parallelism), all-to-all (mixture-of-experts token routing) and
   broadcast.
 
-Launch one process per GPU with ``torchrun`` (or Slurm's ``srun``)::
+Launch one process per GPU with ``torchrun`` or Slurm's ``srun``::
 
     torchrun --nproc-per-node 8 -m bench.comm --sweep quick
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d --rdzv-endpoint HOST:29500 \\
         -m bench.comm --sweep full --ops all_reduce all_to_all
+    srun --nodes 2 --ntasks-per-node 8 --gpus-per-node 8 python -m bench.comm --sweep full
 
-The figures are the ones nccl-tests defines (nccl-tests, doc/PERFORMANCE.md):
+Bandwidths are the ones nccl-tests defines (nccl-tests, doc/PERFORMANCE.md):
 
 * ``message_bytes`` is the size of the whole buffer of the operation: the buffer reduced by
   all-reduce, the gathered output of all-gather, the input of reduce-scatter, what one rank
   sends in all-to-all, the broadcast buffer. Chunked collectives round it down to a multiple
   of the world size.
 * ``time_s``: the median over timed iterations on each rank, then the maximum over ranks (a
-  collective is done when its slowest rank is).
+  collective is done when its slowest rank is; nccl-tests instead times the mean of its
+  iterations).
 * algorithm bandwidth ``algbw = message_bytes / time_s``;
 * bus bandwidth ``busbw = algbw * factor``, the factor that makes busbw comparable with the
   link speed whatever the world size ``n``: all-reduce ``2(n-1)/n``, all-gather,
@@ -84,6 +86,8 @@ DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_POWER_WINDOW_S = 2.0
 CPU_POWER_REASON = ("not measured for gloo ranks by default: ranks sharing a CPU package each "
                     "see the whole package's energy (pass --power-window SECONDS to measure anyway)")
+
+
 # -- the figures ---------------------------------------------------------------------------
 
 
