@@ -11,11 +11,8 @@ import hashlib
 import json
 import multiprocessing
 import os
-import select
 import signal
-import subprocess
-import sys
-import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -28,7 +25,6 @@ from scaling.cli import main
 from scaling.records import load_results
 
 H100 = "NVIDIA H100 80GB HBM3"
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def machine(host: str, device: str = "cuda", device_name: str = H100) -> dict:
@@ -262,41 +258,39 @@ def check_bad_files_mixed(url, directory, capsys) -> None:
     assert digest(Path(directory).iterdir()) == before  # local files untouched
 
 
-# An uploader that stops inside its transaction, after half of the run's records, for
-# argv[3] seconds (then goes on and commits).
-_STALL = textwrap.dedent("""
-    import sys, time
-    from scaling import store
+def _stall_then_upload(path, url, seconds, inside, queue) -> None:
+    """In a child process: upload ``path``, but stop inside the transaction, after half of the
+    run's records, for ``seconds`` (then go on and commit)."""
     insert = store._insert_records
+
     def stall(conn, run_pk, rows):
         insert(conn, run_pk, rows[: len(rows) // 2])
-        print("inside the transaction", flush=True)
-        time.sleep(float(sys.argv[3]))
+        inside.set()
+        time.sleep(seconds)
         insert(conn, run_pk, rows[len(rows) // 2:])
+
     store._insert_records = stall
-    print(store.upload_files([sys.argv[1]], sys.argv[2]).outcomes[0].status, flush=True)
-""")
+    queue.put(store.upload_files([path], url).outcomes[0].status)
 
 
-def _stalled_uploader(path, url, seconds) -> subprocess.Popen:
-    child = subprocess.Popen([sys.executable, "-c", _STALL, str(path), str(url), str(seconds)],
-                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready, _, _ = select.select([child.stdout], [], [], 60)
-    assert ready, "the uploader never reached its transaction"
-    assert child.stdout.readline().strip() == "inside the transaction", child.stderr.read()
-    return child
+def _stalled_uploader(path, url, seconds):
+    ctx = multiprocessing.get_context("fork")  # a child with flopcast already imported
+    inside, queue = ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_stall_then_upload, args=(path, url, seconds, inside, queue))
+    child.start()
+    if not inside.wait(60):
+        child.kill()
+        raise AssertionError("the uploader never reached its transaction")
+    return child, queue
 
 
 def check_kill_mid_upload(url, directory) -> None:
     path = three_runs(directory)[0]
     store.upload_files([three_runs(Path(directory) / "other")[1]], url)  # schema exists, 1 run
-    child = _stalled_uploader(path, url, 120)
-    try:
-        os.kill(child.pid, signal.SIGKILL)
-    finally:
-        child.kill()
-        child.wait()
-    assert child.returncode == -signal.SIGKILL
+    child, _ = _stalled_uploader(path, url, 120)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
     assert counts(url) == (1, 2)  # no trace of the killed run
     report = store.upload_files([path], url)
     assert report.outcomes[0].status == store.UPLOADED and report.outcomes[0].records == 6
@@ -342,12 +336,10 @@ def check_same_run_at_once(url, directory) -> None:
     (the first has not committed), waits for the first, and reports "already present"."""
     path = three_runs(directory)[0]
     store.upload_files([three_runs(Path(directory) / "other")[1]], url)
-    child = _stalled_uploader(path, url, 1.5)
-    try:
-        report = store.upload_files([path], url)
-        out, err = child.communicate(timeout=60)
-    finally:
-        child.kill()
-    assert child.returncode == 0, err
-    assert sorted([out.strip(), report.outcomes[0].status]) == [store.PRESENT, store.UPLOADED]
+    child, queue = _stalled_uploader(path, url, 1.0)
+    report = store.upload_files([path], url)
+    first = queue.get(timeout=60)
+    child.join(30)
+    assert child.exitcode == 0
+    assert (first, report.outcomes[0].status) == (store.UPLOADED, store.PRESENT)
     assert counts(url) == (2, 8)
