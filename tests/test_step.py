@@ -1,0 +1,161 @@
+"""The step model: Llama 3 405B's published throughput, and every term against hand arithmetic."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from scaling.cli import main
+from scaling.curves import LinearPower, SaturatingCurve
+from scaling.errors import DataError, UnknownNameError
+from scaling.hardware import CommCurve, PowerCurve, load_profile
+from scaling.model import ModelConfig, model_preset
+from scaling.step import step_time
+
+H100 = load_profile("h100-sxm")
+LLAMA3_405B_LAYOUT = dict(tp=8, pp=16, dp=128, seq=8192, batch_tokens=16 * 2 ** 20)
+
+
+@pytest.mark.parametrize("interleave", [1, 2, 4])
+def test_llama3_405b_on_16k_h100_is_near_the_published_400_tflops(interleave):
+    # Llama 3 paper, Table 4: 400 TFLOP/s per GPU (41% MFU) on 16,384 H100 with this layout.
+    r = step_time(model_preset("llama3-405b"), H100, interleave=interleave,
+                  **LLAMA3_405B_LAYOUT)
+    assert r.layout["gpus"] == 16384 and r.layout["micro_batches"] == 16
+    assert abs(r.tflops_per_gpu / 400 - 1) < 0.25
+    assert r.mfu == pytest.approx(r.tflops_per_gpu / 989)
+    assert sum(r.breakdown.values()) == pytest.approx(r.step_time_s)
+    # The bubble is (p - 1) / (v m + p - 1) of the pipelined part of the step (all but the
+    # once-per-step data-parallel collectives and optimizer).
+    pipelined = r.step_time_s - r.breakdown["dp_comm_s"] - r.breakdown["optimizer_s"]
+    assert r.breakdown["pipeline_bubble_s"] / pipelined == pytest.approx(
+        15 / (interleave * 16 + 15))
+    # Model FLOPs of the step: 6N plus attention per token, over the GPUs.
+    config = model_preset("llama3-405b")
+    assert r.model_flops_per_gpu == pytest.approx(
+        config.flops_per_token(8192) * 16 * 2 ** 20 / 16384)
+    lo, hi = r.intervals["tflops_per_gpu"]
+    assert lo <= r.tflops_per_gpu <= hi
+
+
+TINY = ModelConfig("tiny", layers=4, d_model=512, d_ffn=1536, heads_q=4, heads_kv=2,
+                   vocab=1000, seq=256)
+FIXED = {"gemm_tflops": 100.0, "attention_tflops": 50.0, "memory_gbps": 1000.0}
+
+
+def test_kernel_terms_by_hand():
+    tokens = 8 * 256
+    r = step_time(TINY, H100, batch_tokens=tokens, overrides=FIXED)
+    gemm_flops = 6 * TINY.matmul_params * tokens
+    assert r.breakdown["gemm_s"] == pytest.approx(gemm_flops / 100e12)
+    # Causal forward 4 * seq * heads * head_dim / 2 per token and layer; backward 2.5x.
+    attn_flops = tokens * 4 * (4 * 256 * 4 * 128 / 2) * 3.5
+    assert r.breakdown["attention_s"] == pytest.approx(attn_flops / 50e12)
+    for term in ("tp_comm_s", "pp_comm_s", "pipeline_bubble_s", "dp_comm_s"):
+        assert r.breakdown[term] == 0.0
+    # Adam: 30 bytes per parameter over the memory bandwidth.
+    assert r.breakdown["optimizer_s"] == pytest.approx(TINY.params * 30 / 1000e9)
+    assert r.labels["gemm_tflops"]["label"] == "override"
+
+
+def test_bubble_and_interleaving():
+    r = step_time(TINY, H100, pp=4, batch_tokens=8 * 256, overrides=FIXED)
+    assert r.layout["micro_batches"] == 8
+    busy = sum(v for k, v in r.breakdown.items()
+               if k not in ("pipeline_bubble_s", "dp_comm_s", "optimizer_s"))
+    assert r.breakdown["pipeline_bubble_s"] == pytest.approx(busy * 3 / 8)
+    r2 = step_time(TINY, H100, pp=2, interleave=2, batch_tokens=8 * 256, overrides=FIXED)
+    busy2 = sum(v for k, v in r2.breakdown.items()
+                if k not in ("pipeline_bubble_s", "dp_comm_s", "optimizer_s"))
+    assert r2.breakdown["pipeline_bubble_s"] == pytest.approx(busy2 * 1 / 8 / 2)
+
+
+def test_communication_by_hand():
+    tokens = 4 * 256
+    r = step_time(TINY, H100, tp=2, dp=2, batch_tokens=2 * tokens, overrides=FIXED)
+    msg = 256 * 512 * 2  # one micro-batch: 256 tokens x d_model x BF16
+    # 2 all-gathers + 2 reduce-scatters forward and again backward, each moving
+    # msg * (n - 1) / n at the NVLink bus bandwidth (450 GB/s), for 4 layers, on each of
+    # 4 micro-batches (8 sequences over 2 replicas).
+    per_mb = 4 * 8 * msg * 0.5 / 450e9
+    assert r.layout["micro_batches"] == 4
+    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * per_mb)
+    # FSDP: FP32 gradient reduce-scatter + BF16 parameter all-gather of this GPU's half.
+    local = TINY.params / 2
+    assert r.breakdown["dp_comm_s"] == pytest.approx(local * 6 * 0.5 / 450e9)
+    assert r.labels["tp_busbw_gbps"]["label"] == "published"
+    half = step_time(TINY, H100, tp=2, dp=2, batch_tokens=2 * tokens,
+                     overrides=dict(FIXED, tp_overlap=0.5, dp_overlap=1.0))
+    assert half.breakdown["tp_comm_s"] == pytest.approx(r.breakdown["tp_comm_s"] / 2)
+    assert half.breakdown["dp_comm_s"] == 0.0
+
+
+def test_measured_collective_bandwidth_replaces_the_link_default():
+    flat = SaturatingCurve(plateau=100.0, half_size=0.0)
+    comm = tuple(CommCurve(c, 2, 1, "nccl", flat, "measured", "test records")
+                 for c in ("all_gather", "reduce_scatter"))
+    profile = replace(H100, comm_curves=comm)
+    r = step_time(TINY, profile, tp=2, batch_tokens=4 * 256, overrides=FIXED)
+    base = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED)
+    assert r.labels["tp_busbw_gbps"]["label"] == "measured"
+    assert r.breakdown["tp_comm_s"] == pytest.approx(base.breakdown["tp_comm_s"] * 4.5)
+
+
+def test_power_follows_the_measured_line():
+    line = LinearPower(idle_w=100.0, busy_w=700.0, points=5, util_min=0.0, util_max=1.0)
+    profile = replace(H100, power=PowerCurve(line, "datasheet peak", "measured", "test"))
+    r = step_time(TINY, profile, batch_tokens=4 * 256)
+    assert r.power_w.label == "measured"
+    assert r.power_w.value == pytest.approx(100 + 600 * r.hardware_utilisation)
+
+
+def test_overrides():
+    config = model_preset("llama3-405b")
+    r = step_time(config, H100, overrides={"mfu": 0.41}, **LLAMA3_405B_LAYOUT)
+    assert r.tflops_per_gpu == pytest.approx(0.41 * 989)
+    assert r.step_time_s == pytest.approx(r.model_flops_per_gpu / (0.41 * 989e12))
+    assert r.labels["mfu"]["label"] == "override" and r.notes
+    r = step_time(TINY, H100, batch_tokens=256, overrides=dict(FIXED, optimizer_s=2.0))
+    assert r.breakdown["optimizer_s"] == 2.0
+
+
+def test_fp8_uses_the_fp8_peak_and_gemm_figure():
+    config = model_preset("llama3-70b")
+    bf16 = step_time(config, H100, tp=8, pp=4, dp=4, batch_tokens=64 * 8192)
+    fp8 = step_time(config, H100, precision="fp8", tp=8, pp=4, dp=4, batch_tokens=64 * 8192)
+    assert fp8.labels["peak_tflops"]["value"] == 1979
+    assert fp8.breakdown["gemm_s"] == pytest.approx(bf16.breakdown["gemm_s"] * 794.5 / 1402.6)
+    assert fp8.breakdown["attention_s"] == pytest.approx(bf16.breakdown["attention_s"])
+
+
+def test_bad_input():
+    with pytest.raises(DataError, match="multiple of 2048"):
+        step_time(TINY, H100, dp=8, batch_tokens=1000)
+    with pytest.raises(UnknownNameError, match="mfu"):
+        step_time(TINY, H100, batch_tokens=256, overrides={"mfu_pct": 41})
+    with pytest.raises(DataError, match="fraction"):
+        step_time(TINY, H100, batch_tokens=256, overrides={"tp_overlap": 1.5})
+    with pytest.raises(UnknownNameError, match="bf16"):
+        step_time(TINY, H100, precision="int4")
+    with pytest.raises(DataError, match="interleaved"):
+        step_time(TINY, H100, pp=2, interleave=3, batch_tokens=256 * 2)
+    with pytest.raises(DataError, match="gemm bf16 torch fwd"):
+        step_time(TINY, load_profile("mi300x"), precision="fp8", batch_tokens=256)
+
+
+def test_step_and_model_commands(capsys):
+    argv = ["step", "llama3-405b", "--hardware", "h100-sxm", "--tp", "8", "--pp", "16",
+            "--dp", "128", "--seq", "8192", "--batch-tokens", "16777216", "--json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"tflops_per_gpu", "mfu", "step_time_s", "breakdown"} <= set(out)
+    assert 300 < out["tflops_per_gpu"] < 500
+    assert main(argv[:-1] + ["--mfu", "0.41"]) == 0
+    assert "405" in capsys.readouterr().out
+    assert main(["model", "llama3-8b", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"params", "active_params", "flops_per_token", "layers", "d_model"} <= set(out)
+    assert main(["model", "--params", "70B"]) == 0
+    assert "parameters" in capsys.readouterr().out
+    assert main(["step", "llama3-8b", "--set", "bogus=1"]) == 2
+    assert "valid:" in capsys.readouterr().err
