@@ -52,7 +52,7 @@ EL_CAPITAN_MW = 30.0                   # SemiAnalysis 2024, for comparison
 def png_bytes(fig: Figure) -> bytes:
     """A figure as PNG bytes."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=100)  # fixed margins: layout engines cost seconds
     return buf.getvalue()
 
 
@@ -69,24 +69,6 @@ def _message_figure(text: str) -> Figure:
     return fig
 
 
-def _profile_curve(profile, row: pd.Series) -> float | None:
-    """The profile's fitted TFLOP/s at the shape of one record, or None if it has none."""
-    try:
-        if row["kernel"] == "gemm":
-            est = profile.matmul_tflops(int(row["shape_m"]), int(row["shape_n"]),
-                                        int(row["shape_k"]), row["dtype"])
-        elif row["kernel"] == "attention":
-            est = profile.attention_tflops(
-                int(row["shape_batch"]), int(row["shape_heads_q"]), int(row["shape_heads_kv"]),
-                int(row["shape_seq"]), int(row["shape_head_dim"]), bool(row["shape_causal"]),
-                row["dtype"], row.get("direction", "fwd"))
-        else:
-            return None
-    except (FlopcastError, KeyError, TypeError, ValueError):
-        return None
-    return float(est.value)
-
-
 def _peak(profile, dtype: str) -> float | None:
     try:
         return float(profile.peak_tflops(dtype))
@@ -94,67 +76,97 @@ def _peak(profile, dtype: str) -> float | None:
         return None
 
 
-def throughput_figure(records: pd.DataFrame | None, profile=None) -> Figure:
-    """Achieved TFLOP/s against FLOPs per call, one panel per kernel and dtype."""
-    if records is None or records.empty or "tflops" not in records:
-        return _message_figure("no measured records: run `pytest --benchmark --sweep quick`")
-    df = records[records["tflops"].notna() & (records["flops"] > 0)]
-    groups = sorted(df.groupby(["kernel", "dtype"]).groups)
+def _curve_range(curve, lo: float, hi: float) -> np.ndarray:
+    """FLOPs per call to draw a fitted curve over: its measured range widened to the data
+    shown, or 1e8..1e15 for a published curve without points."""
+    if curve.points:
+        lo, hi = min(lo, curve.size_min), max(hi, curve.size_max)
+    return np.geomspace(lo, hi, 60)
+
+
+def throughput_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> Figure:
+    """Achieved TFLOP/s against FLOPs per call, one panel per kernel and dtype: measured
+    points, each profile's fitted curves and its datasheet peak (log-log, so a CPU and an
+    H100 fit on one plot)."""
+    df = None
+    if records is not None and not records.empty and "tflops" in records:
+        df = records[records["tflops"].notna() & (records["flops"] > 0)
+                     & records["kernel"].isin(["gemm", "attention"])]
+    groups = set() if df is None else set(df.groupby(["kernel", "dtype"]).groups)
+    for prof in profiles:
+        groups |= {(c.kernel, c.dtype) for c in prof.kernel_curves}
+    groups = sorted(groups)
     if not groups:
-        return _message_figure("no records with a FLOP count")
+        return _message_figure("no measured records and no profile curves: run "
+                               "`pytest --benchmark --sweep quick`")
     cols = min(3, len(groups))
     rows = math.ceil(len(groups) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.3 * rows), layout="constrained")
+    fig = Figure(figsize=(4.6 * cols, 3.6 * rows))
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.93, wspace=0.3, hspace=0.4)
     for i, (kernel, dtype) in enumerate(groups):
         ax = fig.add_subplot(rows, cols, i + 1)
-        part = df[(df["kernel"] == kernel) & (df["dtype"] == dtype)]
-        for (impl, direction), g in part.groupby(["impl", "direction"], dropna=False):
-            g = g.sort_values("flops")
-            ax.plot(g["flops"], g["tflops"], "o", ms=4, label=f"{impl} {direction} (measured)")
-            if profile is not None:
-                fitted = [_profile_curve(profile, r) for _, r in g.iterrows()]
-                pts = [(f, y) for f, y in zip(g["flops"], fitted) if y is not None]
-                if pts:
-                    xs, ys = zip(*pts)
-                    ax.plot(xs, ys, "-", lw=1, label=f"{impl} {direction} (fitted)")
-        peak = _peak(profile, dtype) if profile is not None else None
-        if peak:
-            ax.axhline(peak, ls="--", color="k", lw=1, label=f"datasheet peak {peak:g}")
+        lo, hi = 1e8, 1e15
+        if df is not None:
+            part = df[(df["kernel"] == kernel) & (df["dtype"] == dtype)]
+            if not part.empty:
+                lo, hi = float(part["flops"].min()) / 2, float(part["flops"].max()) * 2
+            for (impl, direction, dev), g in part.groupby(["impl", "direction", "device_name"],
+                                                          dropna=False):
+                ax.plot(g["flops"], g["tflops"], "o", ms=4,
+                        label=f"{impl} {direction} on {dev} (measured)")
+        for j, prof in enumerate(profiles):
+            style = "-" if prof.label == "measured" else "--"
+            for c in prof.kernel_curves:
+                if (c.kernel, c.dtype) != (kernel, dtype):
+                    continue
+                xs = _curve_range(c.curve, lo, hi)
+                ax.plot(xs, [c.curve.rate(x) for x in xs], style, lw=1,
+                        label=f"{prof.name}: {c.impl} {c.direction} {c.mask} ({c.label} fit)")
+            peak = _peak(prof, dtype)
+            if peak:
+                ax.axhline(peak, ls=":", color="k", lw=1,
+                           label=f"{prof.name} datasheet peak {peak:g}")
         ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.set_title(f"{kernel} {dtype}")
         ax.set_xlabel("FLOPs per call")
         ax.set_ylabel("TFLOP/s")
-        ax.legend(fontsize=6)
+        ax.legend(fontsize=5.5)
     return fig
 
 
-def power_figure(records: pd.DataFrame | None, profile=None) -> Figure:
-    """Board watts against achieved TFLOP/s: measured points and the profile's power curve."""
-    fig = Figure(figsize=(6, 4), layout="constrained")
+def power_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> Figure:
+    """Board watts against achieved TFLOP/s: measured points, each profile's power curve
+    (labelled with where it comes from) and its TDP."""
+    fig = Figure(figsize=(6.5, 4.2))
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.95)
     ax = fig.add_subplot()
     drawn = False
     if records is not None and not records.empty and "avg_power_w" in records:
-        df = records[pd.to_numeric(records["avg_power_w"], errors="coerce").notna()
-                     & records["tflops"].notna()]
+        watts = pd.to_numeric(records["avg_power_w"], errors="coerce")
+        df = records.assign(_w=watts)
+        df = df[df["_w"].notna() & df["tflops"].notna()]
         for (kernel, dtype), g in df.groupby(["kernel", "dtype"]):
-            ax.plot(g["tflops"], pd.to_numeric(g["avg_power_w"]), "o", ms=4,
-                    label=f"{kernel} {dtype} (measured)")
+            ax.plot(g["tflops"], g["_w"], "o", ms=4, label=f"{kernel} {dtype} (measured)")
             drawn = True
-    if profile is not None:
-        peak = _peak(profile, "bf16")
+    for prof in profiles:
+        peak = _peak(prof, "bf16")
         if peak:
             util = np.linspace(0.0, 1.0, 41)
             try:
-                watts = [profile.power_w(float(u)).value for u in util]
-                ax.plot(util * peak, watts, "-", label=f"{profile.name} power curve (bf16)")
-                drawn = True
+                est = [prof.power_w(float(u)) for u in util]
             except FlopcastError:
-                pass
-        tdp = getattr(profile, "tdp_w", None)
-        if tdp:
-            ax.axhline(tdp, ls="--", color="k", lw=1, label=f"TDP {tdp:g} W")
+                est = []
+            if est:
+                ax.plot(util * peak, [e.value for e in est], "-" if prof.label == "measured"
+                        else "--", label=f"{prof.name} power curve, bf16 ({est[0].label})")
+                drawn = True
+        if prof.tdp_w:
+            ax.axhline(prof.tdp_w, ls=":", color="k", lw=1, label=f"{prof.name} TDP {prof.tdp_w:g} W")
+            drawn = True
     if not drawn:
         return _message_figure("no power measurements and no power curve")
+    ax.set_ylim(bottom=0)
     ax.set_xlabel("TFLOP/s")
     ax.set_ylabel("board power (W)")
     ax.legend(fontsize=7)
@@ -167,7 +179,9 @@ def law_figure(law, compute_flops: float, points: int = 41) -> Figure:
     cs = np.geomspace(1e20, 1e28, points)
     allocs = [law.allocate(c) for c in cs]
     parametric = law.form == "parametric"
-    fig = Figure(figsize=(10 if parametric else 6, 4), layout="constrained")
+    fig = Figure(figsize=(10.5 if parametric else 6, 4.2))
+    fig.subplots_adjust(left=0.08 if parametric else 0.13, right=0.98, bottom=0.13, top=0.92,
+                        wspace=0.25)
     ax = fig.add_subplot(1, 2 if parametric else 1, 1)
     for key, colour in (("params", "C0"), ("tokens", "C1")):
         ys = [getattr(a, key) for a in allocs]
@@ -368,13 +382,12 @@ CLAIM_COLUMNS = (("claim", "claim"), ("published", "published"), ("plan", "flopc
 # -- the whole report --------------------------------------------------------------------------
 
 def build_report(out_dir, *, titled_plans: Sequence[tuple[str, Any]], law, claims: list[dict],
-                 records: pd.DataFrame | None = None, profile=None,
+                 records: pd.DataFrame | None = None, profiles: Sequence = (),
                  notes: Sequence[str] = ()) -> Path:
     """Draw the plots, lay out the tables and write ``out_dir/report.html``.
 
-    ``titled_plans`` are (hardware title, `Plan`) pairs for the same budget; ``profile`` is
-    the hardware profile whose curves the throughput and power plots show (the measured one
-    when there is one).
+    ``titled_plans`` are (hardware title, `Plan`) pairs for the same budget; ``profiles`` are
+    the hardware profiles whose curves the throughput and power plots show.
     """
     first = titled_plans[0][1]
     inputs = []
@@ -389,8 +402,8 @@ def build_report(out_dir, *, titled_plans: Sequence[tuple[str, Any]], law, claim
                + (f", predicted loss {first.loss:.3f}." if first.loss is not None else "."))
     page = render_html(
         title="flopcast: what this training run costs", summary=summary,
-        throughput_png=png_bytes(throughput_figure(records, profile)),
-        power_png=png_bytes(power_figure(records, profile)),
+        throughput_png=png_bytes(throughput_figure(records, profiles)),
+        power_png=png_bytes(power_figure(records, profiles)),
         law_png=png_bytes(law_figure(law, first.compute_flops)),
         plan_table=html_table(plan_rows(titled_plans), PLAN_COLUMNS),
         claims_table=html_table(claims, CLAIM_COLUMNS),

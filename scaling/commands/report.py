@@ -7,6 +7,7 @@ import sys
 from scaling.commands._inputs import add_results_arguments, load_records
 from scaling.commands.plan import add_plan_arguments, knobs_from_args, plan_from_args
 from scaling.errors import FlopcastError
+from scaling.hardware import load_profile
 from scaling.laws import load_law
 from scaling.output import print_json
 from scaling.report import SECTIONS, build_report, claims_rows
@@ -33,30 +34,34 @@ def register(sub):
 
 def run(args) -> int:
     records = load_records(args)
-    notes, titled, profile = [], [], None
-    if not records.empty:
-        try:
-            measured = plan_from_args(args, results=records)
-            titled.append((f"{measured.hardware.get('name')} (measured)", measured))
-            profile = measured.profile
-        except FlopcastError as exc:
-            notes.append(f"No plan on the measured profile of {', '.join(map(str, args.paths))}: {exc}")
+    where = ", ".join(map(str, args.paths))
+    notes, titled, profiles = [], [], []
+    if records.empty:
+        notes.append(f"No results in {where}: the plots show no measured points; run "
+                     "`pytest --benchmark --sweep quick` first.")
     else:
-        notes.append(f"No results in {', '.join(map(str, args.paths))}: the plots show no "
-                     "measured points; run `pytest --benchmark --sweep quick` first.")
+        try:
+            measured = load_profile(None, results=records)
+            profiles.append(measured)
+        except FlopcastError as exc:
+            notes.append(f"No hardware profile from the results in {where}: {exc}")
+        else:
+            try:
+                plan = plan_from_args(args, hardware=measured)
+                titled.append((f"{measured.name} (measured)", plan))
+            except FlopcastError as exc:
+                notes.append(f"No plan on the measured profile '{measured.name}': {exc}")
     published = plan_from_args(args)
-    titled.append((f"{published.hardware.get('name')} ({published.hardware.get('label')})",
-                   published))
-    if profile is None:
-        profile = published.profile
+    titled.append((f"{published.hardware['name']} ({published.hardware['label']})", published))
+    profiles.append(published.profile)
     claims = claims_rows(default_plan=published, knobs=knobs_from_args(args),
-                         hardware=args.hardware, law=args.law)
+                         hardware=published.profile, law=args.law)
     path = build_report(args.out, titled_plans=titled, law=load_law(args.law), claims=claims,
-                        records=records if not records.empty else None, profile=profile,
+                        records=None if records.empty else records, profiles=profiles,
                         notes=notes)
     if args.json:
-        print_json({"report": str(path), "sections": list(SECTIONS),
-                    "plans": [{"hardware": t} | p.to_dict() for t, p in titled]})
+        print_json({"report": str(path), "sections": list(SECTIONS), "notes": notes,
+                    "plans": [{"title": t} | p.to_dict() for t, p in titled]})
     else:
         for note in notes:
             print(f"flopcast report: note: {note}", file=sys.stderr)
