@@ -467,7 +467,7 @@ def _upload_section(store: Store, path: Path, section: dict) -> UploadOutcome:
     digest = content_sha256(section)
     run_id = section["run_id"]
     run_row = _run_row(path, section, digest)
-    record_rows = _record_rows(path, section)
+    record_rows: list[dict] = []  # built only when the run is new
 
     def existing(conn):
         return conn.execute(sa.select(runs_table.c.content_sha256, runs_table.c.source_file)
@@ -480,6 +480,7 @@ def _upload_section(store: Store, path: Path, section: dict) -> UploadOutcome:
             with store.engine.begin() as conn:  # one transaction: the run and all its records
                 found = existing(conn)
                 if found is None:
+                    record_rows[:] = record_rows or _record_rows(path, section)
                     inserted = conn.execute(runs_table.insert().values(**run_row))
                     run_pk = inserted.inserted_primary_key[0]
                     _insert_records(conn, run_pk, record_rows)
