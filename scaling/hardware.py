@@ -14,9 +14,9 @@ envelope, a label saying whether it was measured, published or assumed, and its 
 * ``peak_tflops(dtype)`` and ``tdp_w``: the datasheet figures MFU and power budgets use.
 
 Profiles are **measured** (`build_profile`: fitted from results records, per device, kernel
-family, dtype, implementation, direction, FP8 scaling variant and, for attention, causal or
-full masking; the datasheet facts of a recognised device are attached and labelled
-published) or **published** presets (`h100-sxm`, `h200`, `b200`, `mi300x`) assembled from cited
+family, dtype, implementation, direction and FP8 scaling variant, causal and full attention
+together, since the FLOP count already halves for a causal mask; the datasheet facts of a
+recognised device are attached and labelled published) or **published** presets (`h100-sxm`, `h200`, `b200`, `mi300x`) assembled from cited
 figures in `scaling.datasheets`. Either kind saves to and loads from a small JSON file.
 """
 
@@ -83,7 +83,7 @@ class KernelCurve:
     impl: str
     direction: str  # "fwd" | "bwd"
     variant: str  # FP8 scaling etc.; "" when there is one way
-    mask: str  # attention: "causal" | "full"; gemm: ""
+    mask: str  # attention: "causal" | "full" | "" (both); gemm: ""
     curve: SaturatingCurve
     label: str
     source: str
@@ -263,9 +263,10 @@ class HardwareProfile:
             raise DataError(f"attention shape: {exc}") from None
         curves = self._candidates("attention", dtype, direction, impl, None)
         mask = "causal" if causal else "full"
-        same = [c for c in curves if c.mask == mask]
-        if same:
-            return self._predict(same, flops, bytes_, "attention")
+        for wanted in (mask, ""):
+            same = [c for c in curves if c.mask == wanted]
+            if same:
+                return self._predict(same, flops, bytes_, "attention")
         est = self._predict(curves, flops, bytes_, "attention")
         return replace(est, source=f"no {mask}-mask data, used the other mask; {est.source}")
 
@@ -450,15 +451,6 @@ def _is_number(v) -> bool:
         return False
 
 
-def _truthy(v) -> bool:
-    if isinstance(v, str):
-        return v.strip().lower() in ("true", "1", "yes")
-    try:
-        return bool(v) and not (isinstance(v, float) and math.isnan(v))
-    except (TypeError, ValueError):
-        return False
-
-
 def build_profile(records, *, device: str | None = None, preset: str | None = None,
                   name: str | None = None) -> HardwareProfile:
     """A measured profile from a results DataFrame (`scaling.records.load_results`).
@@ -503,24 +495,20 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
         kernel_rows["_tflops"] = _finite(_column(kernel_rows, "tflops"))
         kernel_rows["_flops"] = _finite(_column(kernel_rows, "flops"))
         kernel_rows = kernel_rows[(kernel_rows["_tflops"] > 0) & (kernel_rows["_flops"] > 0)]
-        causal = _column(kernel_rows, "shape_causal", False)
-        kernel_rows["_mask"] = [
-            ("causal" if _truthy(c) else "full") if k == "attention" else ""
-            for k, c in zip(kernel_rows["kernel"], causal)]
         for col, default in (("impl", ""), ("direction", "fwd"), ("variant", "")):
             kernel_rows[col] = [default if v is None or str(v) == "nan" else str(v)
                                 for v in _column(kernel_rows, col, default)]
-        groups = kernel_rows.groupby(["kernel", "dtype", "impl", "direction", "variant",
-                                      "_mask"], sort=True)
-        for (kernel, dtype, impl, direction, variant, mask), g in groups:
-            key = " ".join(p for p in (kernel, dtype, impl, direction, variant, mask) if p)
+        groups = kernel_rows.groupby(["kernel", "dtype", "impl", "direction", "variant"],
+                                     sort=True)
+        for (kernel, dtype, impl, direction, variant), g in groups:
+            key = " ".join(p for p in (kernel, dtype, impl, direction, variant) if p)
             what = f"{key} on {device_name}"
             try:
                 fit = fit_saturating(g["_flops"], g["_tflops"], what=what)
             except FitError as exc:
                 skipped[key] = str(exc)
                 continue
-            curves.append(KernelCurve(kernel, dtype, impl, direction, variant, mask, fit,
+            curves.append(KernelCurve(kernel, dtype, impl, direction, variant, "", fit,
                                       "measured", f"{len(g)} records, {files_note}"))
 
     # Collective bus bandwidth curves (records written by bench.comm).

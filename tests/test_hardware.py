@@ -145,9 +145,10 @@ def test_measured_profile_end_to_end(results_dir):
     attn = profile.attention_tflops(2, 4, 2, 700, 64, True, "bf16", "fwd")
     assert attn.value == pytest.approx(synthetic(ATTN_PLATEAU, ATTN_HALF,
                                                  4 * 2 * 4 * 700 * 700 * 64 / 2), rel=1e-6)
-    # Causal backward was not measured: the full-mask backward curve is used and said so.
+    # One curve per direction holds causal and full calls alike (FLOPs already count the mask).
     bwd = profile.attention_tflops(2, 4, 2, 256, 64, True, "bf16", "bwd")
-    assert "used the other mask" in bwd.source
+    assert bwd.value == pytest.approx(synthetic(ATTN_PLATEAU, ATTN_HALF,
+                                                4 * 2 * 4 * 256 * 256 * 64 / 2 * 5 / 2))
     # The collective curve replaces the link defaults.
     bw = profile.busbw_gbps("all_reduce", 2 ** 18, 4)
     assert bw.label == "measured"
@@ -277,7 +278,7 @@ def test_profile_command(results_dir, tmp_path, capsys):
     assert main(["profile", str(results_dir), "--json", "--save", str(saved)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {c["key"] for c in out["curves"]} >= {"gemm bf16 torch fwd",
-                                                 "attention bf16 torch fwd causal"}
+                                                 "attention bf16 torch bwd"}
     assert out["comm"][0]["collective"] == "all_reduce" and saved.exists()
     assert main(["profile", "--hardware", "h100-sxm"]) == 0
     text = capsys.readouterr().out
