@@ -60,8 +60,8 @@ MACHINE_COLUMNS = ("hostname", "device", "device_name", "device_count", "telemet
 
 # A record's documented fields (results/README.md) as typed columns, so that a team can query
 # the database with SQL. Family-specific fields live in `record_json`, with everything else.
-RECORD_TEXT = ("name", "test", "label", "kernel", "impl", "dtype", "out_dtype", "direction", "variant",
-               "layout", "shape", "device", "device_name", "telemetry_backend",
+RECORD_TEXT = ("name", "test", "label", "kernel", "impl", "dtype", "out_dtype", "direction",
+               "variant", "layout", "shape", "device", "device_name", "telemetry_backend",
                "throttle_reasons", "power_missing_reason")
 RECORD_BIGINT = ("flops", "bytes")
 RECORD_INT = ("rounds", "iterations")

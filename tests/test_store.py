@@ -3,9 +3,10 @@ URLs, masking, filters, an unreachable server."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -95,7 +96,7 @@ def test_commands_read_the_database_with_from(url, runs_dir, capsys):
     assert "no records found in sqlite:///" in capsys.readouterr().err
     # The filters narrow files too, the same way.
     assert main(["results", str(runs_dir), "--since", "2026-11-03", "--json"]) == 0
-    assert {r["device"] for r in __import__("json").loads(capsys.readouterr().out)} == {"cpu"}
+    assert {r["device"] for r in json.loads(capsys.readouterr().out)} == {"cpu"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def test_since_dates_are_utc(text, expected):
 @pytest.mark.parametrize("text, age", [("90m", timedelta(minutes=90)), ("12h", timedelta(hours=12)),
                                        ("7d", timedelta(days=7)), ("2w", timedelta(weeks=2))])
 def test_since_ages_count_back_from_now(text, age):
-    now = datetime.utcnow()
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
     assert abs(store.parse_since(text) - (now - age)) < timedelta(seconds=5)
 
 
