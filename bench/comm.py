@@ -402,7 +402,8 @@ def measure_power(case: _Case, time_s: float, group: Group, settings: Settings,
         watchdog.kick()
         case.run()
 
-    mine = rank_window(group.telemetry, run, lambda: synchronize(group.device), calls, group.rank)
+    mine = rank_window(group.telemetry, run, lambda: synchronize(group.device), calls,
+                       group.rank, time_s)
     watchdog.kick(f"gathering the power of {step}")
     windows = gather_windows(mine)
     return combine(windows) if windows is not None else {}

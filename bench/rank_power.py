@@ -27,17 +27,13 @@ from typing import Callable
 
 import torch.distributed as dist
 
+from bench.power import BATCH_S, null_power_fields
 from bench.telemetry import Telemetry, Window
-
-POWER_FIELDS = ("power_window_s", "energy_j", "avg_power_w", "max_power_w", "tflops_per_w",
-                "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
-                "throttle_reasons")
 
 
 def null_power(backend: str, reason: str) -> dict:
     """The power fields of a record whose power was not measured, and why."""
-    return {"telemetry_backend": backend, **{k: None for k in POWER_FIELDS},
-            "power_missing_reason": reason, "rank_power": None}
+    return {**null_power_fields(backend, reason), "rank_power": None}
 
 
 def window_calls(window_s: float, time_s: float) -> int:
@@ -47,12 +43,16 @@ def window_calls(window_s: float, time_s: float) -> int:
 
 
 def rank_window(telemetry: Telemetry, run: Callable[[], None], sync: Callable[[], None],
-                calls: int, rank: int) -> dict:
-    """Run ``calls`` operations back to back inside one telemetry window on this rank; returns
-    the window's figures as a plain dict (to gather across ranks)."""
+                calls: int, rank: int, time_s: float) -> dict:
+    """Run ``calls`` operations of about ``time_s`` each back to back inside one telemetry
+    window on this rank, synchronising every ~0.1 s so the host never queues far ahead of the
+    device; returns the window's figures as a plain dict (to gather across ranks)."""
+    batch = max(1, math.ceil(BATCH_S / time_s))
     with telemetry.window() as measured:
-        for _ in range(calls):
+        for i in range(1, calls + 1):
             run()
+            if i % batch == 0:
+                sync()
         sync()
     w: Window = measured.window
     return {

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from bench import comm, rank_power, ranks
 from bench.comm import COLLECTIVES, _Case, bandwidths_gbps, bus_factor, message_elements
 from bench.ranks import CommError, Watchdog, distributed_env
+from bench.telemetry import Telemetry, Window
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -208,6 +209,65 @@ def test_power_missing_on_one_rank_blanks_the_record():
     assert fields["avg_power_w"] is None and fields["energy_j"] is None
     assert fields["power_missing_reason"] == "rank 1: NVML: not supported"
     assert rank_power.window_calls(2.0, 0.3) == 7 and rank_power.window_calls(2.0, 5.0) == 1
+
+
+# -- one rank in this process: the check and the power window through measure() ------------
+
+
+class FixedEnergy(Telemetry):
+    """A telemetry whose every window used 12 J and saw 60 degrees C."""
+
+    backend = "fixed"
+
+    def _stop(self, time_s):
+        return Window(backend=self.backend, time_s=time_s, energy_j=12.0,
+                      avg_power_w=12.0 / time_s, max_power_w=99.0, temp_c=60.0,
+                      throttle_reasons=())
+
+
+@pytest.fixture
+def one_rank(monkeypatch):
+    """A real gloo process group of one rank in this process, and a quiet watchdog."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                            world_size=1)
+    fired = []
+    dog = Watchdog(30, rank=0, exit=fired.append)
+    group = comm.Group(rank=0, world_size=1, nodes=1, backend="gloo",
+                       device=torch.device("cpu"), device_name="cpu", telemetry=FixedEnergy())
+    try:
+        yield group, dog
+    finally:
+        dog.stop()
+        dist.destroy_process_group()
+    assert fired == []
+
+
+def test_a_wrong_collective_fails_before_timing(one_rank, monkeypatch):
+    group, dog = one_rank
+    settings = comm.Settings(ops=("all_gather",), sizes=(4096,), warmup=0, min_iterations=1,
+                             max_iterations=1)
+    assert comm.measure("all_gather", 4096, group, settings, dog)["rel_error"] == 0.0
+
+    def half_written(self):  # a collective that forgets the second half of its output
+        self.out[: self.count // 2] = self.w[: self.count // 2]
+
+    monkeypatch.setattr(_Case, "run", half_written)
+    with pytest.raises(CommError, match="all_gather of 4096 bytes over 1 ranks gave a wrong "
+                                        "result on rank 0"):
+        comm.measure("all_gather", 4096, group, settings, dog)
+
+
+def test_power_window_energy_per_operation(one_rank):
+    group, dog = one_rank
+    settings = comm.Settings(warmup=1, min_iterations=3, max_iterations=3, power_window_s=0.05)
+    record = comm.measure("broadcast", 1024, group, settings, dog)
+    calls = rank_power.window_calls(0.05, record["time_s"])
+    assert record["energy_j"] == pytest.approx(12.0 / calls)  # 12 J shared by the calls
+    assert record["telemetry_backend"] == "fixed" and record["temp_c"] == 60.0
+    assert record["rank_power"][0]["energy_j"] == pytest.approx(12.0 / calls)
+    assert record["throttled"] is False and record["power_missing_reason"] is None
 
 
 # -- real runs: ranks on 127.0.0.1 with gloo -------------------------------------------------
