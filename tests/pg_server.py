@@ -97,9 +97,11 @@ class PostgresServer:
         return self
 
     def stop(self) -> None:
+        """Stop the server if it runs, and remove its directory."""
         try:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
-                      "-w", "stop")
+            if (self.data / "postmaster.pid").exists():
+                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                          "-w", "stop")
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -136,9 +138,9 @@ def postgres_server():
                         "(the Debian package postgresql creates it)")
         if not shutil.which("runuser"):
             pytest.skip("running as root without runuser: cannot start PostgreSQL as 'postgres'")
-    server = PostgresServer(bindir).start()
+    server = PostgresServer(bindir)
     try:
-        yield server
+        yield server.start()
     finally:
         server.stop()
 
