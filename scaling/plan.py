@@ -262,10 +262,11 @@ def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, po
 ThroughputFn = Callable[[float, float], Throughput]  # (gpus, params) -> Throughput
 
 #: Llama 3 405B's layout (Llama 3 paper, Table 4): tensor parallelism 8 inside a node,
-#: pipeline stages as the model needs, 8,192-token sequences, and per data-parallel replica
-#: one sequence per pipeline stage per step (16M tokens on 16,384 GPUs: 128 x 16 x 8192).
+#: pipeline stages as the model needs, 8,192-token sequences, a 16M-token batch, and per
+#: data-parallel replica one sequence per pipeline stage per step (128 x 16 x 8192 = 16M).
 TENSOR_PARALLEL = 8
 SEQ = 8192
+BATCH_TOKENS = 16 * 2**20
 #: Weights and gradients (bf16, 4 bytes per parameter) per GPU kept under 16 GB, a fifth of
 #: an 80 GB H100, which gives Llama 3 405B's 16 pipeline stages (405e9 * 4 / 8 / 16 = 12.7 GB).
 STAGE_BYTES = 16e9
@@ -276,13 +277,20 @@ STAGE_BYTES_PER_PARAM = 4
 INTERLEAVE = 2
 
 
-def llama3_layout(params: float, gpus: float, tp: int = TENSOR_PARALLEL) -> dict:
-    """A Llama 3-like parallel layout for a ``params``-parameter model on ``gpus`` GPUs:
-    ``tp`` x ``pp`` x ``dp``, with ``gpus_used`` = tp * pp * dp <= gpus (at least one
-    replica; the rest idle)."""
-    pp = 1
+def llama3_layout(params: float, gpus: float, max_tp: int = TENSOR_PARALLEL) -> dict:
+    """A Llama 3-like parallel layout for a ``params``-parameter model on ``gpus`` GPUs.
+
+    Tensor parallelism grows in powers of two up to ``max_tp`` (one node) and then pipeline
+    stages double, until the bf16 weights and gradients of a GPU's share fit `STAGE_BYTES`;
+    the rest is data parallelism: ``gpus_used = tp * pp * dp <= gpus`` (at least one
+    replica; the remainder idles).
+    """
+    tp, pp = 1, 1
     while params * STAGE_BYTES_PER_PARAM / (tp * pp) > STAGE_BYTES:
-        pp *= 2
+        if tp < max_tp:
+            tp *= 2
+        else:
+            pp *= 2
     dp = max(1, int(gpus // (tp * pp)))
     return {"tp": tp, "pp": pp, "dp": dp, "gpus_used": min(tp * pp * dp, gpus),
             "interleave": INTERLEAVE if pp > 1 else 1}
@@ -368,7 +376,7 @@ class ThroughputSource:
             self._steps[key] = step_time(
                 config, self.profile, precision=self.precision, tp=layout["tp"],
                 pp=layout["pp"], dp=layout["dp"], seq=self.seq,
-                batch_tokens=layout["dp"] * layout["pp"] * self.seq,
+                batch_tokens=layout["dp"] * self.micro_batches(layout) * self.seq,
                 interleave=layout["interleave"])
         step = self._steps[key]
         idle = layout["gpus_used"] / gpus
@@ -381,6 +389,11 @@ class ThroughputSource:
                           w.value, w.lo, w.hi, w.label, w.source,
                           mfu=t / self.peak.value if self.peak is not None else None,
                           layout=layout, breakdown=dict(getattr(step, "breakdown", {}) or {}))
+
+    def micro_batches(self, layout: dict) -> int:
+        """Sequences per replica per step: at least one per pipeline stage, and enough for
+        Llama 3's 16M-token batch (Llama 3 paper, Table 4) where the replicas are few."""
+        return max(layout["pp"], math.ceil(BATCH_TOKENS / (layout["dp"] * self.seq)))
 
     def replica_gpus(self, params: float) -> int:
         """GPUs of one model replica (tp * pp) under the step model's layout; 1 when a given

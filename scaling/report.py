@@ -102,7 +102,9 @@ def throughput_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> 
     cols = min(3, len(groups))
     rows = math.ceil(len(groups) / cols)
     fig = Figure(figsize=(4.6 * cols, 3.6 * rows))
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.1, top=0.93, wspace=0.3, hspace=0.4)
+    inches = 3.6 * rows
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / inches, top=1 - 0.3 / inches,
+                        wspace=0.3, hspace=0.75 / 3.6)
     for i, (kernel, dtype) in enumerate(groups):
         ax = fig.add_subplot(rows, cols, i + 1)
         lo, hi = 1e8, 1e15
@@ -121,7 +123,7 @@ def throughput_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> 
                     continue
                 xs = _curve_range(c.curve, lo, hi)
                 ax.plot(xs, [c.curve.rate(x) for x in xs], style, lw=1,
-                        label=f"{prof.name}: {c.impl} {c.direction} {c.mask} ({c.label} fit)")
+                        label=f"{prof.name}: {c.impl} {c.direction} {c.mask} ({c.label})")
             peak = _peak(prof, dtype)
             if peak:
                 ax.axhline(peak, ls=":", color="k", lw=1,
