@@ -23,11 +23,14 @@ from kernels import flops
 from kernels.reference import attention_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
-from kernels.flash_attention import attention_forward, triton_attention
 from kernels.fp8 import quantize_tensorwise
-from kernels.triton_support import triton_unavailable
+from kernels.triton_support import TRITON_MISSING, triton_unavailable
 
-__all__ = ["triton_attention", "torch_attention", "triton_attention_spec", "attention_spec", "sdpa"]
+if TRITON_MISSING is None:
+    from kernels.flash_attention import attention_forward, triton_attention
+
+__all__ = ["torch_attention", "triton_attention_spec", "attention_spec", "sdpa"] + (
+    ["triton_attention"] if TRITON_MISSING is None else [])
 
 DIRECTIONS = ("fwd", "bwd")
 # At most this many q heads (of batch 0) are compared against float64 in a check.
@@ -208,6 +211,8 @@ def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, hea
                           variant: str = "") -> KernelSpec:
     """Triton flash attention at the same shapes as `torch_attention`: BF16/FP16 forward or
     backward, and FP8 (e4m3/e5m2, tensor-wise scales, BF16 output) forward."""
+    if TRITON_MISSING:
+        raise KernelError(TRITON_MISSING)
     if head_dim not in (16, 32, 64, 128):
         raise KernelError(f"the Triton attention takes head_dim 16, 32, 64 or 128, not {head_dim}")
     if not dtype.startswith("fp8"):

@@ -19,10 +19,13 @@ from kernels.fp8 import quantize_rowwise, quantize_tensorwise
 from kernels.reference import gemm_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
-from kernels.triton_matmul import triton_fp8_matmul, triton_matmul
-from kernels.triton_support import triton_unavailable
+from kernels.triton_support import TRITON_MISSING, triton_unavailable
 
-__all__ = ["triton_matmul", "triton_fp8_matmul", "torch_gemm", "torch_scaled_mm", "triton_gemm"]
+if TRITON_MISSING is None:
+    from kernels.triton_matmul import triton_fp8_matmul, triton_matmul
+
+__all__ = ["torch_gemm", "torch_scaled_mm", "triton_gemm"] + (
+    ["triton_matmul", "triton_fp8_matmul"] if TRITON_MISSING is None else [])
 
 # Above this many output elements the check compares a sample of rows, not the whole output.
 CHECK_ROWS = 256
@@ -163,6 +166,8 @@ def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = ""
     """The Triton GEMM at the same shapes and dtypes as `torch_gemm`: BF16/FP16 in any layout
     (default "rr"), FP8 e4m3 or e5m2 with tensor-wise or row-wise scales (default "rc", the
     layout ``_scaled_mm`` takes, so the two are compared on the same data layout)."""
+    if TRITON_MISSING:
+        raise KernelError(TRITON_MISSING)
     fp8 = dtype.startswith("fp8")
     layout = layout or ("rc" if fp8 else "rr")
     _validate(m, n, k, layout)
