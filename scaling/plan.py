@@ -436,6 +436,41 @@ def _step_spread(step) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+#: How sure a label is, most to least: a derived number carries its least sure input's label.
+_CERTAINTY = {"measured": 0, "published": 1, "fitted": 2, "assumed": 3}
+
+
+def weakest(*labels: str) -> str:
+    """The least certain of ``labels`` (measured < published < fitted < assumed)."""
+    return max(labels, key=lambda label: _CERTAINTY.get(label, 3))
+
+
+def output_labels(inputs: dict[str, str], t: Throughput) -> dict[str, str]:
+    """The label of every output of a cluster plan, from the labels of the inputs it is
+    computed from (``inputs``: input name -> label)."""
+    reliability_in = (inputs["failures_per_gpu_hour"], inputs["storage_gbps"],
+                      inputs["checkpoint_bytes_per_param"], inputs["restart_s"])
+    goodput = weakest(*reliability_in, inputs["params"])
+    days = weakest(inputs["compute_flops"], t.label, goodput)
+    avg = weakest(t.power_label, inputs["host_w_per_gpu"], inputs["pue"])
+    cost = weakest(days, avg, inputs["usd_per_gpu_hour"], inputs["usd_per_kwh"])
+    return {
+        "gpus": "assumed" if "days" not in inputs else days, "tflops_per_gpu": t.label,
+        "mfu": weakest(t.label, inputs.get("peak_tflops", "assumed")), "goodput": goodput,
+        "days": days, "gpu_hours": days, "gpu_power_w": t.power_label,
+        "facility_mw": weakest(inputs["tdp_w"], inputs["host_w_per_gpu"], inputs["pue"]),
+        "avg_power_mw": avg, "energy_mwh": weakest(avg, days), "cost_usd": cost,
+        "gpu_cost_usd": weakest(days, inputs["usd_per_gpu_hour"]),
+        "energy_cost_usd": weakest(avg, days, inputs["usd_per_kwh"]),
+        "interruptions": weakest(days, inputs["failures_per_gpu_hour"]),
+        "mtbf_h": inputs["failures_per_gpu_hour"],
+        "checkpoint_s": weakest(inputs["storage_gbps"], inputs["checkpoint_bytes_per_param"],
+                                inputs["params"]),
+        "checkpoint_interval_min": weakest(*reliability_in[:3], inputs["params"]),
+        "restart_min": weakest(inputs["restart_s"], inputs["storage_gbps"]),
+    }
+
+
 def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn, tdp_w, peak,
              knobs: Knobs, labels: dict[str, str]) -> ClusterPlan:
     """One cluster plan with intervals from the corners of N, throughput and power."""
@@ -459,10 +494,7 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
     mfu = central.mfu if central.mfu is not None else (central.tflops / peak if peak else None)
     return ClusterPlan(
         gpus=int(gpus), mfu=mfu, layout=central.layout, breakdown=central.breakdown,
-        labels=labels | {"tflops_per_gpu": central.label, "mfu": central.label,
-                         "gpu_power_w": central.power_label,
-                         "avg_power_mw": central.power_label,
-                         "energy_mwh": central.power_label},
+        labels=output_labels(labels, central),
         intervals=intervals,
         **{k: values[k] for k in UNITS if k not in ("gpus", "mfu")})
 
@@ -592,9 +624,7 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
         inputs.append(Input("days", days, "days", "assumed", "given: --days (GPU count solved)"))
     else:
         counts = check_gpus(gpus)
-    labels = {"goodput": "assumed",
-              "facility_mw": "published" if knobs.host_w_per_gpu == energy.HOST_W_PER_GPU else "assumed",
-              "cost_usd": "assumed"}
+    labels = {item.name: item.label for item in inputs}
     plans = tuple(_cluster(c, g, n, n_range, throughput, source.tdp_w, source.peak_tflops,
                            knobs, labels) for g in counts)
     return Plan(compute_flops=c, params=n, tokens=d, tokens_per_param=d / n, loss=loss,
