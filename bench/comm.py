@@ -531,6 +531,9 @@ def main(argv=None) -> int:
     try:
         env = distributed_env()
         backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
+        if backend == "nccl" and not torch.cuda.is_available():
+            raise CommError("--backend nccl needs CUDA GPUs and this torch sees none; use "
+                            "--backend gloo for CPU ranks")
         settings = settings_from_args(args, backend)
     except CommError as exc:
         print(f"flopcast comm: {exc}", file=sys.stderr)

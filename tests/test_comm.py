@@ -480,3 +480,11 @@ def test_a_single_process_is_refused_with_the_launch_command(monkeypatch, capsys
         monkeypatch.delenv(key, raising=False)
     assert comm.main(["--sizes", "1K"]) == 2
     assert "torchrun --nproc-per-node N -m bench.comm" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_nccl_without_gpus_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert comm.main(["--backend", "nccl"]) == 2
+    assert "use --backend gloo" in capsys.readouterr().err
