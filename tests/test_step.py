@@ -4,6 +4,8 @@ import json
 from dataclasses import replace
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from scaling.cli import main
 from scaling.curves import LinearPower, SaturatingCurve
@@ -36,6 +38,36 @@ def test_llama3_405b_on_16k_h100_is_near_the_published_400_tflops(interleave):
         config.flops_per_token(8192) * 16 * 2 ** 20 / 16384)
     lo, hi = r.intervals["tflops_per_gpu"]
     assert lo <= r.tflops_per_gpu <= hi
+
+
+def test_half_the_replicas_doubles_the_micro_batches_and_shrinks_the_bubble():
+    # Llama 3 paper, Table 4: 430 TFLOP/s (43% MFU) on 8,192 H100 with DP 64 (32 sequences
+    # per replica), more than the 400 at 16,384 GPUs with the same 16M-token batch.
+    config = model_preset("llama3-405b")
+    small = step_time(config, H100, **dict(LLAMA3_405B_LAYOUT, dp=64))
+    big = step_time(config, H100, **LLAMA3_405B_LAYOUT)
+    assert small.layout["micro_batches"] == 32
+    assert abs(small.tflops_per_gpu / 430 - 1) < 0.25
+    assert small.tflops_per_gpu > big.tflops_per_gpu
+
+
+@settings(max_examples=15, deadline=None)
+@given(tp=st.sampled_from([1, 2, 4]), pp=st.sampled_from([1, 2, 4]),
+       dp=st.sampled_from([1, 2, 16]), per_replica=st.integers(1, 8),
+       interleave=st.integers(1, 2), overlap=st.floats(0, 1))
+def test_step_accounting_holds_for_any_layout(tp, pp, dp, per_replica, interleave, overlap):
+    assume(pp * interleave <= TINY.layers)
+    seq = 256
+    r = step_time(TINY, H100, tp=tp, pp=pp, dp=dp, seq=seq, interleave=interleave,
+                  batch_tokens=seq * dp * per_replica,
+                  overrides={"tp_overlap": overlap, "dp_overlap": overlap})
+    assert sum(r.breakdown.values()) == pytest.approx(r.step_time_s)
+    assert r.tflops_per_gpu * 1e12 * r.step_time_s == pytest.approx(r.model_flops_per_gpu)
+    assert all(v >= 0 for v in r.breakdown.values())
+    slower = step_time(TINY, H100, tp=tp, pp=pp, dp=dp, seq=seq, interleave=interleave,
+                       batch_tokens=seq * dp * per_replica,
+                       overrides={"tp_overlap": overlap / 2, "dp_overlap": overlap / 2})
+    assert slower.step_time_s >= r.step_time_s
 
 
 TINY = ModelConfig("tiny", layers=4, d_model=512, d_ffn=1536, heads_q=4, heads_kv=2,
