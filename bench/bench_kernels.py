@@ -26,7 +26,9 @@ def pytest_generate_tests(metafunc):
     if "kernel_case" not in metafunc.fixturenames:
         return
     params, ids = [], []
-    for case in sweep(metafunc.config.getoption("flopcast_sweep")):
+    bench = metafunc.config._flopcast
+    device_type = bench.device.type if bench is not None else "cpu"
+    for case in sweep(metafunc.config.getoption("flopcast_sweep"), device_type):
         for impl in registry.impls(case.kernel):
             params.append((case, impl))
             ids.append(_case_id(case, impl))

@@ -48,12 +48,14 @@ def llama_gemms(tokens: int = TOKENS_PER_MICROBATCH, tp: int = TENSOR_PARALLEL) 
     return shapes
 
 
-def _gemm_cases(sizes, llama: bool) -> list[Case]:
+def _gemm_cases(sizes, llama: bool, scalings=("tensorwise", "rowwise")) -> list[Case]:
+    """BF16 and FP8 GEMMs (with the given FP8 scalings) at square sizes and, with ``llama``,
+    at Llama 3 shapes."""
     shapes = [(s, s, s, "") for s in sizes] + (llama_gemms() if llama else [])
     cases = []
     for m, n, k, label in shapes:
         cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "bf16"}, label))
-        for scaling in ("tensorwise", "rowwise"):
+        for scaling in scalings:
             cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "fp8_e4m3",
                                        "variant": scaling}, label))
     return cases
@@ -71,8 +73,16 @@ def _attention_cases(shapes, directions=("fwd", "bwd"), fp8=True) -> list[Case]:
     return cases
 
 
-def quick() -> list[Case]:
-    gemm = _gemm_cases([256, 512, 1024], llama=False)
+def quick(device_type: str = "cpu") -> list[Case]:
+    """A few sizes per kernel. On a CPU, tensor-wise FP8 runs at 128^3 only: torch's CPU
+    ``_scaled_mm`` with tensor-wise scales takes seconds at 256^3 (about 40x its row-wise
+    path, measured with torch 2.13), which alone would take the sweep past its few minutes."""
+    if device_type == "cpu":
+        gemm = _gemm_cases([256, 512, 1024], llama=False, scalings=("rowwise",))
+        gemm.append(Case("gemm", {"m": 128, "n": 128, "k": 128, "dtype": "fp8_e4m3",
+                                  "variant": "tensorwise"}))
+    else:
+        gemm = _gemm_cases([256, 512, 1024], llama=False)
     attention = _attention_cases([
         (1, 8, 8, 256, 64, False, ""),
         (1, 8, 8, 512, 64, True, ""),
@@ -95,9 +105,9 @@ def full() -> list[Case]:
     return gemm + _attention_cases(shapes)
 
 
-def sweep(name: str) -> list[Case]:
+def sweep(name: str, device_type: str = "cpu") -> list[Case]:
     if name == "quick":
-        return quick()
+        return quick(device_type)
     if name == "full":
         return full()
     raise ValueError(f"unknown sweep '{name}'; known: {', '.join(SWEEPS)}")

@@ -146,7 +146,8 @@ def _cell(value):
     return value
 
 
-def _rows(path: Path, section: dict) -> list[dict]:
+def section_rows(path: Path, section: dict) -> list[dict]:
+    """One tidy row per record of a validated section (before `tidy`)."""
     machine = section["machine"]
     run = {
         "run_id": section["run_id"],
@@ -205,7 +206,7 @@ def load_results(paths: Iterable[str | Path] | str | Path, *, skip_invalid: bool
             duplicates.append(str(path))
             continue
         seen[run_id] = path
-        rows += _rows(path, section)
+        rows += section_rows(path, section)
     df = tidy(rows)
     df.attrs["files"] = [str(p) for p in seen.values()]
     df.attrs["skipped"] = skipped

@@ -447,10 +447,10 @@ def _run_row(path: Path, section: dict, digest: str) -> dict:
 def _record_rows(path: Path, section: dict) -> list[dict]:
     """One row per record: the loader's own tidy fields in typed columns, and the record as
     written in ``record_json``."""
-    from scaling.records import _rows  # the loader's record -> tidy row step
+    from scaling.records import section_rows  # the loader's record -> tidy row step
 
     rows = []
-    for position, (record, tidy_row) in enumerate(zip(section["records"], _rows(path, section))):
+    for position, (record, tidy_row) in enumerate(zip(section["records"], section_rows(path, section))):
         row = {name: _typed(kind, tidy_row.get(name)) for name, kind in _RECORD_KINDS}
         row.update(position=position, record_json=json.dumps(record))
         rows.append(row)
@@ -603,7 +603,7 @@ def read_records(url: str | None = None, device: str | None = None, kernel: str 
     Unfiltered, the frame equals ``load_results`` on the uploaded files, dtypes and all.
     Filtered, it holds the same rows, columns and values as ``filter_records`` on that frame;
     dtypes follow the rows present (pandas may make a column int here and float there)."""
-    from scaling.records import _rows, tidy
+    from scaling.records import section_rows, tidy
 
     r, rec = runs_table, records_table
     query = (sa.select(r.c.id, r.c.run_id, r.c.created_utc, r.c.source, r.c.sweep,
@@ -634,7 +634,7 @@ def read_records(url: str | None = None, device: str | None = None, kernel: str 
         sections[row.id][1]["records"].append(json.loads(row.record_json))
     rows: list[dict] = []
     for source_file, section in sections.values():
-        rows += _rows(source_file, section)
+        rows += section_rows(source_file, section)
     df = tidy(rows)
     if device or kernel or since is not None:
         df = _drop_empty_extras(df)
