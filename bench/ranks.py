@@ -33,7 +33,6 @@ class CommError(RuntimeError):
     which collective and what to do."""
 
 
-
 def max_across_ranks(values: list[float], device: torch.device) -> list[float]:
     """Element-wise maximum of ``values`` over all ranks (every rank gets the result)."""
     t = torch.tensor(values, dtype=torch.float64, device=device)
@@ -41,12 +40,10 @@ def max_across_ranks(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
-
 def watchdog_limit(timeout_s: float) -> float:
     """The watchdog fires a little after the backend's own timeout, so the backend's error
     (which names the failed operation) normally comes first."""
     return timeout_s + max(5.0, 0.2 * timeout_s)
-
 
 
 class Watchdog:
@@ -83,7 +80,6 @@ class Watchdog:
                       f"the other ranks' logs); ending the run", file=sys.stderr, flush=True)
                 self._exit(EXIT_TIMEOUT)
                 return
-
 
 
 # -- the launch: torchrun or Slurm -----------------------------------------------------------
