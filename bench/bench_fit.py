@@ -1,0 +1,77 @@
+"""The loss-law fit as a CPU benchmark case: Approach 3 from Hoffmann et al.'s 4,500-start
+grid, and a 1,000-resample bootstrap, on the Chinchilla points (``../shared/data/``, when
+present beside the repository) or on 240 synthetic runs drawn from the Epoch law.
+
+Beside the batched fit, the plain approach (scipy's L-BFGS-B once per start) is timed on a
+subset of the starts; the record carries its per-start time, the full-grid time that implies,
+and the speedup. Runs only under ``pytest --benchmark``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.device import cpu_name
+from scaling.fit import HOFFMANN_GRID, fit_parametric, fit_parametric_plain
+from scaling.lawdata import law_data, load_law_data
+from scaling.laws import law_presets
+
+CHINCHILLA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "chinchilla_svg_extracted.csv"
+PLAIN_STARTS = 90  # every 50th start of the grid
+RESAMPLES = 1000
+
+
+def fit_data():
+    """(data, drop_highest, label): the Chinchilla points, else synthetic runs."""
+    if CHINCHILLA.exists():
+        return load_law_data(CHINCHILLA), 5, "chinchilla_svg_extracted.csv"
+    law = law_presets()["epoch-2024"]
+    rng = np.random.default_rng(0)
+    n = np.exp(rng.uniform(math.log(5e7), math.log(1e10), 240))
+    d = n * np.exp(rng.uniform(math.log(2), math.log(200), 240))
+    loss = law.loss(n, d) * np.exp(rng.normal(0, 0.01, 240))
+    return law_data(n, d, loss, source="synthetic"), 0, "synthetic-epoch-2024"
+
+
+def _record(n_points: int, variant: str, shape_extra: dict, extra: dict) -> dict:
+    return {"kernel": "fit", "impl": "flopcast", "dtype": "fp64", "direction": "fwd",
+            "variant": variant, "layout": "",
+            "shape": {"points": n_points, "starts": HOFFMANN_GRID.size, **shape_extra},
+            "flops": 0, "bytes": 0, "device": "cpu", "device_name": cpu_name(), **extra}
+
+
+def test_fit_approach3(benchmark, flopcast_session):
+    data, drop, label = fit_data()
+    fit = benchmark.pedantic(fit_parametric, args=(data,), kwargs={"drop_highest": drop},
+                             rounds=5, iterations=1, warmup_rounds=1)
+    starts = HOFFMANN_GRID.points()[::HOFFMANN_GRID.size // PLAIN_STARTS]
+    began = time.perf_counter()
+    plain_f, _ = fit_parametric_plain(data, drop_highest=drop, starts=starts)
+    plain_per_start = (time.perf_counter() - began) / len(starts)
+    plain_full_s = plain_per_start * HOFFMANN_GRID.size
+    # The subset's best can only be worse than (or equal to) the full grid's optimum.
+    assert fit.objective <= plain_f + 1e-9
+    benchmark.extra_info["flopcast"] = _record(fit.n_points, "approach3", {}, {
+        "data": label, "objective": fit.objective,
+        "plain_starts_timed": len(starts), "plain_time_s_per_start": plain_per_start,
+        "plain_time_s_full_grid_estimate": plain_full_s,
+        "speedup_vs_plain": plain_full_s / benchmark.stats.stats.median,
+    })
+
+
+def test_fit_bootstrap(benchmark, flopcast_session):
+    data, drop, label = fit_data()
+    fit = benchmark.pedantic(fit_parametric, args=(data,),
+                             kwargs={"drop_highest": drop, "bootstrap": RESAMPLES, "seed": 0},
+                             rounds=1, iterations=1)
+    assert len(fit.law.bootstrap) + fit.details["bootstrap_failed"] == RESAMPLES
+    benchmark.extra_info["flopcast"] = _record(fit.n_points, "approach3-bootstrap",
+                                               {"resamples": RESAMPLES}, {
+        "data": label, "objective": fit.objective,
+        "bootstrap_failed": fit.details["bootstrap_failed"],
+        "intervals": fit.details["intervals"],
+    })
