@@ -156,7 +156,8 @@ class Plan:
             "units": {"compute_flops": "FLOPs", "params": "parameters", "tokens": "tokens",
                       "tokens_per_param": "tokens per parameter", "loss": "nats per token"},
             "labels": {k: self.input(k).label for k in ("compute_flops", "params", "tokens")}
-            | {"loss": self.law["label"] if self.loss is not None else None},
+            | {"tokens_per_param": self.input("params").label,
+               "loss": self.law["label"] if self.loss is not None else None},
             "intervals": {k: list(v) for k, v in self.intervals.items()},
             "law": self.law, "hardware": self.hardware, "precision": self.precision,
             "model": self.model, "inputs": [i.to_dict() for i in self.inputs],

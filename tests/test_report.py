@@ -96,7 +96,7 @@ def _check_images(section_html):
 
 def test_report_with_measured_gpu_results(tmp_path, capsys):
     _write(tmp_path, _records(), H100)
-    out = _report(capsys, str(tmp_path / "results"), "--out", str(tmp_path / "out"))
+    out = _report(capsys, "--results", str(tmp_path / "results"), "--out", str(tmp_path / "out"))
     path = tmp_path / "out" / "report.html"
     assert out["report"] == str(path) and path.is_file()
     titles = [p["title"] for p in out["plans"]]

@@ -23,6 +23,8 @@ def register(sub):
                     "measured profile of the results and on the published --hardware preset "
                     "side by side, and a table of the plan against published figures.")
     add_results_arguments(p)
+    p.add_argument("--results", nargs="+", metavar="PATH",
+                   help="results files or folders (the same as the positional PATHs)")
     add_plan_arguments(p)
     p.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                    help=f"folder for report.html (default {DEFAULT_OUT}/)")
@@ -33,8 +35,9 @@ def register(sub):
 
 
 def run(args) -> int:
-    records = load_records(args)
-    where = ", ".join(map(str, args.paths))
+    paths = args.results or args.paths
+    records = load_records(args, paths=paths)
+    where = ", ".join(map(str, paths))
     notes, titled, profiles = [], [], []
     if records.empty:
         notes.append(f"No results in {where}: the plots show no measured points; run "
