@@ -183,14 +183,12 @@ def load_law_data(path, columns: dict | str | None = None) -> LawData:
         columns = parse_columns(columns)
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    parquet = path.suffix.lower() in (".parquet", ".pq")
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
+        frame = pd.read_parquet(path) if parquet else pd.read_csv(path)
     except Exception as exc:  # pandas raises many types for unreadable files
-        raise DataError(f"{path}: cannot read as {'Parquet' if path.suffix.lower() in ('.parquet', '.pq') else 'CSV'}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}: {why}") from None
     if len(frame) == 0:
         raise DataError(f"{path}: no rows")
     return law_data_from_frame(frame, columns, source=str(path))
