@@ -409,6 +409,12 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
     return LawFit(law, 3, best_f, len(data), time.perf_counter() - started, True, details)
 
 
+def resample_counts(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
+    """``count`` bootstrap resamples of ``n`` points, as how often each point was drawn."""
+    return np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
+                     for _ in range(count)]).astype(float)
+
+
 def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=250):
     """Parameter dicts of ``resamples`` bootstrap fits, run as batches of weighted fits, each
     resample started from every distinct local minimum of the full-data fit."""
@@ -421,8 +427,7 @@ def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=
     samples, failed = [], 0
     for first in range(0, resamples, chunk):
         count = min(chunk, resamples - first)
-        weights = np.stack([np.bincount(rng.integers(0, n, n), minlength=n)
-                            for _ in range(count)]).astype(float)
+        weights = resample_counts(rng, n, count)
         rows = np.repeat(np.arange(count), len(starts))
         res = batched_lbfgs(objective, np.tile(starts, (count, 1)), weights[rows],
                             prune=None)

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.errors import DataError, FitError
-from scaling.fit import (HOFFMANN_GRID, Grid, HuberObjective, fit_isoflop, fit_parametric,
-                         fit_parametric_plain, group_budgets)
+from scaling.fit import (HOFFMANN_GRID, PRUNE_SCHEDULE, Grid, HuberObjective, batched_lbfgs,
+                         fit_isoflop, fit_parametric, fit_parametric_plain, group_budgets,
+                         resample_counts)
 from scaling.lawdata import law_data, law_data_from_frame, load_law_data, parse_columns
 from scaling.laws import law_presets
 
@@ -140,6 +141,22 @@ def test_bootstrap_is_reproducible_with_a_seed_and_brackets_the_fit():
     alloc = one.law.allocate(3.8e26)
     assert alloc.intervals["params"][0] < alloc.params < alloc.intervals["params"][1]
     assert alloc.intervals["loss"][0] < alloc.loss < alloc.intervals["loss"][1]
+
+
+def test_each_bootstrap_fit_is_the_full_grid_fit_of_its_resample():
+    """Resamples start from the full-data fit's local minima; that finds the same optimum as
+    the whole 4,500-start grid run on the resample."""
+    data = synthetic_runs(n=60, noise=0.01, seed=9)
+    fit = fit_parametric(data, bootstrap=3, seed=2)
+    weights = resample_counts(np.random.default_rng(2), len(data), 3)
+    objective = HuberObjective(data)
+    starts = HOFFMANN_GRID.points()
+    for w, params in zip(weights, fit.law.bootstrap):
+        grid = batched_lbfgs(objective, starts, np.tile(w, (len(starts), 1)), prune=PRUNE_SCHEDULE)
+        best = np.min(np.where(grid.converged, grid.f, np.inf))
+        x = np.array([math.log(params["A"]), math.log(params["B"]), math.log(params["E"]),
+                      params["alpha"], params["beta"]])
+        assert objective.batch(x[None], w[None])[0][0] == pytest.approx(best, abs=1e-12)
 
 
 def test_grid_edge_is_reported():
