@@ -39,12 +39,14 @@ PUE_SOURCE = "published: Meta datacenters report PUE ~1.08-1.10 (Meta sustainabi
 # DeepSeek-V3 technical report (arXiv 2412.19437), Sec. 1: costs "assuming the rental price of
 # the H800 GPU is $2 per GPU hour".
 USD_PER_GPU_HOUR = 2.0
-GPU_PRICE_SOURCE = "assumed: $2 per GPU-hour, the rental price DeepSeek-V3 assumed (arXiv 2412.19437)"
+GPU_PRICE_SOURCE = ("assumed: $2 per GPU-hour, the rental price DeepSeek-V3 assumed "
+                    "(arXiv 2412.19437)")
 
 # Order of the US average retail electricity price for industrial users (EIA, Electric Power
 # Monthly, Table 5.6.A, 2024: ~8 cents/kWh).
 USD_PER_KWH = 0.08
-ENERGY_PRICE_SOURCE = "assumed: $0.08/kWh, about the US industrial average (EIA Electric Power Monthly, 2024)"
+ENERGY_PRICE_SOURCE = ("assumed: $0.08/kWh, about the US industrial average (EIA Electric "
+                       "Power Monthly, 2024)")
 
 
 def check_pue(pue: float) -> float:
@@ -60,7 +62,8 @@ def _non_negative(name: str, value: float) -> float:
     return float(value)
 
 
-def cluster_mw(gpus: float, gpu_w: float, host_w: float = HOST_W_PER_GPU, pue: float = PUE) -> float:
+def cluster_mw(gpus: float, gpu_w: float, host_w: float = HOST_W_PER_GPU,
+               pue: float = PUE) -> float:
     """Facility power in MW of ``gpus`` GPUs drawing ``gpu_w`` each, plus ``host_w`` of host
     per GPU, times the PUE. With ``gpu_w`` = TDP this is the capacity to provision; with the
     GPU's sustained watts it is the average draw."""

@@ -5,10 +5,10 @@ many days, GPU-hours, megawatt-hours, megawatts and dollars. It chains the other
 
 1. **Budget and law** (`scaling.budget`, `scaling.laws`): the budget C in FLOPs, split by a
    loss law into N_opt parameters and D_opt tokens (or an explicit N and D, C = 6 N D).
-2. **Model and throughput** (`scaling.throughput`, on `scaling.step` and `scaling.hardware`): N_opt
-   becomes a concrete Llama-style config; the step model gives its per-GPU sustained TFLOP/s
-   and MFU on the hardware profile under a Llama 3-like parallel layout. ``tflops_per_gpu`` or
-   ``mfu`` override it with a given figure.
+2. **Model and throughput** (`scaling.throughput`, over `scaling.step` and
+   `scaling.hardware`): N_opt becomes a concrete Llama-style config; the step model gives its
+   per-GPU sustained TFLOP/s and MFU on the hardware profile under a Llama 3-like parallel
+   layout. ``tflops_per_gpu`` or ``mfu`` override it with a given figure.
 3. **Reliability** (`scaling.reliability`): failures, checkpoints and restarts at this GPU
    count give the goodput, the fraction of wall-clock time that trains.
 4. **Time**: ``wall_s = C / (gpus * tflops_per_gpu * 1e12 * goodput)``; GPU-hours are
@@ -213,6 +213,12 @@ class Knobs:
             raise DataError(f"storage bandwidth must be positive, got {self.storage_gbps} GB/s")
         return self
 
+    def failures(self, gpus: float, params: float) -> reliability.Reliability:
+        """Failures, checkpoints and goodput of a ``params`` model on ``gpus`` GPUs."""
+        return reliability.reliability(gpus, params,
+                                       failures_per_gpu_hour=self.failures_per_gpu_hour,
+                                       storage_gbps=self.storage_gbps, restart_s=self.restart_s)
+
 
 def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, power_w: float,
              tdp_w: float, knobs: Knobs) -> dict[str, float]:
@@ -225,8 +231,7 @@ def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, po
         raise DataError(f"GPU count must be positive, got {gpus}")
     if not tflops > 0:
         raise DataError(f"per-GPU throughput must be positive, got {tflops} TFLOP/s")
-    rel = reliability.reliability(gpus, params, failures_per_gpu_hour=knobs.failures_per_gpu_hour,
-                                  storage_gbps=knobs.storage_gbps, restart_s=knobs.restart_s)
+    rel = knobs.failures(gpus, params)
     wall_s = compute_flops / (gpus * tflops * 1e12 * rel.goodput)
     money = energy.power_and_cost(gpus=gpus, wall_s=wall_s, gpu_w=power_w, tdp_w=tdp_w,
                                   host_w=knobs.host_w_per_gpu, pue=knobs.pue,
@@ -322,8 +327,7 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
         g = k * unit
         t = throughput(g, params)
         try:
-            rel = reliability.reliability(g, params, failures_per_gpu_hour=knobs.failures_per_gpu_hour,
-                                          storage_gbps=knobs.storage_gbps, restart_s=knobs.restart_s)
+            rel = knobs.failures(g, params)
         except DataError:
             return math.inf
         return compute_flops / (g * t.tflops * 1e12 * rel.goodput)

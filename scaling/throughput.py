@@ -97,9 +97,9 @@ class ThroughputSource:
             profile.peak(self.dtype)  # raises: --mfu needs a datasheet peak
         self.tdp = profile.tdp
         if self.tdp is None:
-            raise DataError(f"hardware profile '{profile.name}' has no TDP, so no facility power; "
-                            f"use a published preset (--hardware h100-sxm, ...) or a profile "
-                            f"of a recognised GPU")
+            raise DataError(f"hardware profile '{profile.name}' has no TDP, so no facility "
+                            f"power; use a published preset (--hardware h100-sxm, ...) or a "
+                            f"profile of a recognised GPU")
         self._configs: dict[float, Any] = {}
         self._steps: dict[tuple, Any] = {}
 
@@ -114,7 +114,8 @@ class ThroughputSource:
             profile = load_profile(None, results=results)
         else:
             profile = load_profile(hardware)
-        return cls(profile, precision=precision, seq=seq, tflops_per_gpu=tflops_per_gpu, mfu=mfu)
+        return cls(profile, precision=precision, seq=seq, tflops_per_gpu=tflops_per_gpu,
+                   mfu=mfu)
 
     @property
     def peak_tflops(self) -> float | None:
@@ -144,7 +145,8 @@ class ThroughputSource:
             if self.tflops_per_gpu is not None:
                 t, src = self.tflops_per_gpu, "given: --tflops-per-gpu"
             else:
-                t, src = self.mfu * self.peak.value, f"given: --mfu {self.mfu:g} x datasheet peak"
+                t = self.mfu * self.peak.value
+                src = f"given: --mfu {self.mfu:g} x datasheet peak"
             w = self._power(t)
             return Throughput(t, t, t, "assumed", src, w.value, w.lo, w.hi, w.label, w.source,
                               mfu=t / self.peak.value if self.peak is not None else None)
@@ -162,14 +164,14 @@ class ThroughputSource:
         step = self._steps[key]
         idle = layout["gpus_used"] / gpus
         t = step.tflops_per_gpu * idle
-        lo, hi = _step_spread(step)
-        w = step.power_w if getattr(step, "power_w", None) is not None else self._power(t)
+        lo, hi = step.intervals.get("tflops_per_gpu", (step.tflops_per_gpu,) * 2)
+        w = step.power_w  # at the step's hardware utilisation
         label = "measured" if self.profile.label == "measured" else "published"
         return Throughput(t, lo * idle, hi * idle, label,
                           f"step model on {self.profile.name} ({self.profile.label} profile)",
                           w.value, w.lo, w.hi, w.label, w.source,
                           mfu=t / self.peak.value if self.peak is not None else None,
-                          layout=layout, breakdown=dict(getattr(step, "breakdown", {}) or {}))
+                          layout=layout, breakdown=dict(step.breakdown))
 
     def micro_batches(self, layout: dict) -> int:
         """Sequences per replica per step: at least one per pipeline stage, and enough for
@@ -210,9 +212,3 @@ class ThroughputSource:
                 "d_ffn": c.d_ffn, "heads_q": c.heads_q, "heads_kv": c.heads_kv,
                 "vocab": c.vocab, "seq": c.seq,
                 "flops_per_token": c.flops_per_token(), "source": c.source}
-
-
-def _step_spread(step) -> tuple[float, float]:
-    """(lo, hi) of the step model's per-GPU TFLOP/s (from the profile's envelopes)."""
-    lo, hi = step.intervals.get("tflops_per_gpu", (step.tflops_per_gpu, step.tflops_per_gpu))
-    return float(lo), float(hi)

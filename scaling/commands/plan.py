@@ -137,7 +137,8 @@ def describe(plan) -> str:
         f"model    N = {_iv(plan.params, plan.intervals.get('params'))} params, "
         f"D = {_iv(plan.tokens, plan.intervals.get('tokens'))} tokens, "
         f"{fmt_num(plan.tokens_per_param)} tokens/param, "
-        f"loss {_iv(plan.loss, plan.intervals.get('loss')) if plan.loss is not None else '- (law has none)'}",
+        "loss " + (_iv(plan.loss, plan.intervals.get("loss")) if plan.loss is not None
+                   else "- (the law has none)"),
     ]
     if plan.model:
         cfg = plan.model
