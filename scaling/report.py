@@ -186,7 +186,8 @@ def law_figure(law, compute_flops: float, points: int = 41) -> Figure:
     fig.subplots_adjust(left=0.08 if parametric else 0.13, right=0.98, bottom=0.13, top=0.92,
                         wspace=0.25)
     ax = fig.add_subplot(1, 2 if parametric else 1, 1)
-    for key, colour, name in (("params", "C0", "params (N_opt)"), ("tokens", "C1", "tokens (D_opt)")):
+    for key, colour, name in (("params", "C0", "params (N_opt)"),
+                              ("tokens", "C1", "tokens (D_opt)")):
         ys = [getattr(a, key) for a in allocs]
         ax.plot(cs, ys, color=colour, label=name)
         band = [a.intervals.get(key) for a in allocs]
