@@ -89,13 +89,13 @@ class StepResult:
     layout: dict
     step_time_s: float
     tflops_per_gpu: float
-    mfu: float
+    mfu: float | None  # None without a datasheet peak (an unrecognised measured device)
     breakdown: dict  # term -> seconds per step (sums to the modelled step time)
     intervals: dict  # "step_time_s" | "tflops_per_gpu" | "mfu" -> (lo, hi)
-    power_w: Estimate
+    power_w: Estimate | None  # None when the profile has neither power data nor TDP
     labels: dict  # input -> {"value", "label", "source"}
     model_flops_per_gpu: float  # model FLOPs of one step on one GPU
-    hardware_utilisation: float  # executed kernel FLOPs / step / peak (drives power)
+    hardware_utilisation: float | None  # executed kernel FLOPs / step / peak (drives power)
     tokens_per_s: float  # whole cluster
     notes: list = field(default_factory=list)
 
@@ -116,7 +116,8 @@ class StepResult:
             "breakdown_fraction": {k: v / sum(self.breakdown.values())
                                    for k, v in self.breakdown.items()},
             "intervals": {k: list(v) for k, v in self.intervals.items()},
-            "power_w": self.power_w.to_dict(), "labels": dict(self.labels),
+            "power_w": None if self.power_w is None else self.power_w.to_dict(),
+            "labels": dict(self.labels),
             "model_flops_per_gpu": self.model_flops_per_gpu,
             "hardware_utilisation": self.hardware_utilisation,
             "tokens_per_s": self.tokens_per_s, "notes": list(self.notes),
@@ -199,13 +200,20 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         raise DataError(f"{config.layers} layers cannot fill {pp} pipeline stages x "
                         f"{interleave} interleaved chunks")
     gemm_dtype, attn_dtype = PRECISIONS[precision], "bf16"
-    peak = profile.peak(gemm_dtype)
-    labels = {"peak_tflops": _label(peak.value, peak.label, peak.source),
+    notes = []
+    try:
+        peak = profile.peak(gemm_dtype)
+        peak_label = _label(peak.value, peak.label, peak.source)
+    except DataError as exc:  # an unrecognised measured device: no MFU, no utilisation
+        if "mfu" in ov:
+            raise
+        peak, peak_label = None, _label(None, "missing", str(exc))
+        notes.append(f"no MFU: {exc}")
+    labels = {"peak_tflops": peak_label,
               "batch_tokens": _label(batch_tokens, "given" if batch_given else "published",
                                      "given" if batch_given else
                                      "Llama 3 paper, Table 4: 16M tokens per batch"),
               "interleave": _label(interleave, "given", "virtual pipeline stages per GPU")}
-    notes = []
     if precision == "fp8":
         notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
                      "recipes such as Transformer Engine's)")
@@ -353,10 +361,19 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         tflops = np.full(3, value)
         step = model_flops / (tflops * 1e12)
         source = "override"
-    mfu = tflops / peak.value
-    hw_util = float(m * hw_flops_mb / (step[0] * 1e12) / peak.value)
-    power = profile.power_w(min(hw_util, 1.0))
-    labels["power_w"] = _label(power.value, power.label, power.source)
+    mfu = tflops / peak.value if peak is not None else np.full(3, math.nan)
+    hw_util = (float(m * hw_flops_mb / (step[0] * 1e12) / peak.value) if peak is not None
+               else None)
+    try:
+        # Without a peak, utilisation is unknown: only a load-independent figure (TDP) fits.
+        power = profile.power_w(min(hw_util, 1.0) if hw_util is not None else 1.0)
+        if hw_util is None and power.label == "measured":
+            raise DataError("utilisation unknown without a datasheet peak")
+        labels["power_w"] = _label(power.value, power.label, power.source)
+    except DataError as exc:
+        power = None
+        labels["power_w"] = _label(None, "missing", str(exc))
+        notes.append(f"no power figure: {exc}")
     labels["tflops_per_gpu_source"] = _label(float(tflops[0]), source, source)
 
     return StepResult(
@@ -364,10 +381,12 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         layout={"tp": tp, "pp": pp, "dp": dp, "gpus": gpus, "seq": seq,
                 "batch_tokens": batch_tokens, "micro_batch": micro_batch,
                 "micro_batches": m, "interleave": interleave},
-        step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]), mfu=float(mfu[0]),
+        step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
+        mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
         intervals={"step_time_s": (float(step.min()), float(step.max())),
                    "tflops_per_gpu": (float(tflops.min()), float(tflops.max())),
-                   "mfu": (float(mfu.min()), float(mfu.max()))},
+                   "mfu": ((float(mfu.min()), float(mfu.max())) if peak is not None
+                           else (None, None))},
         power_w=power, labels=labels, model_flops_per_gpu=float(model_flops),
         hardware_utilisation=hw_util, tokens_per_s=batch_tokens / float(step[0]), notes=notes)

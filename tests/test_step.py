@@ -191,3 +191,15 @@ def test_step_and_model_commands(capsys):
     assert "parameters" in capsys.readouterr().out
     assert main(["step", "llama3-8b", "--set", "bogus=1"]) == 2
     assert "valid:" in capsys.readouterr().err
+
+
+def test_unrecognised_device_gives_throughput_without_mfu_or_watts():
+    cpu = replace(H100, name="measured:Test CPU", label="measured", peaks={}, tdp=None,
+                  power=None, power_missing_reason="NVML library not found")
+    r = step_time(TINY, cpu, batch_tokens=4 * 256)
+    assert r.tflops_per_gpu > 0 and r.mfu is None and r.power_w is None
+    assert "NVML library not found" in r.labels["power_w"]["source"]
+    assert any("no MFU" in n for n in r.notes)
+    assert json.loads(json.dumps(r.to_dict()))["mfu"] is None
+    with pytest.raises(DataError, match="no datasheet peak"):
+        step_time(TINY, cpu, batch_tokens=256, overrides={"mfu": 0.4})

@@ -80,9 +80,14 @@ def run(args) -> int:
     print(f"\nstep time        {fmt_num(result.step_time_s)} s")
     print(f"per-GPU          {fmt_num(result.tflops_per_gpu)} TFLOP/s "
           f"({fmt_num(lo)}..{fmt_num(hi)})")
-    print(f"MFU              {100 * result.mfu:.1f}% of the dense "
-          f"{result.precision} peak {fmt_num(profile.peak_tflops(PRECISIONS[result.precision]))}")
-    print(f"power            {fmt_num(result.power_w.value)} W per GPU ({result.power_w.label})")
+    if result.mfu is not None:
+        print(f"MFU              {100 * result.mfu:.1f}% of the dense {result.precision} "
+              f"peak {fmt_num(profile.peak_tflops(PRECISIONS[result.precision]))}")
+    else:
+        print("MFU              - (no datasheet peak for this device)")
+    if result.power_w is not None:
+        print(f"power            {fmt_num(result.power_w.value)} W per GPU "
+              f"({result.power_w.label})")
     print(f"cluster          {fmt_num(result.tokens_per_s)} tokens/s")
     print("\nInputs")
     label_rows = [{"input": k, "value": v["value"], "label": v["label"], "source": v["source"]}
