@@ -108,7 +108,8 @@ def run(args) -> int:
     if args.results or args.from_url:  # files, or the results database (--from URL)
         results = load_records(args, paths=args.results)
         if results.empty:
-            raise DataError(f"no records found in {source_name(args) or ', '.join(args.results)}; "
+            where = source_name(args) or ", ".join(args.results)
+            raise DataError(f"no records found in {where}; "
                             "run `pytest --benchmark` first or drop --results")
     plan = plan_from_args(args, results=results)
     if args.json:

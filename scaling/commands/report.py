@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from scaling.commands._inputs import add_results_arguments, load_records
+from scaling.commands._inputs import add_results_arguments, load_records, source_name
 from scaling.commands.plan import add_plan_arguments, knobs_from_args, plan_from_args
 from scaling.errors import FlopcastError
 from scaling.hardware import load_profile
@@ -37,7 +37,7 @@ def register(sub):
 def run(args) -> int:
     paths = args.results or args.paths
     records = load_records(args, paths=paths)
-    where = ", ".join(map(str, paths))
+    where = source_name(args) if args.from_url else ", ".join(map(str, paths))
     notes, titled, profiles = [], [], []
     if records.empty:
         notes.append(f"No results in {where}: the plots show no measured points; run "
