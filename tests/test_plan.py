@@ -178,3 +178,12 @@ def test_text_output_names_labels(capsys):
     assert code == 0
     assert "16,384" in out and "published" in out and "assumed" in out
     assert "failures_per_gpu_hour" in out
+
+
+def test_params_and_tokens_take_suffixes(capsys):
+    code, out, _ = flopcast(capsys, "plan", "--params", "405B", "--tokens", "15.6T",
+                            "--gpus", "16384", "--json")
+    data = json.loads(out)
+    assert code == 0 and data["params"] == 405e9 and data["tokens"] == 15.6e12
+    assert data["compute_flops"] == pytest.approx(6 * 405e9 * 15.6e12)  # ~3.8e25
+    assert data["labels"]["compute_flops"] == "assumed"

@@ -25,20 +25,36 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
+
+
+def _count(text: str) -> float:
+    """A parameter or token count: ``405e9``, ``405B``, ``15.6T``."""
+    text = str(text).strip().replace("_", "")
+    suffix = text[-1:].lower() if text[-1:].lower() in "kmbt" and len(text) > 1 else ""
+    try:
+        return float(text[:len(text) - len(suffix)]) * _SUFFIX[suffix]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a count: {text!r} (e.g. 405e9, 405B, 15.6T)") from None
+
+
 def add_plan_arguments(p: argparse.ArgumentParser) -> None:
     """The flags `plan` and `report` share."""
     g = p.add_argument_group("budget")
     g.add_argument("--compute", default=DEFAULT_COMPUTE,
                    help="training FLOPs, or llama3 (3.8e25) or 10x-llama3 (3.8e26, default)")
-    g.add_argument("--params", type=_number, help="model parameters (instead of the law's N_opt)")
-    g.add_argument("--tokens", type=_number, help="training tokens (with --params: C = 6 N D)")
+    g.add_argument("--params", type=_count,
+                   help="model parameters, e.g. 405B (instead of the law's N_opt)")
+    g.add_argument("--tokens", type=_count,
+                   help="training tokens, e.g. 15.6T (with --params: C = 6 N D)")
     g.add_argument("--law", default=DEFAULT_LAW,
                    help="loss law preset (epoch-2024, chinchilla-2022, llama3-2024) or a JSON "
                         "file from `flopcast fit --save` (default epoch-2024)")
     h = p.add_argument_group("hardware")
     h.add_argument("--hardware", default=DEFAULT_HARDWARE,
                    help="hardware preset (h100-sxm, h200, b200, mi300x) or a profile JSON file")
-    h.add_argument("--precision", default="bf16", choices=PRECISIONS)
+    h.add_argument("--precision", default="bf16", choices=PRECISIONS,
+                   help="GEMM precision (attention stays bf16); default bf16")
     h.add_argument("--tflops-per-gpu", type=_number,
                    help="sustained TFLOP/s per GPU, instead of the step model (Llama 3: 400)")
     h.add_argument("--mfu", type=_number, help="model FLOPs utilisation, instead of the step model")
