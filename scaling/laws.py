@@ -80,8 +80,10 @@ class LossLaw:
     beta: float | None = None
     tokens_coef: float | None = None
     tokens_exp: float | None = None
-    bootstrap: tuple[dict[str, float], ...] | None = None
-    fit: dict[str, Any] | None = None  # how a fitted law was obtained (approach, objective, ...)
+    # one parameter dict per bootstrap resample (hash=False: dicts are not hashable)
+    bootstrap: tuple[dict[str, float], ...] | None = dataclasses.field(default=None, hash=False)
+    # how a fitted law was obtained (approach, objective, data, ...)
+    fit: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
 
     def __post_init__(self):
         if self.form not in FORMS:
