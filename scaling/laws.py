@@ -24,6 +24,7 @@ gives percentile intervals on every quantity it returns.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -132,14 +133,14 @@ class LossLaw:
         return float(out) if out.ndim == 0 else out
 
     def _optimum(self, compute_flops: float, flops_per_param_token: float):
-        if self.form == PARAMETRIC:
-            a, b = self.optimal_exponents()
-            g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
-            scaled = compute_flops / flops_per_param_token
-            params, tokens = g * scaled ** a, scaled ** b / g
-            return params, tokens, float(self.loss(params, tokens))
-        tokens = self.tokens_coef * compute_flops ** self.tokens_exp
-        return compute_flops / (flops_per_param_token * tokens), tokens, None
+        params, tokens, loss = _optimum(self.form, self.parameters, compute_flops,
+                                        flops_per_param_token)
+        return float(params), float(tokens), None if loss is None else float(loss)
+
+    @functools.cached_property
+    def _bootstrap_columns(self) -> dict[str, np.ndarray]:
+        return {k: np.array([p[k] for p in self.bootstrap], dtype=float)
+                for k in FORMS[self.form]}
 
     def allocate(self, compute_flops: float, *,
                  flops_per_param_token: float = FLOPS_PER_PARAM_TOKEN) -> Allocation:
@@ -152,13 +153,10 @@ class LossLaw:
         params, tokens, loss = self._optimum(c, flops_per_param_token)
         intervals: dict[str, tuple[float, float]] = {}
         if self.bootstrap:
-            rows = np.array([self.with_parameters(p)._optimum(c, flops_per_param_token)[:2]
-                             for p in self.bootstrap], dtype=float)
-            samples = {"params": rows[:, 0], "tokens": rows[:, 1],
-                       "tokens_per_param": rows[:, 1] / rows[:, 0]}
-            if self.form == PARAMETRIC:
-                samples["loss"] = np.array([self.with_parameters(p).loss(n, d) for p, (n, d)
-                                            in zip(self.bootstrap, rows)])
+            n, d, l_opt = _optimum(self.form, self._bootstrap_columns, c, flops_per_param_token)
+            samples = {"params": n, "tokens": d, "tokens_per_param": d / n}
+            if l_opt is not None:
+                samples["loss"] = l_opt
             intervals = {k: percentile_interval(v) for k, v in samples.items()}
         return Allocation(c, params, tokens, tokens / params, loss, intervals)
 
@@ -207,6 +205,19 @@ class LossLaw:
                    source=str(data.get("source", "")), form=form,
                    **{k: float(params[k]) for k in FORMS[form]},
                    bootstrap=tuple(boot) if boot else None, fit=data.get("fit"))
+
+
+def _optimum(form, p, compute_flops, flops_per_param_token):
+    """(N_opt, D_opt, loss or None) for parameters ``p`` (scalars, or arrays of resamples)."""
+    if form == PARAMETRIC:
+        alpha, beta = p["alpha"], p["beta"]
+        g = (alpha * p["A"] / (beta * p["B"])) ** (1.0 / (alpha + beta))
+        scaled = compute_flops / flops_per_param_token
+        params = g * scaled ** (beta / (alpha + beta))
+        tokens = scaled ** (alpha / (alpha + beta)) / g
+        return params, tokens, p["E"] + p["A"] / params ** alpha + p["B"] / tokens ** beta
+    tokens = p["tokens_coef"] * compute_flops ** p["tokens_exp"]
+    return compute_flops / (flops_per_param_token * tokens), tokens, None
 
 
 def percentile_interval(samples) -> tuple[float, float]:
