@@ -177,7 +177,7 @@ def test_bad_input():
 
 def test_step_and_model_commands(capsys):
     argv = ["step", "llama3-405b", "--hardware", "h100-sxm", "--tp", "8", "--pp", "16",
-            "--dp", "128", "--seq", "8192", "--batch-tokens", "16777216", "--json"]
+            "--dp", "128", "--seq", "8192", "--batch-tokens", "2048x8192", "--json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"tflops_per_gpu", "mfu", "step_time_s", "breakdown"} <= set(out)

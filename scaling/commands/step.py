@@ -27,7 +27,8 @@ def register(sub):
     p.add_argument("--dp", type=int, default=1, help="data-parallel replicas (default 1)")
     p.add_argument("--seq", type=int, help="sequence length (default: the model's)")
     p.add_argument("--batch-tokens", metavar="B",
-                   help="tokens per optimizer step (default 16M, Llama 3 Table 4)")
+                   help="tokens per optimizer step, e.g. 2048x8192 (sequences x length; the "
+                        "default, Llama 3's 16M tokens, Table 4)")
     p.add_argument("--micro-batch", type=int, default=1, help="sequences per micro-batch")
     p.add_argument("--interleave", type=int, default=1,
                    help="interleaved pipeline chunks per GPU (default 1: plain 1F1B)")
@@ -38,6 +39,17 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
+
+
+def parse_tokens(text: str) -> int:
+    """Tokens per step: ``16777216``, ``2048x8192`` (sequences x length) or ``16.8M``."""
+    parts = str(text).lower().split("x")
+    value = 1.0
+    for part in parts:
+        value *= parse_count(part)
+    if not value.is_integer():
+        raise DataError(f"--batch-tokens: '{text}' is not a whole number of tokens")
+    return int(value)
 
 
 def _overrides(args) -> dict:
@@ -58,7 +70,7 @@ def run(args) -> int:
     params = parse_count(args.params) if args.params is not None else None
     config = resolve_model(args.name, params, args.seq)
     profile = load_profile(args.hardware)
-    batch = None if args.batch_tokens is None else int(parse_count(args.batch_tokens))
+    batch = None if args.batch_tokens is None else parse_tokens(args.batch_tokens)
     result = step_time(config, profile, precision=args.precision, tp=args.tp, pp=args.pp,
                        dp=args.dp, seq=args.seq, batch_tokens=batch,
                        micro_batch=args.micro_batch, interleave=args.interleave,
