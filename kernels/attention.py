@@ -221,7 +221,7 @@ def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, hea
         return attention_spec(impl="triton", batch=batch, heads_q=heads_q, heads_kv=heads_kv,
                               seq=seq, head_dim=head_dim, causal=causal, dtype=dtype,
                               direction=direction, forward=_triton_forward,
-                              unavailable=triton_unavailable)
+                              unavailable=lambda device: triton_unavailable(device, dtype))
     if dtype not in ("fp8_e4m3", "fp8_e5m2"):
         raise KernelError(f"unknown FP8 format '{dtype}'; known: fp8_e4m3, fp8_e5m2")
     if direction != "fwd":
@@ -243,5 +243,5 @@ def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, hea
         make_inputs=make_fp8_qkv(batch, heads_q, heads_kv, seq, head_dim, dtype),
         run=run,
         error=fp8_forward_error(causal, sm_scale),
-        unavailable=lambda device: triton_unavailable(device, fp8=True),
+        unavailable=lambda device: triton_unavailable(device, dtype),
     )

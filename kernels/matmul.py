@@ -179,7 +179,7 @@ def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = ""
         return KernelSpec(
             **common, bytes=flops.gemm_bytes(m, n, k, dtype, dtype),
             make_inputs=make_gemm_inputs(m, n, k, dtype, layout), run=triton_matmul,
-            unavailable=triton_unavailable,
+            unavailable=lambda device: triton_unavailable(device, dtype),
         )
     variant = variant or "tensorwise"
     if variant not in ("tensorwise", "rowwise"):
@@ -195,5 +195,5 @@ def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = ""
         bytes=flops.gemm_bytes(m, n, k, dtype, "bf16",
                                scale_elems=2 if variant == "tensorwise" else m + n),
         make_inputs=make, run=triton_fp8_matmul,
-        unavailable=lambda device: triton_unavailable(device, fp8=True),
+        unavailable=lambda device: triton_unavailable(device, dtype),
     )

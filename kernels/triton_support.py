@@ -20,13 +20,13 @@ except ImportError as exc:  # not installed: no Triton implementations on this m
 else:
     TRITON_MISSING = None
 
-# FP8 tensor cores: Ada (compute capability 8.9) and Hopper (9.0) onwards (NVIDIA CUDA C++
-# Programming Guide, "Compute Capabilities").
-FP8_MIN_CAPABILITY = (8, 9)
+# Tensor-core generations (NVIDIA CUDA C++ Programming Guide, "Compute Capabilities"): BF16
+# from Ampere (8.0), FP8 from Ada (8.9) and Hopper (9.0).
+MIN_CAPABILITY = {"bf16": (8, 0), "fp8_e4m3": (8, 9), "fp8_e5m2": (8, 9)}
 
 
-def triton_unavailable(device: torch.device | str, *, fp8: bool = False) -> str | None:
-    """Why Triton kernels cannot be timed on ``device``, or None when they can."""
+def triton_unavailable(device: torch.device | str, dtype: str = "") -> str | None:
+    """Why Triton kernels on ``dtype`` inputs cannot be timed on ``device``, or None."""
     device = torch.device(device)
     if TRITON_MISSING:
         return TRITON_MISSING
@@ -35,7 +35,10 @@ def triton_unavailable(device: torch.device | str, *, fp8: bool = False) -> str 
                 "nothing")
     if triton.knobs.runtime.interpret:
         return "TRITON_INTERPRET=1 is set: Triton kernels would be emulated, not timed"
-    if fp8 and torch.cuda.get_device_capability(device) < FP8_MIN_CAPABILITY:
+    need = MIN_CAPABILITY.get(dtype)
+    have = torch.cuda.get_device_capability(device)
+    if need and have < need:
         name = torch.cuda.get_device_name(device)
-        return f"FP8 Triton kernels need FP8 tensor cores (compute capability 8.9+); {name} has none"
+        return (f"Triton {dtype} kernels need tensor cores of compute capability "
+                f"{need[0]}.{need[1]}+; {name} is {have[0]}.{have[1]}")
     return None

@@ -177,3 +177,20 @@ def test_without_triton_the_baselines_still_work():
 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_unavailable_reasons_on_older_gpus(monkeypatch):
+    """BF16 Triton kernels need Ampere (8.0), FP8 ones Ada/Hopper (8.9); the reason names the
+    GPU. (No GPU here: the CUDA queries are replaced.)"""
+    from kernels.triton_support import triton_unavailable
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA A100")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    cuda = torch.device("cuda")
+    assert triton_unavailable(cuda, "bf16") is None
+    assert "8.9+; NVIDIA A100 is 8.0" in triton_unavailable(cuda, "fp8_e4m3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    assert "8.0+" in triton_unavailable(cuda, "bf16") and triton_unavailable(cuda, "fp16") is None
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "TRITON_INTERPRET=1" in triton_unavailable(cuda, "fp16")
