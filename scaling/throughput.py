@@ -52,26 +52,35 @@ BATCH_TOKENS = 16 * 2**20
 #: an 80 GB H100, which gives Llama 3 405B's 16 pipeline stages (405e9 * 4 / 8 / 16 = 12.7 GB).
 STAGE_BYTES = 16e9
 STAGE_BYTES_PER_PARAM = 4
+#: Llama 3 405B has 126 layers on 16 stages, about 8 per stage; stages are kept to at least 4
+#: layers (2 per interleaved chunk), even where that leaves more than `STAGE_BYTES` per GPU
+#: (Llama 3 also shards weights and gradients over data parallelism, FSDP-style).
+MIN_LAYERS_PER_STAGE = 4
 #: Llama 3 ran an interleaved 1F1B pipeline schedule (Llama 3 paper, Sec. 3.3.2; Narayanan et
 #: al. 2021) but does not publish its number of model chunks per GPU; 2 is assumed (it cuts the
 #: pipeline bubble of 16 micro-batches on 16 stages from 48% to 32%).
 INTERLEAVE = 2
 
 
-def llama3_layout(params: float, gpus: float, max_tp: int = TENSOR_PARALLEL) -> dict:
-    """A Llama 3-like parallel layout for a ``params``-parameter model on ``gpus`` GPUs.
+def llama3_layout(params: float, layers: int, gpus: float,
+                  max_tp: int = TENSOR_PARALLEL) -> dict:
+    """A Llama 3-like parallel layout for a ``params``-parameter, ``layers``-layer model on
+    ``gpus`` GPUs.
 
     Tensor parallelism grows in powers of two up to ``max_tp`` (one node) and then pipeline
-    stages double, until the bf16 weights and gradients of a GPU's share fit `STAGE_BYTES`;
-    the rest is data parallelism: ``gpus_used = tp * pp * dp <= gpus`` (at least one
-    replica; the remainder idles).
+    stages double, until the bf16 weights and gradients of a GPU's share fit `STAGE_BYTES`
+    or a stage would have fewer than `MIN_LAYERS_PER_STAGE` layers; the rest is data
+    parallelism: ``gpus_used = tp * pp * dp <= gpus`` (at least one replica; the remainder
+    idles). Llama 3 405B on 16,384 GPUs gets its published TP 8, PP 16, DP 128.
     """
     tp, pp = 1, 1
     while params * STAGE_BYTES_PER_PARAM / (tp * pp) > STAGE_BYTES:
         if tp < max_tp:
             tp *= 2
-        else:
+        elif layers >= 2 * pp * MIN_LAYERS_PER_STAGE:
             pp *= 2
+        else:
+            break
     dp = max(1, int(gpus // (tp * pp)))
     return {"tp": tp, "pp": pp, "dp": dp, "gpus_used": min(tp * pp * dp, gpus),
             "interleave": INTERLEAVE if pp > 1 else 1}
@@ -152,10 +161,10 @@ class ThroughputSource:
                               mfu=t / self.peak.value if self.peak is not None else None)
         from scaling.step import step_time
 
-        layout = llama3_layout(params, gpus)
+        config = self.config(params)
+        layout = llama3_layout(params, config.layers, gpus)
         key = (params, layout["tp"], layout["pp"], layout["dp"])
         if key not in self._steps:
-            config = self.config(params)
             self._steps[key] = step_time(
                 config, self.profile, precision=self.precision, tp=layout["tp"],
                 pp=layout["pp"], dp=layout["dp"], seq=self.seq,
@@ -183,7 +192,7 @@ class ThroughputSource:
         throughput replaces the step model (no layout)."""
         if self.tflops_per_gpu is not None or self.mfu is not None:
             return 1
-        layout = llama3_layout(params, 1)
+        layout = llama3_layout(params, self.config(params).layers, 1)
         return layout["tp"] * layout["pp"]
 
     def inputs(self) -> list[tuple]:
