@@ -187,3 +187,17 @@ def test_params_and_tokens_take_suffixes(capsys):
     assert code == 0 and data["params"] == 405e9 and data["tokens"] == 15.6e12
     assert data["compute_flops"] == pytest.approx(6 * 405e9 * 15.6e12)  # ~3.8e25
     assert data["labels"]["compute_flops"] == "assumed"
+
+
+@settings(max_examples=50, deadline=None)
+@given(params=st.floats(1e8, 1e13), layers=st.integers(8, 400), gpus=st.integers(1, 200_000))
+def test_layout_uses_whole_replicas_and_keeps_stages_whole(params, layers, gpus):
+    from scaling.throughput import MIN_LAYERS_PER_STAGE, llama3_layout
+
+    lay = llama3_layout(params, layers, gpus)
+    replica = lay["tp"] * lay["pp"]
+    assert lay["dp"] >= 1 and lay["gpus_used"] <= max(gpus, 1)
+    if gpus >= replica:
+        assert lay["gpus_used"] == replica * lay["dp"] > gpus - replica
+    assert lay["pp"] == 1 or layers >= lay["pp"] * MIN_LAYERS_PER_STAGE
+    assert lay["tp"] in (1, 2, 4, 8)
