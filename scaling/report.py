@@ -5,8 +5,9 @@ embedded as base64 ``data:`` images, and the style sheet is inline, so the file 
 and can be mailed as it is. Sections, each with a fixed ``id``:
 
 * ``throughput``: achieved TFLOP/s against FLOPs per call, per kernel and dtype: the measured
-  points, the hardware profile's fitted curve at the same shapes, the datasheet peak;
-* ``power``: board watts against achieved TFLOP/s, measured points and the profile's curve;
+  points, the fitted curves of the measured profile and of the published preset, the
+  datasheet peaks;
+* ``power``: board watts against achieved TFLOP/s, measured points and each profile's curve;
 * ``law``: the loss law's compute-optimal frontier (N_opt, D_opt and loss against compute),
   with the chosen budget and Llama 3 405B marked;
 * ``plan``: the plan for each hardware profile and cluster size;
@@ -245,6 +246,7 @@ PLAN_COLUMNS = (
     ("energy_mwh", "energy (MWh)"), ("facility_mw", "capacity (MW)"),
     ("avg_power_mw", "avg draw (MW)"), ("cost_usd", "cost (USD)"),
     ("interruptions", "interruptions"), ("checkpoint_interval_min", "ckpt every (min)"),
+    ("labels", "throughput / power / days from"),
 )
 
 
@@ -254,8 +256,10 @@ def plan_rows(titled_plans: Iterable[tuple[str, Any]]) -> list[dict]:
     for title, plan in titled_plans:
         for p in plan.plans:
             row = {"hardware": title}
-            for key, _ in PLAN_COLUMNS[1:]:
+            for key, _ in PLAN_COLUMNS[1:-1]:
                 row[key] = _with_interval(getattr(p, key), p.intervals.get(key))
+            row["labels"] = " / ".join(p.labels.get(k, "-") for k in
+                                       ("tflops_per_gpu", "gpu_power_w", "days"))
             rows.append(row)
     return rows
 
@@ -299,7 +303,10 @@ curve at the same shapes, and the datasheet dense peak.</p>
 {_img(power_png, "power against throughput")}</section>
 <section id="law"><h2>Loss law and the compute-optimal frontier</h2>
 {_img(law_png, "compute-optimal frontier")}</section>
-<section id="plan"><h2>The plan</h2>{plan_table}</section>
+<section id="plan"><h2>The plan</h2>
+<p>Per cluster size, with intervals from the law's bootstrap and the measured spread. A derived
+figure carries the label of its least certain input (measured, published, fitted, assumed).</p>
+{plan_table}</section>
 <section id="claims"><h2>Claims: the plan against published figures</h2>{claims_table}</section>
 <section id="inputs"><h2>Inputs and their sources</h2>{inputs_table}</section>
 </body></html>
