@@ -32,7 +32,7 @@ import numpy as np
 
 from scaling import energy, reliability
 from scaling.budget import BUDGETS, parse_compute
-from scaling.errors import DataError
+from scaling.errors import DataError, UnknownNameError
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, LossLaw, load_law
 from scaling.throughput import Throughput, ThroughputFn, ThroughputSource
 
@@ -370,6 +370,36 @@ def check_gpus(gpus: Sequence) -> tuple[int, ...]:
     return tuple(out)
 
 
+#: The knobs as plan inputs: (name, unit, default, label of the default, its source, flag).
+_KNOB_INPUTS = (
+    ("pue", "facility W / IT W", energy.PUE, "published", energy.PUE_SOURCE, "--pue"),
+    ("host_w_per_gpu", "W per GPU", energy.HOST_W_PER_GPU, "published", energy.HOST_SOURCE,
+     "--host-w-per-gpu"),
+    ("usd_per_gpu_hour", "USD per GPU-hour", energy.USD_PER_GPU_HOUR, "assumed",
+     energy.GPU_PRICE_SOURCE, "--usd-per-gpu-hour"),
+    ("usd_per_kwh", "USD per kWh", energy.USD_PER_KWH, "assumed", energy.ENERGY_PRICE_SOURCE,
+     "--usd-per-kwh"),
+    ("failures_per_gpu_hour", "failures per GPU-hour", reliability.LLAMA3_FAILURES_PER_GPU_HOUR,
+     "published", reliability.FAILURE_RATE_SOURCE, "--failures-per-gpu-hour"),
+    ("storage_gbps", "GB/s", reliability.STORAGE_GBPS, "published", reliability.STORAGE_SOURCE,
+     "--storage-gbps"),
+    ("restart_s", "s", reliability.RESTART_S, "assumed", reliability.RESTART_SOURCE,
+     "--restart-min"),
+)
+
+
+def knob_inputs(knobs: Knobs) -> list[Input]:
+    """The knobs as labelled inputs: a default keeps its source, a changed value is assumed."""
+    out = []
+    for name, unit, default, label, source, flag in _KNOB_INPUTS:
+        value = getattr(knobs, name)
+        out.append(Input(name, value, unit, label, source) if value == default
+                   else Input(name, value, unit, "assumed", f"given: {flag}"))
+    out.append(Input("checkpoint_bytes_per_param", reliability.CHECKPOINT_BYTES_PER_PARAM,
+                     "bytes per parameter", "assumed", reliability.CHECKPOINT_SOURCE))
+    return out
+
+
 def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | None = None,
               tokens: float | None = None, law: str | LossLaw = DEFAULT_LAW,
               hardware=DEFAULT_HARDWARE, results=None, precision: str = "bf16",
@@ -381,7 +411,6 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
     measured profile instead. ``days`` solves for the GPU count instead of taking ``gpus``."""
     knobs = (knobs or Knobs()).check()
     if precision not in PRECISIONS:
-        from scaling.errors import UnknownNameError
         raise UnknownNameError("precision", precision, PRECISIONS)
     if tflops_per_gpu is not None and mfu is not None:
         raise DataError("give --tflops-per-gpu or --mfu, not both")
@@ -391,55 +420,20 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
         raise DataError(f"--mfu must be in (0, 1], got {mfu}")
     law_obj = load_law(law)
     c, n, d, loss, intervals, inputs = _budget(compute, params, tokens, law_obj)
-
     source = ThroughputSource.build(hardware, results=results, precision=precision, seq=seq,
-                             tflops_per_gpu=tflops_per_gpu, mfu=mfu)
-    throughput = source
-    model = source.model_summary(n)
-    n_range = intervals.get("params", ())
-
-    inputs += [Input(*item) for item in source.inputs()]
-    inputs += [
-        Input("pue", knobs.pue, "facility W / IT W",
-              "published" if knobs.pue == energy.PUE else "assumed",
-              energy.PUE_SOURCE if knobs.pue == energy.PUE else "given: --pue"),
-        Input("host_w_per_gpu", knobs.host_w_per_gpu, "W per GPU",
-              "published" if knobs.host_w_per_gpu == energy.HOST_W_PER_GPU else "assumed",
-              energy.HOST_SOURCE if knobs.host_w_per_gpu == energy.HOST_W_PER_GPU
-              else "given: --host-w-per-gpu"),
-        Input("usd_per_gpu_hour", knobs.usd_per_gpu_hour, "USD per GPU-hour", "assumed",
-              energy.GPU_PRICE_SOURCE if knobs.usd_per_gpu_hour == energy.USD_PER_GPU_HOUR
-              else "given: --usd-per-gpu-hour"),
-        Input("usd_per_kwh", knobs.usd_per_kwh, "USD per kWh", "assumed",
-              energy.ENERGY_PRICE_SOURCE if knobs.usd_per_kwh == energy.USD_PER_KWH
-              else "given: --usd-per-kwh"),
-        Input("failures_per_gpu_hour", knobs.failures_per_gpu_hour, "failures per GPU-hour",
-              "published" if knobs.failures_per_gpu_hour == reliability.LLAMA3_FAILURES_PER_GPU_HOUR
-              else "assumed",
-              reliability.FAILURE_RATE_SOURCE
-              if knobs.failures_per_gpu_hour == reliability.LLAMA3_FAILURES_PER_GPU_HOUR
-              else "given: --failures-per-gpu-hour"),
-        Input("storage_gbps", knobs.storage_gbps, "GB/s",
-              "published" if knobs.storage_gbps == reliability.STORAGE_GBPS else "assumed",
-              reliability.STORAGE_SOURCE if knobs.storage_gbps == reliability.STORAGE_GBPS
-              else "given: --storage-gbps"),
-        Input("checkpoint_bytes_per_param", reliability.CHECKPOINT_BYTES_PER_PARAM,
-              "bytes per parameter", "assumed", reliability.CHECKPOINT_SOURCE),
-        Input("restart_s", knobs.restart_s, "s", "assumed",
-              reliability.RESTART_SOURCE if knobs.restart_s == reliability.RESTART_S
-              else "given: --restart-min"),
-    ]
+                                    tflops_per_gpu=tflops_per_gpu, mfu=mfu)
+    inputs += [Input(*item) for item in source.inputs()] + knob_inputs(knobs)
     if days is not None:
-        counts = (solve_gpus(c, days, n, throughput, knobs, unit=source.replica_gpus(n)),)
+        counts = (solve_gpus(c, days, n, source, knobs, unit=source.replica_gpus(n)),)
         inputs.append(Input("days", days, "days", "assumed", "given: --days (GPU count solved)"))
     else:
         counts = check_gpus(gpus)
     labels = {item.name: item.label for item in inputs}
-    plans = tuple(_cluster(c, g, n, n_range, throughput, source.tdp_w, source.peak_tflops,
-                           knobs, labels) for g in counts)
+    plans = tuple(_cluster(c, g, n, intervals.get("params", ()), source, source.tdp_w,
+                           source.peak_tflops, knobs, labels) for g in counts)
     return Plan(compute_flops=c, params=n, tokens=d, tokens_per_param=d / n, loss=loss,
                 intervals=intervals,
                 law={"name": law_obj.name, "label": law_obj.label, "source": law_obj.source,
                      "form": law_obj.form},
-                hardware=source.describe(), precision=precision, model=model,
+                hardware=source.describe(), precision=precision, model=source.model_summary(n),
                 inputs=tuple(inputs), plans=plans, profile=source.profile)
