@@ -208,9 +208,10 @@ class Knobs:
         for name in ("host_w_per_gpu", "usd_per_gpu_hour", "usd_per_kwh",
                      "failures_per_gpu_hour", "restart_s"):
             if not getattr(self, name) >= 0:
-                raise DataError(f"{name.replace('_', ' ')} must be >= 0, got {getattr(self, name)}")
+                flag = "--restart-min" if name == "restart_s" else "--" + name.replace("_", "-")
+                raise DataError(f"{flag} must be >= 0, got {getattr(self, name)}")
         if not self.storage_gbps > 0:
-            raise DataError(f"storage bandwidth must be positive, got {self.storage_gbps} GB/s")
+            raise DataError(f"--storage-gbps must be positive, got {self.storage_gbps}")
         return self
 
     def failures(self, gpus: float, params: float) -> reliability.Reliability:
