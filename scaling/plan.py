@@ -207,9 +207,11 @@ class Knobs:
         energy.check_pue(self.pue)
         for name in ("host_w_per_gpu", "usd_per_gpu_hour", "usd_per_kwh",
                      "failures_per_gpu_hour", "restart_s"):
-            if not getattr(self, name) >= 0:
-                flag = "--restart-min" if name == "restart_s" else "--" + name.replace("_", "-")
-                raise DataError(f"{flag} must be >= 0, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if not value >= 0:
+                if name == "restart_s":
+                    raise DataError(f"--restart-min must be >= 0, got {value / 60:g}")
+                raise DataError(f"--{name.replace('_', '-')} must be >= 0, got {value:g}")
         if not self.storage_gbps > 0:
             raise DataError(f"--storage-gbps must be positive, got {self.storage_gbps}")
         return self
