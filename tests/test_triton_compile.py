@@ -3,7 +3,9 @@
 The interpreter tests check what the kernels compute; they never run Triton's compiler. Here
 each kernel goes through the real pipeline (Triton IR, TTGIR, LLVM, PTX and ``ptxas``, all
 bundled with Triton) for compute capability 9.0 with one of its autotune configurations,
-with pointers and leading strides marked 16-divisible as the JIT marks them at launch. That
+specialised as the JIT specialises a launch on contiguous tensors (unit strides become
+constants, pointers and other strides are 16-divisible), so software pipelining and its
+shared memory are as on the GPU. That
 catches what only a GPU build would: types the interpreter tolerates, shared memory beyond
 the device, and a matrix product that does not lower to Hopper's wgmma instructions.
 """
@@ -30,12 +32,12 @@ def jit(k):
         k = k.fn
     return k
 
-def build(name, kernel, types, consts, config):
+def build(name, kernel, types, consts, config, unit_strides=()):
     fn = jit(kernel)
-    consts = {**consts, **config.kwargs}
+    consts = {**consts, **config.kwargs, **{a: 1 for a in unit_strides}}
     sig = {a: "constexpr" if a in consts else types.get(a, "i32") for a in fn.arg_names}
     aligned = {(i,): [["tt.divisibility", 16]] for i, a in enumerate(fn.arg_names)
-               if a not in consts and (a.endswith("_ptr") or a in ("M", "N", "K"))}
+               if a not in consts and (a.endswith("_ptr") or a.startswith("stride"))}
     try:
         k = triton.compile(ASTSource(fn, sig, constexprs=consts, attrs=aligned),
                            target=GPUTarget("cuda", 90, 32),
@@ -52,14 +54,16 @@ attn8 = {**attn, "q_ptr": "*fp8e4nv", "k_ptr": "*fp8e4nv", "v_ptr": "*fp8e4nv"}
 bwd = {p: "*bf16" for p in ("q_ptr", "k_ptr", "v_ptr", "do_ptr", "dk_ptr", "dv_ptr", "dq_ptr")}
 bwd.update(lse_ptr="*fp32", delta_ptr="*fp32", sm_scale="fp32")
 rows = [
-    build("gemm bf16, ragged K", tm._gemm_kernel, gemm, {"SCALING": 0, "EVEN_K": False},
-          tm._configs(fp8=False)[0]),
-    build("gemm fp8 e4m3 row-wise", tm._gemm_kernel, fp8, {"SCALING": 2, "EVEN_K": True},
-          tm._configs(fp8=True)[0]),
+    build("gemm bf16 rr, ragged K", tm._gemm_kernel, gemm, {"SCALING": 0, "EVEN_K": False},
+          tm._configs(fp8=False)[0], ("stride_ak", "stride_bn", "stride_cn")),
+    build("gemm fp8 e4m3 rc row-wise", tm._gemm_kernel, fp8, {"SCALING": 2, "EVEN_K": True},
+          tm._configs(fp8=True)[0], ("stride_ak", "stride_bk", "stride_cn")),
     build("attention fwd bf16 d128 causal", fa._attn_fwd, attn,
-          {"HEAD_DIM": 128, "CAUSAL": True, "FP8": False, "P_SHIFT": 0.0}, fa._fwd_configs()[1]),
+          {"HEAD_DIM": 128, "CAUSAL": True, "FP8": False, "P_SHIFT": 0.0}, fa._fwd_configs()[1],
+          ("stride_qd", "stride_kd", "stride_vd", "stride_od")),
     build("attention fwd fp8 d128 causal", fa._attn_fwd, attn8,
-          {"HEAD_DIM": 128, "CAUSAL": True, "FP8": True, "P_SHIFT": fa.P_SHIFT}, fa._fwd_configs()[1]),
+          {"HEAD_DIM": 128, "CAUSAL": True, "FP8": True, "P_SHIFT": fa.P_SHIFT}, fa._fwd_configs()[1],
+          ("stride_qd", "stride_kd", "stride_vn", "stride_od")),
     build("attention bwd dK/dV d128 causal", fa._bwd_dkdv, bwd, {"HEAD_DIM": 128, "CAUSAL": True},
           fa._bwd_configs("dkdv")[0]),
     build("attention bwd dQ d128 causal", fa._bwd_dq, bwd, {"HEAD_DIM": 128, "CAUSAL": True},
