@@ -67,3 +67,51 @@ def test_run_case_on_cpu_times_torch_and_skips_triton_with_the_reason():
                                     torch.device("cpu"))
     assert triton_row["status"].startswith("skipped") and "interpreter" in triton_row["status"]
     assert triton_row["time_s"] is None
+
+
+def _fake_gpu(monkeypatch, times):
+    """Pretend to be on a GPU whose cases take ``times[id]`` seconds at 1e15 FLOPs each."""
+    monkeypatch.setattr(gpu_check, "_no_gpu_reason", lambda: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+
+    def run_case(case, device, seed=0):
+        t = times.get(case.id, 1.0)
+        status = "ok" if t else "wrong: relative error 0.5 against the float64 reference"
+        return {"id": case.id, "kernel": case.kernel, "impl": case.impl, "versus": case.versus,
+                "dtype": case.kwargs["dtype"], "status": status, "rel_error": 1e-3,
+                "time_s": t or None, "tflops": 1e15 / t / 1e12 if t else None}
+
+    monkeypatch.setattr(gpu_check, "run_case", run_case)
+
+
+def test_report_on_a_gpu_table_json_and_exit_codes(monkeypatch, capsys):
+    fast = {"gemm-bf16-8192/triton": 1.0, "gemm-bf16-8192/torch": 1.05,
+            "gemm-fp8-tensorwise-8192/triton": 0.5, "gemm-fp8-tensorwise-8192/torch": 0.5,
+            "attn-fwd-d128-16k-causal/triton": 2.0, "attn-fwd-d128-16k-causal/triton-fp8": 1.5}
+    _fake_gpu(monkeypatch, fast)
+    assert gpu_check.main(["--strict"]) == 0
+    out = capsys.readouterr().out
+    assert "NVIDIA H100" in out and "MISSED" not in out and "gemm-bf16-8192/triton" in out
+
+    import json
+
+    _fake_gpu(monkeypatch, {**fast, "gemm-bf16-8192/triton": 1.5})  # 0.7x cuBLAS
+    assert gpu_check.main(["--json"]) == 0  # a missed target is reported, not an error...
+    report = json.loads(capsys.readouterr().out)
+    assert report["all_correct"] and not report["all_targets_met"]
+    missed = [t["target"] for t in report["targets"] if t["met"] is False]
+    assert missed == ["BF16 GEMM 8192^3: Triton >= 0.9x torch.matmul"]
+    assert gpu_check.main(["--json", "--strict"]) == 1  # ...unless --strict
+    capsys.readouterr()
+
+    _fake_gpu(monkeypatch, {**fast, "attn-fwd-d64-16k-causal/triton": 0})  # a wrong kernel
+    assert gpu_check.main(["--only", "attention"]) == 1
+    assert "wrong: relative error 0.5" in capsys.readouterr().out
+
+
+def test_faster_than_means_strictly_faster():
+    target = gpu_check.Target("fp8 faster", "a/fp8", 1.0, "a/bf16", strictly=True)
+    tie = gpu_check.evaluate([_row("a/bf16", 1.0), _row("a/fp8", 1.0)], [target])[0]
+    win = gpu_check.evaluate([_row("a/bf16", 1.0), _row("a/fp8", 0.9)], [target])[0]
+    assert tie["met"] is False and win["met"] is True
