@@ -115,8 +115,8 @@ def evaluate(rows: list[dict], targets: list[Target] = TARGETS) -> list[dict]:
         row = by_id[t.row]
         value = by_id[t.versus]["time_s"] / row["time_s"] if t.versus else row["tflops"]
         met = value > t.threshold if t.strictly else value >= t.threshold
-        out.append({"target": t.text, "value": value, "threshold": t.threshold, "met": met, "unit": "x" if t.versus else "TFLOP/s",
-                    "reason": ""})
+        out.append({"target": t.text, "value": value, "threshold": t.threshold, "met": met,
+                    "unit": "x" if t.versus else "TFLOP/s", "reason": ""})
     return out
 
 
