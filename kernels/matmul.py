@@ -1,10 +1,11 @@
 """Matrix multiplication: BF16 GEMM and FP8 GEMM.
 
 Baselines: ``torch.matmul`` (cuBLAS on GPU) for BF16/FP16/FP32, and ``torch._scaled_mm`` for
-FP8 with tensor-wise or row-wise float32 scales and BF16 output. Beside them, the Triton
-kernels of `kernels.triton_matmul` (``triton_matmul``, ``triton_fp8_matmul``, re-exported here),
-registered as implementation "triton" of the same family with the same builder signature. ``_scaled_mm`` wants its
+FP8 with tensor-wise or row-wise float32 scales and BF16 output. ``_scaled_mm`` wants its
 second operand column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
+Beside them, the Triton kernels of `kernels.triton_matmul` (``triton_matmul`` and
+``triton_fp8_matmul``, re-exported here), registered as implementation "triton" of the same
+family with the same builder signature.
 
 Each builder returns a `KernelSpec`: fresh random inputs, the run, the float64 check and the
 FLOP/byte counts.
