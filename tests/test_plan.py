@@ -201,3 +201,25 @@ def test_layout_uses_whole_replicas_and_keeps_stages_whole(params, layers, gpus)
         assert lay["gpus_used"] == replica * lay["dp"] > gpus - replica
     assert lay["pp"] == 1 or layers >= lay["pp"] * MIN_LAYERS_PER_STAGE
     assert lay["tp"] in (1, 2, 4, 8)
+
+
+def test_measured_spread_gives_intervals_by_hand():
+    from scaling.plan import _cluster
+    from scaling.throughput import Throughput
+
+    def spread(gpus, params):  # a measured throughput of 400 (380..420) TFLOP/s at 600 (550..650) W
+        return Throughput(400, 380, 420, "measured", "test", 600, 550, 650, "measured", "test")
+
+    labels = {i.name: i.label for i in make_plan(compute="llama3", params=405e9, gpus=[8],
+                                                 tflops_per_gpu=400).inputs}
+    k = Knobs(failures_per_gpu_hour=0)
+    p = _cluster(3.8e25, 16384, 405e9, (), spread, 700, 989, k, labels)
+    hours = lambda t: 3.8e25 / (16384 * t * 1e12) / 3600  # noqa: E731
+    assert p.days == pytest.approx(hours(400) / 24)
+    assert p.intervals["days"] == pytest.approx((hours(420) / 24, hours(380) / 24))
+    mw = lambda w: 16384 * (w + 575) * 1.1 / 1e6  # noqa: E731
+    assert p.intervals["avg_power_mw"] == pytest.approx((mw(550), mw(650)))
+    assert p.intervals["energy_mwh"] == pytest.approx((mw(550) * hours(420), mw(650) * hours(380)))
+    assert p.labels["tflops_per_gpu"] == "measured" and p.labels["gpu_power_w"] == "measured"
+    assert p.labels["avg_power_mw"] == "published"  # measured watts, published host and PUE
+    assert p.labels["days"] == "assumed"  # goodput rests on an assumed restart time
