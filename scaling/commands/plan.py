@@ -141,6 +141,13 @@ def _iv(value, interval) -> str:
     return f"{fmt_num(value)} [{fmt_num(interval[0])}..{fmt_num(interval[1])}]"
 
 
+def _layout(layout: dict) -> str:
+    text = f"TP {layout['tp']} x PP {layout['pp']} x DP {layout['dp']}"
+    if layout.get("interleave", 1) > 1:
+        text += f" ({layout['interleave']} interleaved chunks)"
+    return text + f", {layout['gpus_used']:,} GPUs busy"
+
+
 def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
 
@@ -168,7 +175,12 @@ def describe(plan) -> str:
     for p in plan.plans:
         lines.append(f"{p.gpus:>9,} GPUs: throughput {p.labels.get('tflops_per_gpu')}, power "
                      f"{p.labels.get('gpu_power_w')} ({fmt_num(p.gpu_power_w)} W per GPU)"
-                     + (f", layout {p.layout}" if p.layout else ""))
+                     + (f", layout {_layout(p.layout)}" if p.layout else ""))
+        if p.breakdown:
+            total = sum(p.breakdown.values()) or 1.0
+            lines.append(" " * 16 + "step time: " + ", ".join(
+                f"{k.removesuffix('_s').replace('_', ' ')} {v / total:.0%}"
+                for k, v in sorted(p.breakdown.items(), key=lambda kv: -kv[1]) if v > 0))
         if p.intervals:
             lines.append(" " * 16 + "intervals: " + "; ".join(
                 f"{k} {fmt_num(lo)}..{fmt_num(hi)}" for k, (lo, hi) in p.intervals.items()
