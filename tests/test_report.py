@@ -149,3 +149,19 @@ def test_report_bad_input_is_a_clear_error(tmp_path, capsys):
     code = cli.main(["report", str(tmp_path), "--out", str(tmp_path / "o"), "--pue", "0.5"])
     _, err = capsys.readouterr()
     assert code != 0 and "PUE must be at least 1" in err
+
+
+def test_claims_match_the_published_figures():
+    from scaling.plan import make_plan
+    from scaling.report import claims_rows
+
+    rows = claims_rows(default_plan=make_plan(gpus=[16384, 100_000]))
+    ratios = [float(r["ratio"].rstrip("x")) for r in rows]
+    assert len(rows) == 6 and all("not planned" not in r["plan"] for r in rows)
+    gpu_hours, effective, throughput, llama4, capacity, el_capitan = ratios
+    assert 0.9 < gpu_hours < 1.1        # Llama 3 405B: 30.84M GPU-hours
+    assert effective > 1.0              # > 90% effective training time
+    assert 0.85 < throughput < 1.15     # 400 TFLOP/s per GPU at 16,384 GPUs
+    assert llama4 == 10.0               # the default budget is 10x Llama 3
+    assert 0.8 < capacity < 1.2         # ~150 MW for 100,000 H100
+    assert 0.8 < el_capitan < 1.2       # ~5x El Capitan

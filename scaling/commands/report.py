@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from scaling.commands._inputs import add_results_arguments, load_records, source_name
-from scaling.commands.plan import add_plan_arguments, knobs_from_args, plan_from_args
+from scaling.commands.plan import add_plan_arguments, plan_from_args
 from scaling.errors import FlopcastError
 from scaling.hardware import load_profile
 from scaling.laws import load_law
@@ -61,8 +61,7 @@ def run(args) -> int:
     # The published figures are about H100 clusters: compare H100 plans with them.
     h100 = (published if published.hardware["name"] == CLAIMS_HARDWARE
             else plan_from_args(args, hardware=CLAIMS_HARDWARE))
-    claims = claims_rows(default_plan=h100, knobs=knobs_from_args(args),
-                         hardware=h100.profile, law=args.law)
+    claims = claims_rows(default_plan=h100, hardware=h100.profile)
     path = build_report(args.out, titled_plans=titled, law=load_law(args.law), claims=claims,
                         records=None if records.empty else records, profiles=profiles,
                         notes=notes)
