@@ -86,6 +86,19 @@ def llama3_layout(params: float, layers: int, gpus: float,
             "interleave": INTERLEAVE if pp > 1 else 1}
 
 
+def kernel_label(step) -> str:
+    """What a step model's throughput rests on: the least certain label of the GEMM and
+    attention rates it used (the profile's measured, published or assumed curves)."""
+    from scaling.plan import weakest
+
+    labels = []
+    for key in ("gemm_tflops", "attention_tflops"):
+        text = str(step.labels.get(key, {}).get("label", "assumed"))
+        labels += [x if x in ("measured", "published", "fitted") else "assumed"
+                   for x in text.split("/")]
+    return weakest(*labels)
+
+
 class ThroughputSource:
     """Per-GPU throughput and watts for a plan: from a hardware profile through the step
     model, or from a given TFLOP/s or MFU (then only the watts come from the profile)."""
@@ -175,8 +188,7 @@ class ThroughputSource:
         t = step.tflops_per_gpu * idle
         lo, hi = step.intervals.get("tflops_per_gpu", (step.tflops_per_gpu,) * 2)
         w = step.power_w  # at the step's hardware utilisation
-        label = "measured" if self.profile.label == "measured" else "published"
-        return Throughput(t, lo * idle, hi * idle, label,
+        return Throughput(t, lo * idle, hi * idle, kernel_label(step),
                           f"step model on {self.profile.name} ({self.profile.label} profile)",
                           w.value, w.lo, w.hi, w.label, w.source,
                           mfu=t / self.peak.value if self.peak is not None else None,
