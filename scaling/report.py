@@ -280,7 +280,7 @@ img { max-width: 100%; } .note { color: #555; font-size: .9em; }
 
 def render_html(*, title: str, summary: str, throughput_png: bytes, power_png: bytes,
                 law_png: bytes, plan_table: str, claims_table: str, inputs_table: str,
-                notes: Sequence[str] = ()) -> str:
+                law_text: str = "", notes: Sequence[str] = ()) -> str:
     """The report page from its parts; every section has the id in `SECTIONS`."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
@@ -295,13 +295,14 @@ def render_html(*, title: str, summary: str, throughput_png: bytes, power_png: b
 <span class="label-assumed">assumed</span>. Intervals in brackets.</p>
 {notes_html}
 <section id="throughput"><h2>Throughput against problem size</h2>
-<p>Achieved TFLOP/s per kernel and dtype: measured points, the hardware profile's fitted
-curve at the same shapes, and the datasheet dense peak.</p>
+<p>Achieved TFLOP/s per kernel and dtype: measured points, the fitted curves of the measured
+profile (solid) and of the published preset (dashed), and the datasheet dense peaks.</p>
 {_img(throughput_png, "throughput against FLOPs per call")}</section>
 <section id="power"><h2>Power against throughput</h2>
-<p>Board power (NVML) against achieved TFLOP/s, with the profile's power curve and the TDP.</p>
+<p>Board power (NVML) against achieved TFLOP/s, with each profile's power curve and TDP.</p>
 {_img(power_png, "power against throughput")}</section>
 <section id="law"><h2>Loss law and the compute-optimal frontier</h2>
+<p>{html.escape(law_text)}</p>
 {_img(law_png, "compute-optimal frontier")}</section>
 <section id="plan"><h2>The plan</h2>
 <p>Per cluster size, with intervals from the law's bootstrap and the measured spread. A derived
@@ -428,6 +429,7 @@ def build_report(out_dir, *, titled_plans: Sequence[tuple[str, Any]], law, claim
         throughput_png=png_bytes(throughput_figure(records, profiles)),
         power_png=png_bytes(power_figure(records, profiles)),
         law_png=png_bytes(law_figure(law, first.compute_flops)),
+        law_text=f"{law.name} ({law.label}, {law.form}): {law.source}",
         plan_table=html_table(plan_rows(titled_plans), PLAN_COLUMNS),
         claims_table=html_table(claims, CLAIM_COLUMNS),
         inputs_table=html_table(inputs, [("plan", "plan"), ("name", "input"),
