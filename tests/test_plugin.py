@@ -11,7 +11,9 @@ import pytest
 from scaling.records import load_results
 
 REPO = Path(__file__).resolve().parents[1]
-SELECT = "gemm-bf16-rr-torch-256x256x256 or attention-fwd-bf16-torch-1x8x8x256x64"
+# Three GEMM sizes (a throughput curve needs three) and one attention case.
+SELECT = "gemm-bf16-rr-torch or attention-fwd-bf16-torch-1x8x8x256x64"
+GEMMS = {f"gemm-bf16-rr-torch-{n}x{n}x{n}" for n in (256, 512, 1024)}
 
 
 def run_pytest(*args, cwd=REPO, timeout=240):
@@ -27,7 +29,8 @@ def bench_run(tmp_path_factory):
     proc = run_pytest("bench/bench_kernels.py", "--benchmark", "--sweep", "quick", "-k", SELECT,
                       "--power-window", "0.05", "--results-dir", str(tmp / "results"),
                       "--benchmark-storage", str(tmp / "storage"), "--benchmark-save", "base",
-                      "--benchmark-json", str(tmp / "pb.json"))
+                      "--benchmark-json", str(tmp / "pb.json"),
+                      "--upload", f"sqlite:///{tmp / 'shared.db'}")
     return tmp, proc
 
 
@@ -37,11 +40,10 @@ def test_benchmark_run_writes_a_loadable_results_file(bench_run):
     files = list((tmp / "results").glob("flopcast-*.json"))
     assert len(files) == 1
     df = load_results(files[0])
-    assert set(df["name"]) == {"gemm-bf16-rr-torch-256x256x256",
-                               "attention-fwd-bf16-torch-1x8x8x256x64"}
+    assert set(df["name"]) == GEMMS | {"attention-fwd-bf16-torch-1x8x8x256x64"}
     assert (df["device"] == "cpu").all()
     assert (df["time_s"] > 0).all() and (df["tflops"] > 0).all()
-    gemm = df[df["kernel"] == "gemm"].iloc[0]
+    gemm = df[df["name"] == "gemm-bf16-rr-torch-256x256x256"].iloc[0]
     assert gemm["flops"] == 2 * 256**3
     assert gemm["tflops"] == pytest.approx(gemm["flops"] / gemm["time_s"] / 1e12)
     assert gemm["rel_error"] < 1e-2
@@ -62,18 +64,19 @@ def test_progress_lines_and_skips_are_visible(bench_run):
 def test_pytest_benchmark_json_carries_the_same_run(bench_run):
     tmp, proc = bench_run
     doc = json.loads((tmp / "pb.json").read_text())
-    pb = {b["extra_info"]["kernel"]: b for b in doc["benchmarks"]}
     section = doc["flopcast"]
-    record = next(r for r in section["records"] if r["kernel"] == "gemm")
-    # pytest-benchmark's own median is the device-correct time flopcast records
-    assert pb["gemm"]["stats"]["median"] == pytest.approx(record["time_s"])
-    assert pb["gemm"]["extra_info"]["tflops"] > 0
+    by_test = {r["test"]: r for r in section["records"]}
+    assert len(doc["benchmarks"]) == len(by_test) == 4
+    for bench in doc["benchmarks"]:
+        # pytest-benchmark's own median is the device-correct time flopcast records
+        assert bench["stats"]["median"] == pytest.approx(by_test[bench["fullname"]]["time_s"])
+        assert bench["extra_info"]["tflops"] > 0
     saved = next((tmp / "storage").rglob("0001_base.json"))
     assert json.loads(saved.read_text())["flopcast"]["run_id"] == section["run_id"]
     # loading all three copies of the run counts it once
     with pytest.warns(UserWarning, match="counted once"):
         df = load_results([tmp / "results", tmp / "pb.json", saved])
-    assert df["run_id"].nunique() == 1 and len(df) == 2
+    assert df["run_id"].nunique() == 1 and len(df) == 4
 
 
 def test_benchmark_compare_against_the_saved_run(bench_run):
@@ -89,3 +92,43 @@ def test_without_the_flag_cases_are_skipped():
     proc = run_pytest("bench/bench_kernels.py", "-k", "gemm-bf16-rr-torch-256x256x256", "-rs")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "run with `pytest --benchmark`" in proc.stdout
+
+
+def test_upload_lands_the_same_records_in_the_database(bench_run):
+    from scaling.store import read_records
+
+    tmp, proc = bench_run
+    assert "upload: 1 uploaded" in proc.stdout
+    stored = read_records(f"sqlite:///{tmp / 'shared.db'}")
+    local = load_results(tmp / "results")
+    assert sorted(stored["name"]) == sorted(local["name"])
+    assert stored["time_s"].sum() == pytest.approx(local["time_s"].sum())
+
+
+def test_failed_upload_warns_and_keeps_the_file(tmp_path):
+    proc = run_pytest("bench/bench_kernels.py", "--benchmark", "-k", "gemm-bf16-rr-torch-256x256x256",
+                      "--power-window", "0", "--results-dir", str(tmp_path / "results"),
+                      "--upload", "postgresql://flopcast:s3cret@127.0.0.1:1/flopcast")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "upload to the results database failed" in proc.stdout
+    assert "s3cret" not in proc.stdout + proc.stderr
+    assert len(load_results(tmp_path / "results")) == 1
+
+
+def test_a_profile_from_this_machine_s_records(bench_run):
+    """bench -> results -> scaling, for real: the CPU records make a measured profile whose
+    GEMM curve passes through the measured points."""
+    from scaling.hardware import load_profile
+
+    tmp, _ = bench_run
+    df = load_results(tmp / "results")
+    profile = load_profile(results=df)
+    assert profile.label == "measured"
+    gemms = df[df["kernel"] == "gemm"].sort_values("flops")
+    for _, row in gemms.iterrows():
+        n = int(row["shape_m"])
+        estimate = profile.matmul_tflops(n, n, n, "bf16")
+        assert estimate.label == "measured"
+        assert estimate.lo <= estimate.value <= estimate.hi
+        # a saturating curve through three noisy points: within a factor 2 of each of them
+        assert 0.5 < estimate.value / row["tflops"] < 2.0
