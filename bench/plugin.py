@@ -10,12 +10,13 @@ prints a progress line; and at the end one results file is written into ``--resu
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from bench.power import POWER_FIELDS
 
 BENCH_PREFIX = "bench_"
 SOURCE = "pytest --benchmark"
@@ -220,6 +221,10 @@ def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[
         stats = meta.stats
         record = {"name": fields.get("name") or meta.name, "test": meta.fullname, **fields}
         record.setdefault("device", device_type)
+        if "power_missing_reason" not in fields:  # a case that measured no power says so
+            for key in POWER_FIELDS:
+                record.setdefault(key, None)
+            record["power_missing_reason"] = "power not measured for this case"
         record.update({
             "time_s": stats.median,
             "time_s_min": stats.min,

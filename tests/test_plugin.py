@@ -132,3 +132,24 @@ def test_a_profile_from_this_machine_s_records(bench_run):
         assert estimate.lo <= estimate.value <= estimate.hi
         # a saturating curve through three noisy points: within a factor 2 of each of them
         assert 0.5 < estimate.value / row["tflops"] < 2.0
+
+
+def test_a_case_without_power_says_so_in_its_record():
+    """A case that measures no power (the fit benchmark, say) gets null power fields and the
+    reason, never missing keys."""
+    from types import SimpleNamespace
+
+    from bench.plugin import records_from_benchmarks
+    from bench.power import POWER_FIELDS
+
+    stats = SimpleNamespace(median=0.5, min=0.4, mean=0.5, stddev=0.01, iqr=0.02, rounds=5)
+    meta = SimpleNamespace(
+        name="test_fit", fullname="bench/bench_fit.py::test_fit", iterations=1, stats=stats,
+        fixture=SimpleNamespace(has_error=False),
+        extra_info={"flopcast": {"kernel": "fit", "impl": "flopcast", "dtype": "fp64",
+                                 "shape": {"points": 240}, "flops": 0, "bytes": 0}})
+    [record] = records_from_benchmarks([meta], "cpu")
+    assert record["time_s"] == 0.5 and record["tflops"] is None and record["device"] == "cpu"
+    assert all(key in record for key in POWER_FIELDS)
+    assert record["energy_j"] is None
+    assert record["power_missing_reason"] == "power not measured for this case"
