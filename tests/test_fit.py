@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from scaling.errors import DataError, FitError
 from scaling.fit import (HOFFMANN_GRID, PRUNE_SCHEDULE, Grid, HuberObjective, batched_lbfgs,
-                         fit_isoflop, fit_parametric, fit_parametric_plain, group_budgets,
-                         resample_counts)
+                         fit_parametric, fit_parametric_plain, resample_counts)
+from scaling.isoflop import fit_isoflop, group_budgets
 from scaling.lawdata import law_data, law_data_from_frame, load_law_data, parse_columns
 from scaling.laws import law_presets
 

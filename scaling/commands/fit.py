@@ -18,8 +18,8 @@ import numpy as np
 
 from scaling.budget import BUDGETS, parse_compute
 from scaling.errors import DataError
-from scaling.fit import (BUDGET_TOLERANCE_DECADES, HUBER_DELTA, LawFit, fit_isoflop,
-                         fit_parametric, group_budgets)
+from scaling.fit import HUBER_DELTA, LawFit, fit_parametric
+from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
 from scaling.lawdata import FIELDS, LawData, load_law_data, parse_columns
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, PARAMETRIC, LossLaw
 from scaling.output import fmt_num, format_table, print_json
