@@ -1,9 +1,8 @@
 """The results database: many GPU nodes write runs into it, fits and plans read them back.
 
-A store is addressed by a URL. ``sqlite:///results/flopcast.db`` (the default) is one file and
-needs no server; ``postgresql://USER@HOST:PORT/DB`` is a shared server, reached through
-SQLAlchemy and psycopg 3. Passwords come from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq
-reads the last two itself) and never appear in a message: every URL shown is masked.
+A store is addressed by a URL, ``sqlite:///results/flopcast.db`` (the default) or
+``postgresql://USER@HOST:PORT/DB``; `scaling.database` parses it, masks its password in every
+message, connects and retries on lock conflicts. This module holds what is stored and how.
 
 Three tables, created on first use::
 
@@ -27,25 +26,21 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import random
 import re
 import socket
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
-from urllib.parse import quote
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from scaling.database import mask_url, one_line, open_engine, parse_url, retry, unreachable
 from scaling.errors import DataError, ResultsFileError, StoreError
 
-DEFAULT_URL = "sqlite:///results/flopcast.db"
 SCHEMA_VERSION = 1
 
 # --------------------------------------------------------------------------------------------
@@ -115,123 +110,8 @@ records_table = sa.Table(
 )
 
 # --------------------------------------------------------------------------------------------
-# URLs and secrets
-# --------------------------------------------------------------------------------------------
-
-
-def _given_url(url: str | sa.URL | None) -> sa.URL:
-    """The URL as the user wrote it, parsed; a bare path means an SQLite file."""
-    if isinstance(url, sa.URL):
-        return url
-    text = str(url or DEFAULT_URL)
-    if "://" not in text:
-        text = "sqlite:///" + text
-    try:
-        return sa.make_url(text)
-    except sa_exc.ArgumentError:
-        raise StoreError(f"'{_mask_text(text)}' is not a database URL; use sqlite:///PATH or "
-                         "postgresql://USER@HOST:PORT/DB") from None
-
-
-def parse_url(url: str | sa.URL | None) -> sa.URL:
-    """A store URL as SQLAlchemy's URL, with its driver: ``postgresql://`` means psycopg 3."""
-    parsed = _given_url(url)
-    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
-        return parsed.set(drivername="postgresql+psycopg")
-    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-        return parsed.set(drivername="sqlite+pysqlite")
-    raise StoreError(f"unsupported database '{parsed.drivername}' in "
-                     f"{parsed.render_as_string(hide_password=True)}; use sqlite:///PATH or "
-                     "postgresql://USER@HOST:PORT/DB")
-
-
-def _secrets(url: sa.URL | None = None) -> list[str]:
-    """Every spelling of a password that could end up in a message."""
-    found = [os.environ.get("PGPASSWORD") or ""]
-    if url is not None and url.password:
-        password = str(url.password)
-        found += [password, quote(password, safe=""), quote(password)]
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
-def _mask_text(text: str, url: sa.URL | None = None) -> str:
-    """``text`` with every password replaced by ``***``, including any ``user:pass@`` part."""
-    text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", str(text))
-    for secret in _secrets(url):
-        text = text.replace(secret, "***")
-    return text
-
-
-def mask_url(url: str | sa.URL | None) -> str:
-    """The URL as it may be shown: the password, if any, as ``***``."""
-    try:
-        parsed = _given_url(url)
-    except StoreError:
-        return _mask_text(str(url))
-    return parsed.render_as_string(hide_password=True)
-
-
-def _one_line(exc: BaseException, url: sa.URL) -> str:
-    """The driver's own reason for a failure, on one line, masked."""
-    reason = getattr(exc, "orig", None) or exc
-    return _mask_text(" ".join(str(reason).split()), url) or type(reason).__name__
-
-
-# --------------------------------------------------------------------------------------------
 # Opening a store
 # --------------------------------------------------------------------------------------------
-
-_BUSY_TIMEOUT_S = 60.0  # how long an SQLite writer waits for the lock before retrying
-_RETRY_DEADLINE_S = 300.0
-
-
-def _sqlite_engine(url: sa.URL, write: bool) -> sa.Engine:
-    engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S},
-                              poolclass=sa.pool.NullPool)
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_connection, _record):
-        # Let SQLAlchemy's "begin" event below issue BEGIN, instead of pysqlite's own
-        # deferred one (the SQLAlchemy documentation's recipe for pysqlite transactions).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        if write:
-            # WAL lets readers go on while one node writes; it stays set in the file.
-            cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(connection):
-        # A writer takes the write lock at BEGIN, so two writers never deadlock upgrading
-        # read locks; the busy timeout makes the second wait.
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """A lock or serialisation conflict that goes away if the transaction is tried again."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig or exc).lower()
-    if any(f"database {what}" in text for what in ("is locked", "is busy", "table is locked")):
-        return True
-    return getattr(orig, "sqlstate", None) in ("40001", "40P01")  # serialization, deadlock
-
-
-def _retry(fn, deadline_s: float = _RETRY_DEADLINE_S):
-    """Run ``fn`` (one whole transaction) again, with jittered back-off, while it fails on a
-    transient lock conflict."""
-    delay, start = 0.02, time.monotonic()
-    while True:
-        try:
-            return fn()
-        except sa_exc.DBAPIError as exc:
-            if not _is_transient(exc) or time.monotonic() - start > deadline_s:
-                raise
-        time.sleep(delay * random.uniform(0.5, 1.5))
-        delay = min(delay * 2, 1.0)
 
 
 class Store:
@@ -250,12 +130,7 @@ class Store:
                                  "results there first with `flopcast upload --to URL`")
             if write:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = _sqlite_engine(self.url, write)
-        else:
-            query = dict(self.url.query)
-            connect_args = {} if "connect_timeout" in query else {"connect_timeout": 10}
-            self.engine = sa.create_engine(self.url, connect_args=connect_args,
-                                           poolclass=sa.pool.NullPool)
+        self.engine = open_engine(self.url, write)
         self._connect_check()
         if write:
             self._ensure_schema()
@@ -264,15 +139,6 @@ class Store:
 
     # -- errors -------------------------------------------------------------------------------
 
-    def _unreachable(self, exc: BaseException) -> StoreError:
-        url = self.url
-        if url.get_backend_name() == "sqlite":
-            where = url.database
-        else:
-            where = f"host {url.host or 'localhost (socket)'}, port {url.port or 5432}"
-        return StoreError(f"cannot reach the results database {self.shown} ({where}): "
-                          f"{_one_line(exc, url)}")
-
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         """Database errors as one masked line naming the store and what was being done."""
@@ -280,15 +146,15 @@ class Store:
             yield
         except sa_exc.DBAPIError as exc:
             if exc.connection_invalidated:
-                raise self._unreachable(exc) from None
-            raise StoreError(f"{self.shown}: {doing} failed: {_one_line(exc, self.url)}") from None
+                raise unreachable(self.url, self.shown, exc) from None
+            raise StoreError(f"{self.shown}: {doing} failed: {one_line(exc, self.url)}") from None
 
     def _connect_check(self) -> None:
         try:
             with self.engine.connect():
                 pass
         except sa_exc.DBAPIError as exc:
-            raise self._unreachable(exc) from None
+            raise unreachable(self.url, self.shown, exc) from None
 
     # -- schema -------------------------------------------------------------------------------
 
@@ -314,7 +180,7 @@ class Store:
                 self._require_version(version)
 
         with self._errors("creating the schema"):
-            _retry(create)
+            retry(create)
 
     def _check_schema(self) -> None:
         with self._errors("reading the schema version"), self.engine.connect() as conn:
@@ -502,7 +368,7 @@ def _upload_section(store: Store, path: Path, section: dict) -> UploadOutcome:
                              f"{found.source_file}); kept the stored copy, skipped this file")
 
     with store._errors(f"uploading {path}"):
-        return _retry(attempt)
+        return retry(attempt)
 
 
 def upload_files(paths: Iterable[str | Path] | str | Path, url: str | None = None) -> UploadReport:

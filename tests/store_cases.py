@@ -20,7 +20,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from bench.records import flopcast_section, write_section
-from scaling import store
+from scaling import database, store
 from scaling.cli import main
 from scaling.records import load_results
 
@@ -119,7 +119,7 @@ def three_runs(directory) -> list[Path]:
 
 def counts(url) -> tuple[int, int]:
     """(runs, records) stored, read with a fresh engine of our own."""
-    engine = sa.create_engine(store.parse_url(url), poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(database.parse_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             runs = conn.execute(sa.text("SELECT count(*) FROM flopcast_runs")).scalar()
@@ -170,7 +170,7 @@ def check_round_trip(url, directory) -> None:
     assert bus == [2 ** 20 / 5e-5 / 1e9 * 14 / 8, 2 ** 28 / 1.4e-3 / 1e9 * 14 / 8]
 
     # The typed columns hold the loader's tidy values, for queries in SQL.
-    engine = sa.create_engine(store.parse_url(url), poolclass=sa.pool.NullPool)
+    engine = sa.create_engine(database.parse_url(url), poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         row = conn.execute(sa.select(store.records_table).where(
             store.records_table.c.impl == "triton", store.records_table.c.device == "cuda",

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import store_cases as cases
-from scaling import store
+from scaling import database, store
 from scaling.cli import main
 from scaling.errors import DataError, StoreError
 
@@ -81,7 +81,7 @@ def test_a_bare_path_means_sqlite_and_other_schemes_are_refused(tmp_path, runs_d
     assert store.upload_files([runs_dir], str(path)).count(store.UPLOADED) == 3
     assert len(store.read_records(f"sqlite:///{path}")) == 10
     with pytest.raises(StoreError, match="unsupported database 'mysql'.*mysql://u:\\*\\*\\*@h/db"):
-        store.parse_url("mysql://u:hunter2@h/db")
+        database.parse_url("mysql://u:hunter2@h/db")
 
 
 def test_commands_read_the_database_with_from(url, runs_dir, capsys):
@@ -136,7 +136,7 @@ def test_pgpassword_is_masked_too(monkeypatch):
     with pytest.raises(StoreError) as caught:
         store.read_records(f"postgresql://flopcast@127.0.0.1:{port}/flopcast")
     assert "env-secret-42" not in str(caught.value)
-    assert store._mask_text("driver said env-secret-42") == "driver said ***"
+    assert database.mask_text("driver said env-secret-42") == "driver said ***"
 
 
 @settings(max_examples=200, deadline=None)
@@ -146,10 +146,10 @@ def test_no_password_survives_masking(password):
     from urllib.parse import quote
 
     url = f"postgresql://user:{quote(password, safe='')}@db.example:5432/flopcast"
-    assert store.parse_url(url).password == password
-    assert store.mask_url(url) == "postgresql://user:***@db.example:5432/flopcast"
-    message = store._mask_text(f"login failed with {password} ({quote(password, safe='')})",
-                               store.parse_url(url))
+    assert database.parse_url(url).password == password
+    assert database.mask_url(url) == "postgresql://user:***@db.example:5432/flopcast"
+    message = database.mask_text(f"login failed with {password} ({quote(password, safe='')})",
+                                 database.parse_url(url))
     assert password not in message and quote(password, safe="") not in message
 
 

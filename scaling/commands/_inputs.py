@@ -75,7 +75,7 @@ def source_name(args: argparse.Namespace) -> str:
     """Where the records came from, fit to print (a database URL with its password masked)."""
     url = getattr(args, "from_url", None)
     if url:
-        from scaling.store import mask_url
+        from scaling.database import mask_url
 
         return mask_url(url)
     return ", ".join(map(str, getattr(args, "paths", None) or []))

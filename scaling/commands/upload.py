@@ -10,7 +10,8 @@ from __future__ import annotations
 import sys
 
 from scaling.output import format_table, print_json
-from scaling.store import DEFAULT_URL, upload_files
+from scaling.database import DEFAULT_URL
+from scaling.store import upload_files
 
 TABLE = [("file", "file"), ("status", "status"), ("records", "records"), ("note", "note")]
 
