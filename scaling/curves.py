@@ -34,7 +34,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
 from scaling.errors import DataError, FitError
 
@@ -97,6 +96,8 @@ def fit_saturating(sizes, rates, *, what: str = "curve",
         raise FitError(f"{what}: only {distinct.size} distinct problem size(s) ({shown}); a "
                        f"throughput curve needs at least {min_sizes}. Measure more sizes (the "
                        f"full sweep) instead of extrapolating from these")
+    from scipy.optimize import nnls  # here, not at the top: `flopcast --help` stays fast
+
     t = x / y  # time per call in units of (size unit) / (rate unit)
     scale = x.max()
     design = np.column_stack([1.0 / t, (x / scale) / t])

@@ -12,6 +12,9 @@ SQLite writers take the write lock up front (``BEGIN IMMEDIATE``) and wait for e
 (busy timeout, WAL journal); `retry` runs a transaction again while it fails on a lock or
 serialisation conflict. What goes into the database and how it comes back out is
 `scaling.store`.
+
+SQLAlchemy is imported by the functions that need it, so that `flopcast upload --help` can
+show `DEFAULT_URL` without loading it.
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ import os
 import random
 import re
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import sqlalchemy as sa
-from sqlalchemy import exc as sa_exc
-
 from scaling.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 DEFAULT_URL = "sqlite:///results/flopcast.db"
 
@@ -36,6 +40,9 @@ DEFAULT_URL = "sqlite:///results/flopcast.db"
 
 def _given_url(url: str | sa.URL | None) -> sa.URL:
     """The URL as the user wrote it, parsed; a bare path means an SQLite file."""
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+
     if isinstance(url, sa.URL):
         return url
     text = str(url or DEFAULT_URL)
@@ -103,6 +110,8 @@ _RETRY_DEADLINE_S = 300.0
 def _sqlite_engine(url: sa.URL, write: bool) -> sa.Engine:
     """An SQLite engine whose transactions start when SQLAlchemy begins them, with the write
     lock taken at BEGIN by writers."""
+    import sqlalchemy as sa
+
     engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S},
                               poolclass=sa.pool.NullPool)
 
@@ -130,6 +139,8 @@ def _sqlite_engine(url: sa.URL, write: bool) -> sa.Engine:
 
 def open_engine(url: sa.URL, write: bool) -> sa.Engine:
     """An engine for a parsed store URL; no connection is made yet."""
+    import sqlalchemy as sa
+
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url, write)
     query = dict(url.query)
@@ -159,6 +170,8 @@ def is_transient(exc: BaseException) -> bool:
 def retry(fn, deadline_s: float = _RETRY_DEADLINE_S):
     """Run ``fn`` (one whole transaction) again, with jittered back-off, while it fails on a
     transient lock conflict."""
+    from sqlalchemy import exc as sa_exc
+
     delay, start = 0.02, time.monotonic()
     while True:
         try:

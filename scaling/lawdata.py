@@ -7,6 +7,9 @@ points. ``--columns params=Model Size,loss=val_loss`` names columns the guesser 
 
 Every value is checked: a missing or non-numeric column, NaN, a non-positive N, D or loss is
 a ``DataError`` that names the column and the row, never a silent NaN fit.
+
+pandas is imported by the functions that read tables, so that the command line can show
+`FIELDS` without loading it.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from scaling.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Column names recognised for each field, compared after lower-casing and turning runs of
 #: anything but letters and digits into one underscore ("Model Size" -> "model_size").
@@ -103,6 +109,8 @@ def law_data(params, tokens=None, loss=None, compute=None, *, source="data",
 
 
 def _checked(values, source, column, rows) -> np.ndarray:
+    import pandas as pd
+
     series = pd.Series(values)
     numeric = pd.to_numeric(series, errors="coerce")
     bad = numeric.isna() & series.notna()
@@ -178,6 +186,8 @@ def law_data_from_frame(frame: pd.DataFrame, columns: dict | None = None, *,
 
 def load_law_data(path, columns: dict | str | None = None) -> LawData:
     """Runs from a CSV or Parquet file (chosen by suffix; ``.parquet``/``.pq`` is Parquet)."""
+    import pandas as pd
+
     path = Path(path)
     if isinstance(columns, str):
         columns = parse_columns(columns)

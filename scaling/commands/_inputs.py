@@ -1,7 +1,8 @@
 """Where a command's measurements come from: results files (default ``results/``).
 
 Every command that reads results uses `add_results_arguments` and `load_records`, so a new
-source or filter reaches all of them at once.
+source or filter reaches all of them at once. The loader (pandas) and the database
+(SQLAlchemy) are imported only when records are loaded, so building the parser stays fast.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from scaling.errors import DataError
-from scaling.records import ResultsWarning, load_results
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def add_results_arguments(parser: argparse.ArgumentParser, *, positional: bool = True,
@@ -55,6 +57,8 @@ def load_records(args: argparse.Namespace, paths=None) -> pd.DataFrame:
         from scaling.store import read_records
 
         return read_records(url, **filters)
+    from scaling.records import ResultsWarning, load_results
+
     paths = paths if paths is not None else args.paths
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResultsWarning)

@@ -7,10 +7,7 @@ import sys
 from scaling.commands._inputs import add_results_arguments, load_records, source_name
 from scaling.commands.plan import add_plan_arguments, plan_from_args
 from scaling.errors import FlopcastError
-from scaling.hardware import load_profile
-from scaling.laws import load_law
 from scaling.output import print_json
-from scaling.report import SECTIONS, build_report, claims_rows
 
 DEFAULT_OUT = "flopcast-report"
 CLAIMS_HARDWARE = "h100-sxm"
@@ -36,6 +33,10 @@ def register(sub):
 
 
 def run(args) -> int:
+    from scaling.hardware import load_profile
+    from scaling.laws import load_law
+    from scaling.report import SECTIONS, build_report, claims_rows
+
     paths = args.results or args.paths
     records = load_records(args, paths=paths)
     where = source_name(args) if args.from_url else ", ".join(map(str, paths))

@@ -5,7 +5,6 @@ from __future__ import annotations
 from scaling.commands._inputs import add_results_arguments, load_records, runs_table, source_name
 from scaling.errors import DataError
 from scaling.output import format_table, print_json
-from scaling.records import best_by_kernel
 
 JSON_FIELDS = ["kernel", "impl", "dtype", "direction", "variant", "layout", "device", "device_name",
                "shape", "flops", "bytes", "time_s", "tflops", "gbps", "speedup_vs_baseline",
@@ -30,6 +29,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    from scaling.records import best_by_kernel
+
     df = load_records(args)
     if df.empty:
         raise DataError(f"no records found in {source_name(args)}; "

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import sys
 
-from scaling.output import format_table, print_json
 from scaling.database import DEFAULT_URL
-from scaling.store import upload_files
+from scaling.output import format_table, print_json
 
 TABLE = [("file", "file"), ("status", "status"), ("records", "records"), ("note", "note")]
 
@@ -34,6 +33,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    from scaling.store import upload_files
+
     report = upload_files(args.paths, args.url)
     for outcome in report.skipped:
         print(f"flopcast upload: skipped {outcome.file}: {outcome.message}", file=sys.stderr)
