@@ -1,4 +1,4 @@
-"""Fitting loss laws to training runs, fast enough to bootstrap.
+"""Fitting the parametric loss law (Approach 3) to training runs, fast enough to bootstrap.
 
 **Approach 3** of Hoffmann et al. 2022 fits L(N, D) = E + A/N^alpha + B/D^beta by minimising,
 over x = (a, b, e, alpha, beta) with A = exp(a), B = exp(b), E = exp(e),
