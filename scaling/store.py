@@ -40,6 +40,8 @@ from sqlalchemy import exc as sa_exc
 
 from scaling.database import mask_url, one_line, open_engine, parse_url, retry, unreachable
 from scaling.errors import DataError, ResultsFileError, StoreError
+from scaling.records import (RECORD_COLUMNS, RUN_COLUMNS, read_section, results_files,
+                             section_rows, tidy)
 
 SCHEMA_VERSION = 1
 
@@ -313,8 +315,6 @@ def _run_row(path: Path, section: dict, digest: str) -> dict:
 def _record_rows(path: Path, section: dict) -> list[dict]:
     """One row per record: the loader's own tidy fields in typed columns, and the record as
     written in ``record_json``."""
-    from scaling.records import section_rows  # the loader's record -> tidy row step
-
     rows = []
     for position, (record, tidy_row) in enumerate(zip(section["records"], section_rows(path, section))):
         row = {name: _typed(kind, tidy_row.get(name)) for name, kind in _RECORD_KINDS}
@@ -379,8 +379,6 @@ def upload_files(paths: Iterable[str | Path] | str | Path, url: str | None = Non
     and skipped while the others still upload. A store that cannot be reached raises
     `StoreError` before anything is written. Local files are only ever read.
     """
-    from scaling.records import read_section, results_files
-
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = results_files(paths)
@@ -449,8 +447,6 @@ def filter_records(df: pd.DataFrame, *, device: str | None = None, kernel: str |
 def _drop_empty_extras(df: pd.DataFrame) -> pd.DataFrame:
     """Without the family-specific columns (``shape_seq``, ``busbw_gbps``...) that no row left
     has a value in: a filtered frame has the columns of its own records, from files or not."""
-    from scaling.records import RECORD_COLUMNS, RUN_COLUMNS
-
     fixed = set(RUN_COLUMNS + RECORD_COLUMNS + ["speedup_vs_baseline"])
     empty = [c for c in df.columns if c not in fixed and df[c].isna().all()]
     return df.drop(columns=empty)
@@ -469,8 +465,6 @@ def read_records(url: str | None = None, device: str | None = None, kernel: str 
     Unfiltered, the frame equals ``load_results`` on the uploaded files, dtypes and all.
     Filtered, it holds the same rows, columns and values as ``filter_records`` on that frame;
     dtypes follow the rows present (pandas may make a column int here and float there)."""
-    from scaling.records import section_rows, tidy
-
     r, rec = runs_table, records_table
     query = (sa.select(r.c.id, r.c.run_id, r.c.created_utc, r.c.source, r.c.sweep,
                        r.c.schema_version, r.c.machine_json, r.c.source_file,
