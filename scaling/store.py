@@ -89,7 +89,7 @@ runs_table = sa.Table(
     *[sa.Column(name, sa.Integer if name == "device_count" else sa.Text)
       for name in MACHINE_COLUMNS],
     sa.Column("machine_json", sa.Text, nullable=False),
-    sa.Column("source_file", sa.Text, nullable=False),  # the file's name, without its folder
+    sa.Column("source_file", sa.Text, nullable=False),  # the file's path, as uploaded
     sa.Column("record_count", sa.Integer, nullable=False),
     sa.Column("uploaded_at", sa.DateTime, nullable=False),
     sa.Column("uploaded_from", sa.Text),
