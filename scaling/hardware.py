@@ -31,7 +31,6 @@ from scaling.curves import LinearPower, SaturatingCurve, fit_saturating
 from scaling.errors import DataError, FitError, UnknownNameError
 
 PROFILE_FORMAT = 1
-LABELS = ("measured", "published", "assumed")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
 DTYPE_ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2",
                  "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -200,8 +199,7 @@ class HardwareProfile:
         want = " ".join(p for p in (kernel, dtype, impl, direction, variant) if p)
         raise DataError(f"profile '{self.name}' has no data for {want}; it has: {has}")
 
-    def _predict(self, curves: list[KernelCurve], flops: int, bytes_: int,
-                 what: str) -> Estimate:
+    def _predict(self, curves: list[KernelCurve], flops: int, bytes_: int) -> Estimate:
         best = None
         for c in curves:
             rate = c.curve.rate(flops)
@@ -236,7 +234,7 @@ class HardwareProfile:
         except (ValueError, TypeError) as exc:
             raise DataError(f"GEMM {m}x{n}x{k} {dtype}: {exc}") from None
         curves = self._candidates("gemm", dtype, "fwd", impl, variant)
-        return self._predict(curves, flops, bytes_, f"gemm {m}x{n}x{k}")
+        return self._predict(curves, flops, bytes_)
 
     def attention_tflops(self, batch: int, heads_q: int, heads_kv: int, seq: int,
                          head_dim: int, causal: bool, dtype: str, direction: str = "fwd", *,
@@ -262,8 +260,8 @@ class HardwareProfile:
         for wanted in (mask, ""):
             same = [c for c in curves if c.mask == wanted]
             if same:
-                return self._predict(same, flops, bytes_, "attention")
-        est = self._predict(curves, flops, bytes_, "attention")
+                return self._predict(same, flops, bytes_)
+        est = self._predict(curves, flops, bytes_)
         return replace(est, source=f"no {mask}-mask data, used the other mask; {est.source}")
 
     # -- power ------------------------------------------------------------------------------
@@ -312,8 +310,7 @@ class HardwareProfile:
                             f"{message_bytes!r} and {world_size!r}")
         curves = [c for c in self.comm_curves if c.collective == collective]
         if intra_node is not None:
-            scoped = [c for c in curves if (c.nodes <= 1) == intra_node]
-            curves = scoped or []
+            curves = [c for c in curves if (c.nodes <= 1) == intra_node]
         if curves:
             exact = [c for c in curves if c.world_size == world]
             c = exact[0] if exact else max(curves, key=lambda c: c.world_size)
