@@ -58,7 +58,7 @@ from bench.rank_power import combine, gather_windows, null_power, rank_window, w
 from bench.ranks import (CommError, Watchdog, distributed_env, init_distributed,
                          max_across_ranks, watchdog_limit)
 from bench.telemetry import Telemetry
-from bench.timing import synchronize
+from bench.timing import Timing, synchronize
 from kernels.spec import TOLERANCE, torch_dtype
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
@@ -260,14 +260,6 @@ def time_iterations(case: _Case, iterations: int, device: torch.device,
     return times
 
 
-def timing_stats(times: list[float]) -> list[float]:
-    """[median, min, mean, stddev, iqr] of one rank's per-iteration seconds."""
-    xs = sorted(times)
-    q1, _, q3 = statistics.quantiles(xs, n=4) if len(xs) > 1 else (xs[0],) * 3
-    stddev = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return [statistics.median(xs), xs[0], statistics.fmean(xs), stddev, q3 - q1]
-
-
 # -- the sweep -------------------------------------------------------------------------------
 
 
@@ -345,8 +337,10 @@ def measure(collective: str, message_bytes: int, group: Group, settings: Setting
 
     watchdog.kick(f"timing {step}")
     dist.barrier()
-    times = time_iterations(case, iterations, group.device, watchdog)
-    median, low, mean, stddev, iqr = max_across_ranks(timing_stats(times), group.device)
+    mine = Timing.from_samples(time_iterations(case, iterations, group.device, watchdog), 1)
+    median, low, mean, stddev, iqr = max_across_ranks(
+        [mine.time_s, mine.time_s_min, mine.time_s_mean, mine.time_s_stddev, mine.time_s_iqr],
+        group.device)
     algbw, busbw = bandwidths_gbps(collective, nbytes, n, median)
     power = measure_power(case, median, group, settings, watchdog, step)
     del case
