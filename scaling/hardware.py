@@ -69,8 +69,19 @@ class Estimate:
                    str(data["label"]), str(data["source"]))
 
 
+class _Fitted:
+    """Saving and loading for a dataclass of labels around one fitted ``curve``."""
+
+    def to_dict(self) -> dict:
+        return asdict(self)  # the curve becomes its own dict
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**dict(data, curve=SaturatingCurve.from_dict(data["curve"])))
+
+
 @dataclass(frozen=True)
-class KernelCurve:
+class KernelCurve(_Fitted):
     """Achieved TFLOP/s against FLOPs per call for one kind of kernel call."""
 
     kernel: str  # "gemm" | "attention"
@@ -88,20 +99,9 @@ class KernelCurve:
         parts = [self.kernel, self.dtype, self.impl, self.direction, self.variant, self.mask]
         return " ".join(p for p in parts if p)
 
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["curve"] = self.curve.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "KernelCurve":
-        data = dict(data)
-        data["curve"] = SaturatingCurve.from_dict(data["curve"])
-        return cls(**data)
-
 
 @dataclass(frozen=True)
-class CommCurve:
+class CommCurve(_Fitted):
     """Bus bandwidth (GB/s) against message bytes for one collective at one world size."""
 
     collective: str
@@ -111,17 +111,6 @@ class CommCurve:
     curve: SaturatingCurve
     label: str
     source: str
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["curve"] = self.curve.to_dict()
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "CommCurve":
-        data = dict(data)
-        data["curve"] = SaturatingCurve.from_dict(data["curve"])
-        return cls(**data)
 
 
 @dataclass(frozen=True)
