@@ -400,7 +400,7 @@ def published_profile(name: str) -> HardwareProfile:
 
 def _published_attention(name: str) -> list[KernelCurve]:
     """FlashAttention-3's H100 sweeps fitted with the same saturating curve; other devices
-    carry the H100 curve over as stated in `scaling.datasheets.ATTENTION_CARRY`."""
+    carry the H100 curve over as `scaling.datasheets.attention_carry` states."""
     fa = datasheets.FA3_H100
     scale, label, how = datasheets.attention_carry(name)
     curves = []
