@@ -132,11 +132,6 @@ class LossLaw:
         out = self.E + self.A / n ** self.alpha + self.B / d ** self.beta
         return float(out) if out.ndim == 0 else out
 
-    def _optimum(self, compute_flops: float, flops_per_param_token: float):
-        params, tokens, loss = _optimum(self.form, self.parameters, compute_flops,
-                                        flops_per_param_token)
-        return float(params), float(tokens), None if loss is None else float(loss)
-
     @functools.cached_property
     def _bootstrap_columns(self) -> dict[str, np.ndarray]:
         return {k: np.array([p[k] for p in self.bootstrap], dtype=float)
@@ -150,10 +145,12 @@ class LossLaw:
         c = float(compute_flops)
         if not math.isfinite(c) or c <= 0:
             raise DataError(f"compute budget must be a positive number of FLOPs, not {compute_flops!r}")
-        params, tokens, loss = self._optimum(c, flops_per_param_token)
+        params, tokens, loss = optimum(self.form, self.parameters, c, flops_per_param_token)
+        params, tokens = float(params), float(tokens)
+        loss = None if loss is None else float(loss)
         intervals: dict[str, tuple[float, float]] = {}
         if self.bootstrap:
-            n, d, l_opt = _optimum(self.form, self._bootstrap_columns, c, flops_per_param_token)
+            n, d, l_opt = optimum(self.form, self._bootstrap_columns, c, flops_per_param_token)
             samples = {"params": n, "tokens": d, "tokens_per_param": d / n}
             if l_opt is not None:
                 samples["loss"] = l_opt
@@ -207,8 +204,10 @@ class LossLaw:
                    bootstrap=tuple(boot) if boot else None, fit=data.get("fit"))
 
 
-def _optimum(form, p, compute_flops, flops_per_param_token):
-    """(N_opt, D_opt, loss or None) for parameters ``p`` (scalars, or arrays of resamples)."""
+def optimum(form, p, compute_flops, flops_per_param_token=FLOPS_PER_PARAM_TOKEN):
+    """(N_opt, D_opt, loss or None) for parameters ``p`` of a ``form`` law at
+    ``compute_flops``; parameters and budgets may be scalars or arrays (resamples, a range of
+    budgets), which broadcast."""
     if form == PARAMETRIC:
         alpha, beta = p["alpha"], p["beta"]
         g = (alpha * p["A"] / (beta * p["B"])) ** (1.0 / (alpha + beta))

@@ -21,7 +21,7 @@ from scaling.errors import DataError
 from scaling.fit import HUBER_DELTA, LawFit, fit_parametric
 from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
 from scaling.lawdata import FIELDS, LawData, load_law_data, parse_columns
-from scaling.laws import FLOPS_PER_PARAM_TOKEN, PARAMETRIC, LossLaw
+from scaling.laws import FLOPS_PER_PARAM_TOKEN, PARAMETRIC, LossLaw, optimum
 from scaling.output import fmt_num, format_table, print_json
 
 
@@ -150,14 +150,8 @@ def _text(fit: LawFit, out: dict) -> str:
 
 def _frontier(law: LossLaw, compute):
     """N_opt and (for a parametric law) the loss along the frontier, vectorised over C."""
-    c = np.asarray(compute, dtype=float)
-    if law.form == PARAMETRIC:
-        a, b = law.optimal_exponents()
-        g = (law.alpha * law.A / (law.beta * law.B)) ** (1.0 / (law.alpha + law.beta))
-        n = g * (c / FLOPS_PER_PARAM_TOKEN) ** a
-        return n, law.loss(n, c / (FLOPS_PER_PARAM_TOKEN * n))
-    tokens = law.tokens_coef * c ** law.tokens_exp
-    return c / (FLOPS_PER_PARAM_TOKEN * tokens), None
+    n, _, loss = optimum(law.form, law.parameters, np.asarray(compute, dtype=float))
+    return n, loss
 
 
 def _band(law: LossLaw, compute):
