@@ -114,9 +114,9 @@ class ThroughputSource:
         try:
             self.peak = profile.peak(self.dtype)
         except DataError:
+            if mfu is not None:
+                raise  # --mfu needs a datasheet peak
             self.peak = None
-        if mfu is not None and self.peak is None:
-            profile.peak(self.dtype)  # raises: --mfu needs a datasheet peak
         self.tdp = profile.tdp
         if self.tdp is None:
             raise DataError(f"hardware profile '{profile.name}' has no TDP, so no facility "
