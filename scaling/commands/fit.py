@@ -195,12 +195,16 @@ def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -
         fig.colorbar(points, ax=left, label="final loss")
         left.set_ylabel("parameters N")
         left.set_title("runs and fitted iso-loss contours")
+        left.plot(compute, n_front, "r-", lw=1.5, label="compute-optimal N")
+        left.set_xscale("log")
+        left.set_yscale("log")
+        left.set_xlabel("training compute C (FLOPs)")
     else:
         labels = group_budgets(data.compute, fit.details["budget_tolerance_decades"])
+        x_data = data.params if fit.details["against"] == "params" else data.tokens
         for label, budget_info in zip(np.unique(labels), fit.details["budgets"]):
             c = budget_info["compute_flops"]
             rows = labels == label
-            x_data = data.params if fit.details["against"] == "params" else data.tokens
             xs = np.geomspace(x_data[rows].min(), x_data[rows].max(), 100)
             c2, c1, c0 = budget_info["parabola"]
             line = left.plot(xs, c0 + c1 * np.log(xs) + c2 * np.log(xs) ** 2, lw=1)[0]
@@ -213,11 +217,6 @@ def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -
         left.set_ylabel("final loss")
         left.legend(fontsize=7)
         left.set_title("isoFLOP parabolas and their minima")
-    if fit.approach == 3:
-        left.plot(compute, n_front, "r-", lw=1.5, label="compute-optimal N")
-        left.set_xscale("log")
-        left.set_yscale("log")
-        left.set_xlabel("training compute C (FLOPs)")
 
     right.plot(compute, n_front, "r-", lw=1.5, label="N_opt (fit)")
     if band is not None:
