@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from scaling.errors import DataError
+from scaling.model import LLAMA3_SEQ, config_for_params, model_presets
+from scaling.step import DEFAULT_BATCH_TOKENS, PRECISIONS, step_time
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,10 @@ class Throughput:
 ThroughputFn = Callable[[float, float], Throughput]  # (gpus, params) -> Throughput
 
 #: Llama 3 405B's layout (Llama 3 paper, Table 4): tensor parallelism 8 inside a node,
-#: pipeline stages as the model needs, 8,192-token sequences, a 16M-token batch, and per
-#: data-parallel replica one sequence per pipeline stage per step (128 x 16 x 8192 = 16M).
+#: pipeline stages as the model needs, 8,192-token sequences (`scaling.model.LLAMA3_SEQ`), a
+#: 16M-token batch (`scaling.step.DEFAULT_BATCH_TOKENS`), and per data-parallel replica one
+#: sequence per pipeline stage per step (128 x 16 x 8192 = 16M).
 TENSOR_PARALLEL = 8
-SEQ = 8192
-BATCH_TOKENS = 16 * 2**20
 #: Weights and gradients (bf16, 4 bytes per parameter) per GPU kept under 16 GB, a fifth of
 #: an 80 GB H100, which gives Llama 3 405B's 16 pipeline stages (405e9 * 4 / 8 / 16 = 12.7 GB).
 STAGE_BYTES = 16e9
@@ -107,8 +108,8 @@ class ThroughputSource:
                  tflops_per_gpu: float | None = None, mfu: float | None = None):
         self.profile = profile
         self.precision = precision
-        self.seq = seq or SEQ
-        self.dtype = "bf16" if precision == "bf16" else "fp8_e4m3"
+        self.seq = seq or LLAMA3_SEQ
+        self.dtype = PRECISIONS[precision]
         self.tflops_per_gpu = tflops_per_gpu
         self.mfu = mfu
         try:
@@ -150,8 +151,6 @@ class ThroughputSource:
     def config(self, params: float):
         """The concrete model: a Llama 3 preset when ``params`` is within 1% of its size
         (so 405e9 plans the published 405B architecture), else `config_for_params`."""
-        from scaling.model import config_for_params, model_presets
-
         if params not in self._configs:
             near = [c for c in model_presets().values() if abs(c.params / params - 1) < 0.01]
             self._configs[params] = (replace(near[0], seq=self.seq) if near
@@ -172,8 +171,6 @@ class ThroughputSource:
             w = self._power(t)
             return Throughput(t, t, t, "assumed", src, w.value, w.lo, w.hi, w.label, w.source,
                               mfu=t / self.peak.value if self.peak is not None else None)
-        from scaling.step import step_time
-
         config = self.config(params)
         layout = llama3_layout(params, config.layers, gpus)
         key = (params, layout["tp"], layout["pp"], layout["dp"])
@@ -197,7 +194,7 @@ class ThroughputSource:
     def micro_batches(self, layout: dict) -> int:
         """Sequences per replica per step: at least one per pipeline stage, and enough for
         Llama 3's 16M-token batch (Llama 3 paper, Table 4) where the replicas are few."""
-        return max(layout["pp"], math.ceil(BATCH_TOKENS / (layout["dp"] * self.seq)))
+        return max(layout["pp"], math.ceil(DEFAULT_BATCH_TOKENS / (layout["dp"] * self.seq)))
 
     def replica_gpus(self, params: float) -> int:
         """GPUs of one model replica (tp * pp) under the step model's layout; 1 when a given
