@@ -181,11 +181,11 @@ class ThroughputSource:
                 batch_tokens=layout["dp"] * self.micro_batches(layout) * self.seq,
                 interleave=layout["interleave"])
         step = self._steps[key]
-        idle = layout["gpus_used"] / gpus
-        t = step.tflops_per_gpu * idle
-        lo, hi = step.intervals.get("tflops_per_gpu", (step.tflops_per_gpu,) * 2)
+        busy = layout["gpus_used"] / gpus  # whole replicas only: the remainder idles
+        t = step.tflops_per_gpu * busy
         w = step.power_w  # at the step's hardware utilisation
-        return Throughput(t, lo * idle, hi * idle, kernel_label(step),
+        return Throughput(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
+                          kernel_label(step),
                           f"step model on {self.profile.name} ({self.profile.label} profile)",
                           w.value, w.lo, w.hi, w.label, w.source,
                           mfu=t / self.peak.value if self.peak is not None else None,
