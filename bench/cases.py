@@ -15,7 +15,7 @@ import zlib
 import pytest
 import torch
 
-from bench.power import null_power_fields, power_fields
+from bench.power import power_fields
 from bench.timing import benchmark_call, synchronize
 from kernels.spec import KernelSpec
 
@@ -46,10 +46,7 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
         synchronize(device)
 
     timing = benchmark_call(benchmark, call, device, sync=sync)
-    if session.power_window_s > 0:
-        power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
-    else:
-        power = null_power_fields(session.telemetry.backend, "power window disabled (--power-window 0)")
+    power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
     fields = {
         **spec.identity(),
         "name": spec.name,

@@ -86,10 +86,10 @@ def power_fields(telemetry: Telemetry, run: Callable[[], None],
     The caller has already warmed the case up. Telemetry faults end up in
     ``power_missing_reason``; an exception from ``run()`` itself propagates.
     """
+    if window_s <= 0:
+        return null_power_fields(telemetry.backend, "power window disabled (--power-window 0)")
     if telemetry.backend == "none":
         return null_power_fields("none", telemetry.reason or "no telemetry")
-    if window_s <= 0:
-        return null_power_fields(telemetry.backend, "power window disabled (0 s)")
     synchronize()
     with telemetry.window() as measured:
         calls = run_back_to_back(run, synchronize, window_s)
