@@ -244,19 +244,18 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     layer_ops = config.layer_ops(micro_batch, seq, tp)
     head_ops = config.head_ops(micro_batch, seq, tp)
     per_layer = {"gemm": np.zeros(3), "attention": np.zeros(3)}
-    hw_flops_layer = 0.0
+    flops_layer = {"gemm": 0.0, "attention": 0.0}
     for op in layer_ops:
         per_layer[op.kind] += op_time(op)
-        hw_flops_layer += op.count * op.flops
+        flops_layer[op.kind] += op.count * op.flops
     head_gemm = sum((op_time(op) for op in head_ops), np.zeros(3))
     hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
     layers_per_stage = config.layers / pp
     mb_gemm = (config.layers * per_layer["gemm"] + head_gemm) / pp
     mb_attn = layers_per_stage * per_layer["attention"]
-    hw_flops_mb = (config.layers * hw_flops_layer + hw_flops_head) / pp
+    hw_flops_mb = (config.layers * sum(flops_layer.values()) + hw_flops_head) / pp
     for kind in ("gemm", "attention"):
-        flops = (config.layers * sum(o.count * o.flops for o in layer_ops if o.kind == kind)
-                 + (hw_flops_head if kind == "gemm" else 0)) / pp
+        flops = (config.layers * flops_layer[kind] + (hw_flops_head if kind == "gemm" else 0)) / pp
         t = mb_gemm if kind == "gemm" else mb_attn
         labels[f"{kind}_tflops"] = _label(
             flops / t[0] / 1e12, "/".join(sorted(kinds_labels[kind])),
