@@ -135,19 +135,20 @@ class ModelConfig:
         norms = 2 * self.d_model  # RMSNorm weights before attention and before the MLP
         return self.attention_params + mlps * self.expert_params + self.router_params + norms
 
-    @property
-    def params(self) -> int:
-        """Total parameters, embeddings included (the count papers quote: 8B, 70B, 405B)."""
-        mlps = self.experts + self.shared_experts
+    def _model_params(self, mlps: int) -> int:
+        """All layers with ``mlps`` MLPs each, the input and output embeddings, the final norm."""
         return (self.layers * self._layer_params(mlps) + 2 * self.vocab * self.d_model
                 + self.d_model)
 
     @property
+    def params(self) -> int:
+        """Total parameters, embeddings included (the count papers quote: 8B, 70B, 405B)."""
+        return self._model_params(self.experts + self.shared_experts)
+
+    @property
     def active_params(self) -> int:
         """Parameters one token uses: equal to `params` for a dense model."""
-        mlps = self.experts_per_token + self.shared_experts
-        return (self.layers * self._layer_params(mlps) + 2 * self.vocab * self.d_model
-                + self.d_model)
+        return self._model_params(self.experts_per_token + self.shared_experts)
 
     @property
     def matmul_params(self) -> int:
