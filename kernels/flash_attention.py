@@ -33,7 +33,7 @@ import triton.language as tl
 
 HEAD_DIMS = (16, 32, 64, 128)
 FP8_TORCH_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
-LOG2E = 1.4426950408889634  # log2(e): exp(x) = exp2(x * log2(e))
+LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) = exp2(x * log2(e))
 # Probabilities are multiplied by 2^P_SHIFT before the e4m3 cast (FP8 only): P <= 1 would
 # otherwise put every probability under 2^-6 into e4m3's subnormals.
 P_SHIFT = 8.0
@@ -117,7 +117,7 @@ def _attn_fwd(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, scales_ptr, sm_scale,
     v_ptrs = (v_ptr + off_b * stride_vb + off_kv * stride_vh
               + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd)
 
-    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+    qk_scale = sm_scale * LOG2E
     if FP8:
         # Dequantisation scales of q and k multiply every score; v's multiplies the output.
         qk_scale = qk_scale * tl.load(scales_ptr) * tl.load(scales_ptr + 1)
@@ -209,7 +209,7 @@ def _bwd_dkdv(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dk_ptr, dv_ptr, s
     v = tl.load(v_ptr + kv_off, mask=cols_ok, other=0.0)
     dk = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, HEAD_DIM), dtype=tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+    qk_scale = sm_scale * LOG2E
 
     # Causal: queries before this key block see none of it.
     first = 0
@@ -262,7 +262,7 @@ def _bwd_dq(q_ptr, k_ptr, v_ptr, do_ptr, lse_ptr, delta_ptr, dq_ptr, sm_scale,
     lse = tl.load(lse_ptr + off_bh * SEQ_Q + rows, mask=rows < SEQ_Q, other=0.0)
     delta = tl.load(delta_ptr + off_bh * SEQ_Q + rows, mask=rows < SEQ_Q, other=0.0)
     dq = tl.zeros((BLOCK_M, HEAD_DIM), dtype=tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634  # log2(e)
+    qk_scale = sm_scale * LOG2E
 
     end = SEQ_K
     if CAUSAL:
