@@ -250,8 +250,9 @@ def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, po
     }
 
 
-#: How sure a label is, most to least: a derived number carries its least sure input's label.
-_CERTAINTY = {"measured": 0, "published": 1, "fitted": 2, "assumed": 3}
+#: How sure a label is, most to least (the order of `LABELS`): a derived number carries its
+#: least sure input's label.
+_CERTAINTY = {label: rank for rank, label in enumerate(LABELS)}
 
 
 def weakest(*labels: str) -> str:
