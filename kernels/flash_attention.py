@@ -52,8 +52,7 @@ def _fwd_configs() -> list:
 
 
 def _fwd_prune(configs, named_args, **kwargs):
-    """Keep tiles whose registers fit the head dim (128-wide key blocks need d <= 128 anyway)
-    and that are no taller than the sequence."""
+    """Drop tiles much taller than the query sequence (they would compute mostly padding)."""
     seq_q = named_args["SEQ_Q"]
     fitting = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(seq_q))]
     return fitting or configs[-1:]
