@@ -107,7 +107,7 @@ class ClusterPlan:
         out = {k: getattr(self, k) for k in UNITS}
         out["layout"] = self.layout
         out["breakdown"] = self.breakdown
-        out["units"] = {k: UNITS[k] for k in out if k in UNITS}
+        out["units"] = dict(UNITS)
         out["labels"] = dict(self.labels)
         out["intervals"] = {k: list(v) for k, v in self.intervals.items()}
         return out
