@@ -372,6 +372,8 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
     started = time.perf_counter()
     if delta <= 0 or not math.isfinite(delta):
         raise DataError(f"Huber delta must be positive, not {delta}")
+    if bootstrap and bootstrap < 2:
+        raise DataError(f"--bootstrap needs at least 2 resamples, not {bootstrap}")
     data = data.drop_highest(drop_highest)
     _check_points(data, len(VARIABLES) + 1, "the parametric fit (5 parameters)")
     objective = HuberObjective(data, delta)
@@ -420,8 +422,6 @@ def resample_counts(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
 def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=250):
     """Parameter dicts of ``resamples`` bootstrap fits, run as batches of weighted fits, each
     resample started from every distinct local minimum of the full-data fit."""
-    if resamples < 2:
-        raise DataError(f"--bootstrap needs at least 2 resamples, not {resamples}")
     rng = np.random.default_rng(seed)
     n = len(data)
     objective = HuberObjective(data, delta)

@@ -86,6 +86,8 @@ def fit_isoflop(data: LawData, *, against: str = "params", drop_highest: int = 0
     started = time.perf_counter()
     if against not in ("params", "tokens"):
         raise DataError(f"isoFLOP parabolas are fitted against 'params' or 'tokens', not {against!r}")
+    if bootstrap and bootstrap < 2:
+        raise DataError(f"--bootstrap needs at least 2 resamples, not {bootstrap}")
     data = data.drop_highest(drop_highest)
     labels = group_budgets(data.compute, budget_tolerance)
     if np.unique(labels).size < 2:
@@ -99,8 +101,6 @@ def fit_isoflop(data: LawData, *, against: str = "params", drop_highest: int = 0
                 "against": against, "params_coef": g, "params_exp": a}
     samples = None
     if bootstrap:
-        if bootstrap < 2:
-            raise DataError(f"--bootstrap needs at least 2 resamples, not {bootstrap}")
         rng = np.random.default_rng(seed)
         groups = [np.flatnonzero(labels == k) for k in np.unique(labels)]
         samples, failed = [], 0
