@@ -6,6 +6,7 @@ import argparse
 
 from scaling import energy, reliability
 from scaling.commands._inputs import add_results_arguments, load_records, source_name
+from scaling.commands.model import parse_count
 from scaling.errors import DataError
 from scaling.output import fmt_num, format_table, print_json
 from scaling.plan import (DEFAULT_COMPUTE, DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW,
@@ -25,16 +26,11 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
-_SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "t": 1e12}
-
-
 def _count(text: str) -> float:
-    """A parameter or token count: ``405e9``, ``405B``, ``15.6T``."""
-    text = str(text).strip().replace("_", "")
-    suffix = text[-1:].lower() if text[-1:].lower() in "kmbt" and len(text) > 1 else ""
+    """A parameter or token count (`parse_count`: ``405e9``, ``405B``, ``15.6T``) for argparse."""
     try:
-        return float(text[:len(text) - len(suffix)]) * _SUFFIX[suffix]
-    except ValueError:
+        return parse_count(text)
+    except DataError:
         raise argparse.ArgumentTypeError(f"not a count: {text!r} (e.g. 405e9, 405B, 15.6T)") from None
 
 
