@@ -17,8 +17,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench import comm, rank_power, ranks
-from bench.comm import COLLECTIVES, _Case, bandwidths_gbps, bus_factor, message_elements
+from bench import collectives, comm, rank_power, ranks
+from bench.collectives import COLLECTIVES, _Case, bandwidths_gbps, bus_factor, message_elements
 from bench.ranks import CommError, Watchdog, distributed_env
 from bench.telemetry import Telemetry, Window
 
@@ -79,10 +79,10 @@ def test_parse_size_and_op():
 
 
 def test_plan_iterations_fills_target_within_limits():
-    s = comm.Settings(min_iterations=5, max_iterations=50, target_s=0.1)
-    assert comm.plan_iterations(0.01, s) == 10
-    assert comm.plan_iterations(1.0, s) == 5
-    assert comm.plan_iterations(1e-6, s) == 50
+    s = collectives.Settings(min_iterations=5, max_iterations=50, target_s=0.1)
+    assert collectives.plan_iterations(0.01, s) == 10
+    assert collectives.plan_iterations(1.0, s) == 5
+    assert collectives.plan_iterations(1e-6, s) == 50
 
 
 # -- exact results: simulate n ranks without a network ----------------------------------------
@@ -234,7 +234,7 @@ def one_rank(monkeypatch):
                             world_size=1)
     fired = []
     dog = Watchdog(30, rank=0, exit=fired.append)
-    group = comm.Group(rank=0, world_size=1, nodes=1, backend="gloo",
+    group = collectives.Group(rank=0, world_size=1, nodes=1, backend="gloo",
                        device=torch.device("cpu"), device_name="cpu", telemetry=FixedEnergy())
     try:
         yield group, dog
@@ -246,9 +246,9 @@ def one_rank(monkeypatch):
 
 def test_a_wrong_collective_fails_before_timing(one_rank, monkeypatch):
     group, dog = one_rank
-    settings = comm.Settings(ops=("all_gather",), sizes=(4096,), warmup=0, min_iterations=1,
-                             max_iterations=1)
-    assert comm.measure("all_gather", 4096, group, settings, dog)["rel_error"] == 0.0
+    settings = collectives.Settings(ops=("all_gather",), sizes=(4096,), warmup=0,
+                                    min_iterations=1, max_iterations=1)
+    assert collectives.measure("all_gather", 4096, group, settings, dog)["rel_error"] == 0.0
 
     def half_written(self):  # a collective that forgets the second half of its output
         self.out[: self.count // 2] = self.w[: self.count // 2]
@@ -256,13 +256,14 @@ def test_a_wrong_collective_fails_before_timing(one_rank, monkeypatch):
     monkeypatch.setattr(_Case, "run", half_written)
     with pytest.raises(CommError, match="all_gather of 4096 bytes over 1 ranks gave a wrong "
                                         "result on rank 0"):
-        comm.measure("all_gather", 4096, group, settings, dog)
+        collectives.measure("all_gather", 4096, group, settings, dog)
 
 
 def test_power_window_energy_per_operation(one_rank):
     group, dog = one_rank
-    settings = comm.Settings(warmup=1, min_iterations=3, max_iterations=3, power_window_s=0.05)
-    record = comm.measure("broadcast", 1024, group, settings, dog)
+    settings = collectives.Settings(warmup=1, min_iterations=3, max_iterations=3,
+                                    power_window_s=0.05)
+    record = collectives.measure("broadcast", 1024, group, settings, dog)
     calls = rank_power.window_calls(0.05, record["time_s"])
     assert record["energy_j"] == pytest.approx(12.0 / calls)  # 12 J shared by the calls
     assert record["telemetry_backend"] == "fixed" and record["temp_c"] == 60.0
@@ -294,19 +295,19 @@ def _rank_env(rank, world, port, **extra):
 # every rank's exit code and seconds from fork to exit, and kills all ranks after a limit.
 LAUNCHER = r"""
 import json, os, signal, sys, time
-import bench.comm as comm, bench.device, bench.records, bench.telemetry  # import once
+import bench.collectives as collectives, bench.comm as comm  # import once
 world, port, outdir, die_rank, limit = (int(sys.argv[1]), sys.argv[2], sys.argv[3],
                                         int(sys.argv[4]), float(sys.argv[5]))
 skip = {int(r) for r in sys.argv[6].split(",") if r}
 argv = sys.argv[7:]
 if die_rank >= 0:
-    measure = comm.measure
+    measure = collectives.measure
     def measure_then_die(*args, **kwargs):
         record = measure(*args, **kwargs)
-        if comm.dist.get_rank() == die_rank:
+        if collectives.dist.get_rank() == die_rank:
             os._exit(7)
         return record
-    comm.measure = measure_then_die
+    collectives.measure = measure_then_die
 sys.stdout.flush(); sys.stderr.flush()
 children = {}
 for rank in range(world):
