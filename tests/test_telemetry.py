@@ -381,28 +381,21 @@ def test_energy_read_failing_at_window_start(install):
         assert_power_missing(measured.window, "window start", "GPU is lost")
 
 
-def test_sampler_nvml_call_failing_mid_window(install):
+@pytest.mark.parametrize("function, error, words", [
+    ("nvmlDeviceGetClockInfo", lost(), ("sampler", "NVMLError_GpuIsLost")),
+    ("nvmlDeviceGetTemperature", RuntimeError("driver hiccup"),
+     ("sampler thread died", "driver hiccup")),
+], ids=["nvml-call-failing-mid-window", "thread-dying"])
+def test_sampler_read_failing_mid_window(install, function, error, words):
     gpu = FakeGpu()
     module = install([gpu])
     with open_gpu() as tel:
         with tel.window() as measured:
             gpu.energy_mj += 1000
-            gpu.fail["nvmlDeviceGetClockInfo"] = lost()
-            calls = module.nvmlDeviceGetClockInfo.call_count
-            wait_for(lambda: module.nvmlDeviceGetClockInfo.call_count > calls)
-        assert_power_missing(measured.window, "sampler", "NVMLError_GpuIsLost")
-
-
-def test_sampler_thread_dying(install):
-    gpu = FakeGpu()
-    module = install([gpu])
-    with open_gpu() as tel:
-        with tel.window() as measured:
-            gpu.energy_mj += 1000
-            gpu.fail["nvmlDeviceGetTemperature"] = RuntimeError("driver hiccup")
-            calls = module.nvmlDeviceGetTemperature.call_count
-            wait_for(lambda: module.nvmlDeviceGetTemperature.call_count > calls)
-        assert_power_missing(measured.window, "sampler thread died", "driver hiccup")
+            gpu.fail[function] = error
+            calls = getattr(module, function).call_count
+            wait_for(lambda: getattr(module, function).call_count > calls)
+        assert_power_missing(measured.window, *words)
 
 
 def test_sampler_hanging(install, monkeypatch):
