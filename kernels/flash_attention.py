@@ -31,8 +31,9 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.fp8 import FP8_DTYPES
+
 HEAD_DIMS = (16, 32, 64, 128)
-FP8_TORCH_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) = exp2(x * log2(e))
 # Probabilities are multiplied by 2^P_SHIFT before the e4m3 cast (FP8 only): P <= 1 would
 # otherwise put every probability under 2^-6 into e4m3's subnormals.
@@ -307,7 +308,7 @@ def attention_forward(q, k, v, causal: bool, sm_scale: float, scales=None, out_d
     v dequantisation scales for FP8 inputs, else None."""
     batch, heads_q, seq_q, head_dim = q.shape
     heads_kv, seq_k = k.shape[1], k.shape[2]
-    fp8 = q.dtype in FP8_TORCH_DTYPES
+    fp8 = q.dtype in FP8_DTYPES.values()
     out = torch.empty(q.shape, device=q.device, dtype=out_dtype or q.dtype)
     lse = torch.empty(batch * heads_q, seq_q, device=q.device, dtype=torch.float32)
     scales = lse if scales is None else scales  # never read without FP8
@@ -377,7 +378,7 @@ def triton_attention(q, k, v, *, causal: bool = False, sm_scale: float | None = 
     _check_qkv(q, k, v)
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(q.shape[-1])
-    if q.dtype in FP8_TORCH_DTYPES:
+    if q.dtype in FP8_DTYPES.values():
         if any(t.requires_grad for t in (q, k, v)):
             raise ValueError("FP8 attention is forward-only; the backward takes bf16/fp16")
         if q.shape[-1] < 32:

@@ -27,10 +27,10 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.fp8 import FP8_DTYPES
+
 # Scaling modes of the epilogue (a constexpr, so each mode compiles to its own kernel).
 NO_SCALE, TENSORWISE, ROWWISE = 0, 1, 2
-
-FP8_TORCH_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
 
 
 def _config(bm, bn, bk, group, stages, warps):
@@ -190,7 +190,7 @@ def triton_fp8_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor,
     ``_scaled_mm`` requires) is the fast one on Hopper.
     """
     m, n, _ = _check_operands(a, b)
-    if a.dtype not in FP8_TORCH_DTYPES or b.dtype not in FP8_TORCH_DTYPES:
+    if a.dtype not in FP8_DTYPES.values() or b.dtype not in FP8_DTYPES.values():
         raise ValueError(f"triton_fp8_matmul takes float8_e4m3fn or float8_e5m2 operands, got "
                          f"{a.dtype} and {b.dtype}")
     scaling = _scaling_mode(scale_a, scale_b, m, n)
