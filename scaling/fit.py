@@ -331,11 +331,15 @@ def _check_points(data: LawData, needed: int, what: str):
                             f"{field} to separate the two terms")
 
 
-def _law_from_x(x, *, name, source, fit=None, bootstrap=None) -> LossLaw:
+def _parameters(x) -> dict[str, float]:
+    """The law's parameters at a point x = (a, b, e, alpha, beta) of the optimisation."""
     a, b, e, alpha, beta = (float(v) for v in x)
+    return {"E": math.exp(e), "A": math.exp(a), "B": math.exp(b), "alpha": alpha, "beta": beta}
+
+
+def _law_from_x(x, *, name, source, fit=None, bootstrap=None) -> LossLaw:
     return LossLaw(name=name, label="fitted", source=source, form=PARAMETRIC,
-                   E=math.exp(e), A=math.exp(a), B=math.exp(b), alpha=alpha, beta=beta,
-                   fit=fit, bootstrap=bootstrap)
+                   fit=fit, bootstrap=bootstrap, **_parameters(x))
 
 
 def _polish(objective: HuberObjective, x0):
@@ -440,9 +444,7 @@ def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=
             if not (np.isfinite(res.f[k]) and res.converged[k]):
                 failed += 1
                 continue
-            a, b, e, alpha, beta = res.x[k]
-            samples.append({"E": math.exp(e), "A": math.exp(a), "B": math.exp(b),
-                            "alpha": float(alpha), "beta": float(beta)})
+            samples.append(_parameters(res.x[k]))
         if progress:
             progress(f"bootstrap: {first + count} of {resamples} resamples")
     if len(samples) < 2:
