@@ -120,11 +120,9 @@ def _validate_record(path: Path, i: int, record) -> None:
             raise ResultsFileError(path, f"must be a non-negative number, got {value!r}",
                                    field=f"{where}.{key}")
     for key in TIME_FIELDS:
-        if key not in record and key != "time_s":
-            continue
         value = record.get(key)
         if key != "time_s" and value is None:
-            continue
+            continue  # only time_s is required; the spread fields may be absent or null
         if not _number(value) or not math.isfinite(value) or value < 0 or (key == "time_s" and value == 0):
             raise ResultsFileError(path, f"must be a positive finite number of seconds, got {value!r}",
                                    field=f"{where}.{key}")
