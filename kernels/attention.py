@@ -27,7 +27,7 @@ from kernels.fp8 import quantize_tensorwise
 from kernels.triton_support import TRITON_MISSING, triton_unavailable
 
 if TRITON_MISSING is None:
-    from kernels.flash_attention import attention_forward, triton_attention
+    from kernels.flash_attention import HEAD_DIMS, attention_forward, triton_attention
 
 __all__ = ["torch_attention", "triton_attention_spec", "attention_spec", "sdpa"] + (
     ["triton_attention"] if TRITON_MISSING is None else [])
@@ -213,8 +213,8 @@ def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, hea
     backward, and FP8 (e4m3/e5m2, tensor-wise scales, BF16 output) forward."""
     if TRITON_MISSING:
         raise KernelError(TRITON_MISSING)
-    if head_dim not in (16, 32, 64, 128):
-        raise KernelError(f"the Triton attention takes head_dim 16, 32, 64 or 128, not {head_dim}")
+    if head_dim not in HEAD_DIMS:
+        raise KernelError(f"the Triton attention takes head_dim {HEAD_DIMS}, not {head_dim}")
     if not dtype.startswith("fp8"):
         if dtype not in ("bf16", "fp16"):
             raise KernelError(f"the Triton attention takes bf16, fp16 or fp8, not '{dtype}'")
