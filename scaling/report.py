@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from scaling import reliability
+from scaling.budget import BUDGETS
 from scaling.errors import DataError, FlopcastError
 from scaling.output import fmt_num
 
@@ -36,11 +38,11 @@ SECTIONS = ("throughput", "power", "law", "plan", "claims", "inputs")
 REPORT_NAME = "report.html"
 
 # Published reference figures the claims table compares with (DESIGN.md, "Reference figures").
-LLAMA3_COMPUTE_FLOPS = 3.8e25          # Llama 3 paper (arXiv 2407.21783)
+LLAMA3_COMPUTE_FLOPS = BUDGETS["llama3"].compute_flops  # Llama 3 paper (scaling.budget)
 LLAMA3_PARAMS = 405e9                  # Llama 3 paper
 LLAMA3_TOKENS = 15.6e12                # Llama 3 paper
 LLAMA3_GPU_HOURS = 30.84e6             # Llama 3.1 model card, 405B
-LLAMA3_GPUS = 16_384                   # Llama 3 paper
+LLAMA3_GPUS = reliability.LLAMA3_GPUS  # Llama 3 paper (scaling.reliability)
 LLAMA3_TFLOPS_PER_GPU = 400.0          # Llama 3 paper, Table 4 (16,384 GPUs, 41% MFU)
 LLAMA3_EFFECTIVE_TIME = 0.90           # Llama 3 paper: ">90% effective training time"
 LLAMA4_GPUS = 100_000                  # Meta earnings calls: a cluster of >100,000 H100
