@@ -43,7 +43,7 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
     return gen
 
 
-def validate_shape(batch, heads_q, heads_kv, seq, head_dim, causal):
+def validate_shape(batch, heads_q, heads_kv, seq, head_dim):
     for name, value in (("batch", batch), ("heads_q", heads_q), ("heads_kv", heads_kv),
                         ("seq", seq), ("head_dim", head_dim)):
         if not isinstance(value, int) or value < 1:
@@ -111,7 +111,7 @@ def attention_spec(*, impl, batch, heads_q, heads_kv, seq, head_dim, causal, dty
                    forward, variant="", unavailable=None) -> KernelSpec:
     """A spec for any attention implementation given its forward function
     ``forward(q, k, v, causal, sm_scale) -> out``; the backward is timed through autograd."""
-    validate_shape(batch, heads_q, heads_kv, seq, head_dim, causal)
+    validate_shape(batch, heads_q, heads_kv, seq, head_dim)
     if direction not in DIRECTIONS:
         raise KernelError(f"unknown attention direction '{direction}'; known: fwd, bwd")
     sm_scale = 1.0 / math.sqrt(head_dim)
@@ -228,7 +228,7 @@ def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, hea
         raise KernelError("FP8 attention is forward-only; the backward runs in bf16")
     if variant not in ("", "tensorwise"):
         raise KernelError(f"FP8 attention scales tensor-wise only, not '{variant}'")
-    validate_shape(batch, heads_q, heads_kv, seq, head_dim, causal)
+    validate_shape(batch, heads_q, heads_kv, seq, head_dim)
     sm_scale = 1.0 / math.sqrt(head_dim)
 
     def run(q8, k8, v8, scales):
