@@ -268,23 +268,23 @@ def test_loader_finds_columns_and_derives_tokens(tmp_path):
         load_law_data(path)
 
 
-def test_loader_errors_name_the_problem(tmp_path):
+@pytest.mark.parametrize("text, message", [
+    ("params,tokens,loss\n1e8,2e9,3.1\n2e8,abc,3.0\n",
+     "column 'tokens' row 2: 'abc' is not a number"),
+    ("params,tokens,loss\n1e8,2e9,3.1\n2e8,4e9,\n", "column 'loss' row 2 is nan"),
+    ("params,tokens,loss\n1e8,2e9,3.1\n-2e8,4e9,3\n",
+     "column 'params' row 2 is -2e\\+08; it must be positive"),
+    ("size,foo\n1,2\n", "no column for loss, tokens \\(or compute\\)"),
+    ("", "cannot read as CSV"),
+])
+def test_loader_errors_name_the_problem(tmp_path, text, message):
     csv = tmp_path / "runs.csv"
-    csv.write_text("params,tokens,loss\n1e8,2e9,3.1\n2e8,abc,3.0\n")
-    with pytest.raises(DataError, match="column 'tokens' row 2: 'abc' is not a number"):
+    csv.write_text(text)
+    with pytest.raises(DataError, match=message):
         load_law_data(csv)
-    csv.write_text("params,tokens,loss\n1e8,2e9,3.1\n2e8,4e9,\n")
-    with pytest.raises(DataError, match="column 'loss' row 2 is nan"):
-        load_law_data(csv)
-    csv.write_text("params,tokens,loss\n1e8,2e9,3.1\n-2e8,4e9,3\n")
-    with pytest.raises(DataError, match="column 'params' row 2 is -2e\\+08; it must be positive"):
-        load_law_data(csv)
-    csv.write_text("size,foo\n1,2\n")
-    with pytest.raises(DataError, match="no column for loss, tokens \\(or compute\\)"):
-        load_law_data(csv)
-    csv.write_text("")
-    with pytest.raises(DataError, match="cannot read as CSV"):
-        load_law_data(csv)
+
+
+def test_loader_errors_for_missing_files_and_mappings(tmp_path):
     with pytest.raises(DataError, match="no such file"):
         load_law_data(tmp_path / "nope.csv")
     with pytest.raises(DataError, match="FIELD=COLUMN"):
