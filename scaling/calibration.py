@@ -29,7 +29,7 @@ def _column(df, name, default=np.nan):
 
 def _finite(values) -> np.ndarray:
     return np.asarray(
-        [float(v) if v is not None and _is_number(v) else math.nan for v in values], dtype=float)
+        [float(v) if _is_number(v) else math.nan for v in values], dtype=float)
 
 
 def _is_number(v) -> bool:
@@ -61,10 +61,11 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
     df = records
     names = sorted({str(v) for v in df["device_name"].dropna()})
     if device is not None:
-        names = [n for n in names if device.lower() in n.lower()]
-        if not names:
+        matching = [n for n in names if device.lower() in n.lower()]
+        if not matching:
             raise DataError(f"no records for device '{device}'; devices in the records: "
-                            f"{', '.join(sorted({str(v) for v in df['device_name'].dropna()}))}")
+                            f"{', '.join(names)}")
+        names = matching
     if len(names) != 1:
         raise DataError(f"records hold {len(names)} devices ({', '.join(names) or 'none'}); "
                         f"pick one (device=... / --device NAME)")
