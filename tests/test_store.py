@@ -4,7 +4,6 @@ URLs, masking, filters, an unreachable server."""
 from __future__ import annotations
 
 import json
-import socket
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
@@ -13,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import store_cases as cases
+from pg_server import free_port
 from scaling import database, store
 from scaling.cli import main
 from scaling.errors import DataError, StoreError
@@ -102,12 +102,6 @@ def test_commands_read_the_database_with_from(url, runs_dir, capsys):
 # --------------------------------------------------------------------------------------------
 # An unreachable server, and passwords
 # --------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_server_down_is_one_clear_line_and_local_files_stay(runs_dir, capsys):
