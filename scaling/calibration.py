@@ -39,6 +39,11 @@ def _is_number(v) -> bool:
         return False
 
 
+def _texts(values) -> list[str]:
+    """The values that are given (not None, not NaN), as text."""
+    return [str(v) for v in values if v is not None and str(v) != "nan"]
+
+
 def build_profile(records, *, device: str | None = None, preset: str | None = None,
                   name: str | None = None) -> HardwareProfile:
     """A measured profile from a results DataFrame (`scaling.records.load_results`).
@@ -73,8 +78,7 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
     df = df[df["device_name"].astype(str) == device_name]
     preset = preset or datasheets.preset_for_device(device_name)
     facts = published_profile(preset) if preset else None
-    files = sorted({str(f) for f in _column(df, "file", None) if f is not None
-                    and str(f) != "nan"})
+    files = sorted(set(_texts(_column(df, "file", None))))
     files_note = f"{len(files)} results file(s)" if files else "records given directly"
 
     # Kernel throughput curves.
@@ -122,8 +126,7 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
                 skipped[key] = str(exc)
                 continue
             nodes = g["_nodes"].max()
-            backend = ",".join(sorted({str(b) for b in _column(g, "backend", "")
-                                       if b is not None and str(b) != "nan"}))
+            backend = ",".join(sorted(set(_texts(_column(g, "backend", "")))))
             comm.append(CommCurve(str(collective), int(world),
                                   int(nodes) if math.isfinite(nodes) else 1, backend, fit,
                                   "measured", f"{len(g)} records ({backend or 'backend ?'}), "
@@ -160,8 +163,7 @@ def _fit_power(df, facts, device_name, files_note):
     tflops = _finite(_column(rows, "tflops"))
     ok = np.isfinite(watts) & (watts > 0) & np.isfinite(tflops) & (tflops > 0)
     if not ok.any():
-        reasons = [str(r) for r in _column(rows, "power_missing_reason", None)
-                   if r is not None and str(r) != "nan"]
+        reasons = _texts(_column(rows, "power_missing_reason", None))
         why = max(set(reasons), key=reasons.count) if reasons else "records have no power readings"
         return None, why
     dtypes = np.asarray([canonical_dtype(d) for d in rows["dtype"]])[ok]
