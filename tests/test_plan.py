@@ -1,7 +1,6 @@
 """The planner against published figures and hand computation, and its CLI."""
 
 import json
-import math
 
 import pytest
 from hypothesis import given, settings
