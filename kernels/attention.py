@@ -37,12 +37,6 @@ DIRECTIONS = ("fwd", "bwd")
 CHECK_HEADS = 4
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    return gen
-
-
 def validate_shape(batch, heads_q, heads_kv, seq, head_dim):
     for name, value in (("batch", batch), ("heads_q", heads_q), ("heads_kv", heads_kv),
                         ("seq", seq), ("head_dim", head_dim)):
@@ -61,7 +55,7 @@ def make_qkv(batch, heads_q, heads_kv, seq, head_dim, dtype: str, direction: str
     """Fresh q, k, v (and, for the backward, the upstream gradient dO)."""
 
     def make(device, seed):
-        gen = _generator(device, seed)
+        gen = torch.Generator(device=device).manual_seed(seed)
         dt = torch_dtype(dtype)
         q = torch.randn(batch, heads_q, seq, head_dim, generator=gen, device=device).to(dt)
         k = torch.randn(batch, heads_kv, seq, head_dim, generator=gen, device=device).to(dt)

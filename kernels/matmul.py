@@ -40,12 +40,6 @@ def _operand(rows: int, cols: int, major: str, dtype, device, gen) -> torch.Tens
     return torch.randn(cols, rows, generator=gen, device=device).to(dtype).t()
 
 
-def _generator(device: torch.device, seed: int) -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    return gen
-
-
 def _check_rows(m: int, device) -> torch.Tensor | None:
     """Rows of the output to compare: all for small problems, an even sample for large ones."""
     if m <= CHECK_ROWS:
@@ -72,7 +66,7 @@ def _validate(m, n, k, layout):
 
 def make_gemm_inputs(m, n, k, dtype: str, layout: str):
     def make(device, seed):
-        gen = _generator(device, seed)
+        gen = torch.Generator(device=device).manual_seed(seed)
         a = _operand(m, k, layout[0], torch_dtype(dtype), device, gen)
         b = _operand(k, n, layout[1], torch_dtype(dtype), device, gen)
         return a, b
@@ -84,7 +78,7 @@ def make_fp8_inputs(m, n, k, fmt: str, scaling: str, layout: str = "rc"):
     """Random data quantised to FP8 with real amax scales (not ones), so the scales matter."""
 
     def make(device, seed):
-        gen = _generator(device, seed)
+        gen = torch.Generator(device=device).manual_seed(seed)
         a = _operand(m, k, layout[0], torch.float32, device, gen) * 3.0
         b = _operand(k, n, layout[1], torch.float32, device, gen) * 0.5
         if scaling == "tensorwise":
