@@ -146,9 +146,9 @@ def _check_overrides(overrides: dict | None) -> dict:
     return out
 
 
-def _int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or int(value) < minimum:
-        raise DataError(f"{name} must be an integer >= {minimum}, got {value!r}")
+def _int(name: str, value) -> int:
+    if isinstance(value, bool) or not float(value).is_integer() or int(value) < 1:
+        raise DataError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 
