@@ -21,7 +21,7 @@ from scaling.errors import DataError
 from scaling.fit import HUBER_DELTA, LawFit, fit_parametric
 from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
 from scaling.lawdata import FIELDS, LawData, load_law_data, parse_columns
-from scaling.laws import FLOPS_PER_PARAM_TOKEN, PARAMETRIC, LossLaw, optimum
+from scaling.laws import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
 from scaling.output import fmt_num, format_table, print_json
 
 
@@ -148,20 +148,14 @@ def _text(fit: LawFit, out: dict) -> str:
 # -- the plot ------------------------------------------------------------------------------
 
 
-def _frontier(law: LossLaw, compute):
-    """N_opt and (for a parametric law) the loss along the frontier, vectorised over C."""
-    n, _, loss = optimum(law.form, law.parameters, np.asarray(compute, dtype=float))
-    return n, loss
-
-
-def _band(law: LossLaw, compute):
+def _band(law: LossLaw, compute: np.ndarray):
+    """The bootstrap interval of N_opt at each budget of ``compute`` (lows, highs), or None
+    for a law without a bootstrap; every resample at once, one row each."""
     if not law.bootstrap:
         return None
-    curves = [_frontier(law.with_parameters(p), compute) for p in law.bootstrap]
-    n = np.percentile(np.array([c[0] for c in curves]), (2.5, 97.5), axis=0)
-    loss = (np.percentile(np.array([c[1] for c in curves]), (2.5, 97.5), axis=0)
-            if law.form == PARAMETRIC else None)
-    return n, loss
+    resamples = {k: np.array([p[k] for p in law.bootstrap])[:, None] for k in law.parameters}
+    n, _, _ = optimum(law.form, resamples, compute)
+    return np.percentile(n, INTERVAL_PERCENTILES, axis=0)
 
 
 def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -> Path:
@@ -177,7 +171,7 @@ def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -
     target = budget if budget is not None else BUDGETS["10x-llama3"].compute_flops
     c_lo, c_hi = data.compute.min() / 2, max(target, data.compute.max()) * 2
     compute = np.geomspace(c_lo, c_hi, 200)
-    n_front, loss_front = _frontier(law, compute)
+    n_front, _, _ = optimum(law.form, law.parameters, compute)
     band = _band(law, compute)
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5), constrained_layout=True)
 
@@ -220,7 +214,7 @@ def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -
 
     right.plot(compute, n_front, "r-", lw=1.5, label="N_opt (fit)")
     if band is not None:
-        right.fill_between(compute, band[0][0], band[0][1], color="r", alpha=0.2,
+        right.fill_between(compute, band[0], band[1], color="r", alpha=0.2,
                            label="95% bootstrap band")
     if fit.approach == 2:
         mins = fit.details["budgets"]
