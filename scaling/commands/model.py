@@ -36,12 +36,11 @@ def register(sub):
     return p
 
 
-def model_summary(config, seq: int | None = None) -> dict:
-    seq = seq or config.seq
+def model_summary(config) -> dict:
+    """The config's fields and counts, and its training FLOPs per token at its own context."""
     out = config.to_dict()
-    out["seq"] = seq
-    out["flops_per_token"] = config.flops_per_token(seq)
-    out["attention_flops_per_token"] = config.attention_flops_per_token(seq)
+    out["flops_per_token"] = config.flops_per_token()
+    out["attention_flops_per_token"] = config.attention_flops_per_token()
     out["six_n_flops_per_token"] = 6.0 * config.matmul_params
     return out
 
