@@ -47,16 +47,16 @@ class PostgresServer:
     def __init__(self, bindir: Path):
         self.bindir = bindir
         self.as_user: list[str] = []
-        owner = None
+        self.owner = None  # the user the server runs as, when not this one
         if os.geteuid() == 0:
             try:
-                owner = pwd.getpwnam("postgres")
+                self.owner = pwd.getpwnam("postgres")
             except KeyError:
                 raise RuntimeError("running as root and no 'postgres' user to run the server as")
             self.as_user = ["runuser", "-u", "postgres", "--"]
         self.dir = Path(tempfile.mkdtemp(prefix="flopcast-pg-"))
-        if owner:
-            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
+        if self.owner:
+            os.chown(self.dir, self.owner.pw_uid, self.owner.pw_gid)
         self.data = self.dir / "data"
         self.superuser_password = secrets.token_hex(16)
         self.password = secrets.token_hex(12)
@@ -74,9 +74,8 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         pwfile = self.dir / "pwfile"
         pwfile.write_text(self.superuser_password + "\n")
-        if self.as_user:
-            owner = pwd.getpwnam("postgres")
-            os.chown(pwfile, owner.pw_uid, owner.pw_gid)
+        if self.owner:
+            os.chown(pwfile, self.owner.pw_uid, self.owner.pw_gid)
         os.chmod(pwfile, 0o600)
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
                   "--pwfile", str(pwfile), "--auth-local=trust",
