@@ -74,6 +74,13 @@ def make_gemm_inputs(m, n, k, dtype: str, layout: str):
     return make
 
 
+def _with_major(t: torch.Tensor, major: str) -> torch.Tensor:
+    """The same matrix stored row-major ("r") or column-major ("c")."""
+    if major == "r":
+        return t.contiguous()
+    return t.t().contiguous().t()
+
+
 def make_fp8_inputs(m, n, k, fmt: str, scaling: str, layout: str = "rc"):
     """Random data quantised to FP8 with real amax scales (not ones), so the scales matter."""
 
@@ -87,10 +94,9 @@ def make_fp8_inputs(m, n, k, fmt: str, scaling: str, layout: str = "rc"):
         else:
             qa, sa = quantize_rowwise(a, fmt, dim=1)
             qb, sb = quantize_rowwise(b, fmt, dim=0)
-        # Keep the requested majorness after quantisation (elementwise ops keep strides).
-        if layout[1] == "c" and not qb.t().is_contiguous():
-            qb = qb.t().contiguous().t()
-        return qa, qb, sa, sb
+        # Each operand in the requested majorness (torch does not promise that scaling keeps
+        # strides).
+        return _with_major(qa, layout[0]), _with_major(qb, layout[1]), sa, sb
 
     return make
 
@@ -148,13 +154,6 @@ def _scaled_mm_unavailable(device: torch.device) -> str | None:
     return None
 
 
-def _with_major(t: torch.Tensor, major: str) -> torch.Tensor:
-    """The same matrix stored row-major ("r") or column-major ("c")."""
-    if major == "r":
-        return t.contiguous()
-    return t.t().contiguous().t()
-
-
 @register("gemm", "triton")
 def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
                 variant: str = "") -> KernelSpec:
@@ -179,16 +178,10 @@ def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = ""
     variant = variant or "tensorwise"
     if variant not in ("tensorwise", "rowwise"):
         raise KernelError(f"unknown FP8 scaling '{variant}'; known: tensorwise, rowwise")
-    quantized = make_fp8_inputs(m, n, k, dtype, variant, layout)
-
-    def make(device, seed):
-        qa, qb, sa, sb = quantized(device, seed)
-        return _with_major(qa, layout[0]), _with_major(qb, layout[1]), sa, sb
-
     return KernelSpec(
         **common, variant=variant, out_dtype="bf16",
         bytes=flops.gemm_bytes(m, n, k, dtype, "bf16",
                                scale_elems=2 if variant == "tensorwise" else m + n),
-        make_inputs=make, run=triton_fp8_matmul,
+        make_inputs=make_fp8_inputs(m, n, k, dtype, variant, layout), run=triton_fp8_matmul,
         unavailable=lambda device: triton_unavailable(device, dtype),
     )
