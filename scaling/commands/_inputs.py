@@ -18,10 +18,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-def add_results_arguments(parser: argparse.ArgumentParser, *, positional: bool = True,
-                          default=("results",)) -> None:
+def add_results_arguments(parser: argparse.ArgumentParser, *, positional: bool = True) -> None:
     if positional:
-        default_paths = list(default)  # kept by identity: tells "no PATH given" apart
+        default_paths = ["results"]  # kept by identity: tells "no PATH given" apart
         parser.add_argument("paths", nargs="*", metavar="PATH", default=default_paths,
                             help="results files or folders of them (default: results/)")
         parser.set_defaults(results_default_paths=default_paths)
