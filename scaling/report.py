@@ -227,11 +227,11 @@ def _cell(value: Any) -> str:
     return html.escape(fmt_num(value))
 
 
-def html_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], css: str = "") -> str:
+def html_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for _, h in columns)
     body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(k))}</td>" for k, _ in columns) + "</tr>"
                    for r in rows)
-    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _with_interval(value, interval) -> str:
