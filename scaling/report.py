@@ -80,8 +80,8 @@ def _peak(profile, dtype: str) -> float | None:
 
 
 def _curve_range(curve, lo: float, hi: float) -> np.ndarray:
-    """FLOPs per call to draw a fitted curve over: its measured range widened to the data
-    shown, or 1e8..1e15 for a published curve without points."""
+    """FLOPs per call to draw a fitted curve over: ``lo..hi`` (the data shown, else
+    1e8..1e15), widened to the curve's measured range where it has points."""
     if curve.points:
         lo, hi = min(lo, curve.size_min), max(hi, curve.size_max)
     return np.geomspace(lo, hi, 60)
