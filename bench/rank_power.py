@@ -28,7 +28,7 @@ from typing import Callable
 import torch.distributed as dist
 
 from bench.power import BATCH_S, null_power_fields
-from bench.telemetry import Telemetry, Window
+from bench.telemetry import Telemetry, Window, _max, _mean
 
 
 def null_power(backend: str, reason: str) -> dict:
@@ -74,11 +74,6 @@ def gather_windows(mine: dict) -> list[dict] | None:
     return everyone
 
 
-def _mean(values):
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
-
-
 def combine(windows: list[dict]) -> dict:
     """The record's power fields from every rank's window (see the module docstring)."""
     backend = windows[0]["backend"]
@@ -91,9 +86,7 @@ def combine(windows: list[dict]) -> dict:
     per_rank = [{"rank": w["rank"], "host": w["host"], "avg_power_w": w["avg_power_w"],
                  "energy_j": w["energy_j"] / w["calls"], "temp_c": w["temp_c"],
                  "throttled": w["throttled"]} for w in windows]
-    temps = [w["temp_c"] for w in windows if w["temp_c"] is not None]
     limits = [w["power_limit_w"] for w in windows if w["power_limit_w"] is not None]
-    maxima = [w["max_power_w"] for w in windows if w["max_power_w"] is not None]
     flags = [w["throttled"] for w in windows if w["throttled"] is not None]
     reasons = [w["throttle_reasons"] for w in windows if w["throttle_reasons"] is not None]
     return {
@@ -101,11 +94,11 @@ def combine(windows: list[dict]) -> dict:
         "power_window_s": max(w["time_s"] for w in windows),
         "energy_j": _mean(r["energy_j"] for r in per_rank),
         "avg_power_w": _mean(w["avg_power_w"] for w in windows),
-        "max_power_w": max(maxima) if maxima else None,
+        "max_power_w": _max(w["max_power_w"] for w in windows),
         "tflops_per_w": None,  # a collective does no floating-point work worth counting
         "sm_clock_mhz": _mean(w["sm_clock_mhz"] for w in windows),
         "mem_clock_mhz": _mean(w["mem_clock_mhz"] for w in windows),
-        "temp_c": max(temps) if temps else None,
+        "temp_c": _max(w["temp_c"] for w in windows),
         "power_limit_w": min(limits) if limits else None,
         "throttled": any(flags) if flags else None,
         "throttle_reasons": sorted({r for rs in reasons for r in rs}) if reasons else None,
