@@ -33,7 +33,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from scaling.store import upload_files
+    from scaling.store import UPLOADED, upload_files
 
     report = upload_files(args.paths, args.url)
     for outcome in report.skipped:
@@ -42,7 +42,7 @@ def run(args) -> int:
         print_json(report.to_dict())
     else:
         rows = [{"file": o.file, "status": o.status, "records": o.records,
-                 "note": "" if o.status == "uploaded" else o.message}
+                 "note": "" if o.status == UPLOADED else o.message}
                 for o in report.outcomes]
         if rows:
             print(format_table(rows, TABLE))
