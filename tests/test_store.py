@@ -56,7 +56,7 @@ def test_eight_concurrent_uploaders(url, runs_dir):
     cases.check_concurrent_uploaders(url, runs_dir)
 
 
-def test_schema_is_created_once_with_its_version(url, runs_dir, tmp_path):
+def test_schema_is_created_once_with_its_version(url, runs_dir):
     cases.three_runs(runs_dir)
     store.upload_files([runs_dir], url)
     path = url.removeprefix("sqlite:///")
