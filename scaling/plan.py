@@ -34,6 +34,7 @@ from scaling import energy, reliability
 from scaling.budget import BUDGETS, parse_compute
 from scaling.errors import DataError, UnknownNameError
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, LossLaw, load_law
+from scaling.step import PRECISIONS
 from scaling.throughput import Throughput, ThroughputFn, ThroughputSource
 
 #: The default run: ten times Llama 3 405B's compute (scaling.budget).
@@ -42,7 +43,6 @@ DEFAULT_LAW = "epoch-2024"
 DEFAULT_HARDWARE = "h100-sxm"
 #: Llama 3's 16,384-GPU cluster and a >100,000-GPU Llama 4-class cluster (DESIGN.md).
 DEFAULT_GPUS = (16_384, 100_000)
-PRECISIONS = ("bf16", "fp8")
 LABELS = ("measured", "published", "fitted", "assumed")
 
 #: Units of the numbers in a cluster plan (the JSON carries them beside the values).
