@@ -120,17 +120,23 @@ def torch_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
     )
 
 
-def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant: str = "tensorwise",
-                    layout: str = "rc") -> KernelSpec:
+def _fp8_scale_elems(variant: str, m: int, n: int) -> int:
+    """How many float32 scales an FP8 GEMM reads: one per operand (tensor-wise), or one per
+    row of A and column of B (row-wise)."""
     if variant not in ("tensorwise", "rowwise"):
         raise KernelError(f"unknown FP8 scaling '{variant}'; known: tensorwise, rowwise")
+    return 2 if variant == "tensorwise" else m + n
+
+
+def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant: str = "tensorwise",
+                    layout: str = "rc") -> KernelSpec:
     if layout != "rc":
         raise KernelError("torch._scaled_mm needs A row-major and B column-major (layout 'rc')")
     _validate(m, n, k, layout)
     if dtype == "fp8_e5m2":
         # _scaled_mm rejects e5m2 x e5m2; e4m3 is the format training uses for both operands.
         raise KernelError("torch._scaled_mm does not multiply two e5m2 operands; use fp8_e4m3")
-    scale_elems = 2 if variant == "tensorwise" else m + n
+    scale_elems = _fp8_scale_elems(variant, m, n)
 
     def run(a, b, scale_a, scale_b):
         return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
@@ -176,12 +182,10 @@ def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = ""
             unavailable=lambda device: triton_unavailable(device, dtype),
         )
     variant = variant or "tensorwise"
-    if variant not in ("tensorwise", "rowwise"):
-        raise KernelError(f"unknown FP8 scaling '{variant}'; known: tensorwise, rowwise")
+    scale_elems = _fp8_scale_elems(variant, m, n)
     return KernelSpec(
         **common, variant=variant, out_dtype="bf16",
-        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16",
-                               scale_elems=2 if variant == "tensorwise" else m + n),
+        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16", scale_elems=scale_elems),
         make_inputs=make_fp8_inputs(m, n, k, dtype, variant, layout), run=triton_fp8_matmul,
         unavailable=lambda device: triton_unavailable(device, dtype),
     )
