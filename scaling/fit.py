@@ -440,11 +440,10 @@ def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=
         f = np.where(res.converged, res.f, np.inf).reshape(count, len(starts))
         best = np.argmin(f, axis=1)
         for i, j in enumerate(best):
-            k = i * len(starts) + j
-            if not (np.isfinite(res.f[k]) and res.converged[k]):
+            if not np.isfinite(f[i, j]):  # no start of this resample converged
                 failed += 1
                 continue
-            samples.append(_parameters(res.x[k]))
+            samples.append(_parameters(res.x[i * len(starts) + j]))
         if progress:
             progress(f"bootstrap: {first + count} of {resamples} resamples")
     if len(samples) < 2:
