@@ -7,8 +7,8 @@ performance targets:
 Every case is checked against its float64 reference (the spec's tolerance, DESIGN.md) at a
 large shape before it is timed; a wrong kernel is reported as failed, never timed. Times are
 medians from `bench.timing.time_call`. Each Triton row is compared with the row it should
-beat (its torch baseline, or the BF16 Triton kernel for FP8), and the targets of the Triton
-kernels' issue are evaluated on an H100 SXM's terms:
+beat (its torch baseline, or the BF16 Triton kernel for FP8), and flopcast's performance
+targets for its Triton kernels are evaluated on an H100 SXM's terms:
 
 * BF16 GEMM at 8192^3: at least 0.9x ``torch.matmul`` (cuBLAS).
 * FP8 GEMM at 8192^3: at least 0.9x ``torch._scaled_mm``, and at least 1.6x the BF16 Triton GEMM.

@@ -26,7 +26,7 @@ def test_every_case_builds_and_every_reference_exists():
         assert target.row in ids and (target.versus is None or target.versus in ids)
 
 
-def test_target_shapes_are_the_issues():
+def test_target_shapes_are_the_stated_ones():
     by_id = {c.id: c for c in gpu_check.CASES}
     assert by_id["gemm-bf16-8192/triton"].kwargs == {"m": 8192, "n": 8192, "k": 8192,
                                                      "dtype": "bf16", "variant": ""}
