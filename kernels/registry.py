@@ -37,11 +37,6 @@ def _load() -> None:
         importlib.import_module(name)
 
 
-def kernels() -> list[str]:
-    _load()
-    return sorted(_BUILDERS)
-
-
 def impls(kernel: str) -> list[str]:
     """Implementations of a family, baseline first."""
     _load()
@@ -49,11 +44,6 @@ def impls(kernel: str) -> list[str]:
         raise KernelError(f"unknown kernel '{kernel}'; known: {', '.join(sorted(_BUILDERS))}")
     base = _BASELINES.get(kernel)
     return sorted(_BUILDERS[kernel], key=lambda impl: (impl != base, impl))
-
-
-def baseline(kernel: str) -> str:
-    _load()
-    return _BASELINES[kernel]
 
 
 def build(kernel: str, impl: str, *args, **kwargs) -> KernelSpec:
