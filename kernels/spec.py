@@ -14,6 +14,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from kernels.fp8 import FP8_DTYPES
+
 # Relative Frobenius error allowed against the float64 reference, by the dtype of the inputs
 # (DESIGN.md, "How the measurements should be taken").
 TOLERANCE = {
@@ -29,8 +31,7 @@ TORCH_DTYPES = {
     "fp32": torch.float32,
     "bf16": torch.bfloat16,
     "fp16": torch.float16,
-    "fp8_e4m3": torch.float8_e4m3fn,
-    "fp8_e5m2": torch.float8_e5m2,
+    **FP8_DTYPES,
 }
 
 
