@@ -105,18 +105,19 @@ def evaluate(rows: list[dict], targets: list[Target] = TARGETS) -> list[dict]:
     by_id = {r["id"]: r for r in rows}
     out = []
     for t in targets:
+        entry = {"target": t.text, "value": None, "threshold": t.threshold, "met": None,
+                 "unit": "x" if t.versus else "TFLOP/s", "reason": ""}
         needed = [t.row] + ([t.versus] if t.versus else [])
         missing = [i for i in needed if by_id.get(i, {}).get("time_s") is None]
         if missing:
-            reasons = "; ".join(f"{i}: {by_id.get(i, {}).get('status', 'not run')}" for i in missing)
-            out.append({"target": t.text, "value": None, "threshold": t.threshold, "met": None,
-                        "unit": "x" if t.versus else "TFLOP/s", "reason": reasons})
-            continue
-        row = by_id[t.row]
-        value = by_id[t.versus]["time_s"] / row["time_s"] if t.versus else row["tflops"]
-        met = value > t.threshold if t.strictly else value >= t.threshold
-        out.append({"target": t.text, "value": value, "threshold": t.threshold, "met": met,
-                    "unit": "x" if t.versus else "TFLOP/s", "reason": ""})
+            entry["reason"] = "; ".join(f"{i}: {by_id.get(i, {}).get('status', 'not run')}"
+                                        for i in missing)
+        else:
+            row = by_id[t.row]
+            value = by_id[t.versus]["time_s"] / row["time_s"] if t.versus else row["tflops"]
+            met = value > t.threshold if t.strictly else value >= t.threshold
+            entry.update(value=value, met=met)
+        out.append(entry)
     return out
 
 
