@@ -98,9 +98,9 @@ def test_backward_with_more_keys_than_queries():
     assert max(errors) < TOLERANCE["fp16"], errors
 
 
-def _fp8_qkv(fmt, causal_shape, seed):
+def _fp8_qkv(fmt, shapes, seed):
     gen = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(*s, generator=gen) * m for s, m in zip(causal_shape, (2.0, 1.0, 0.5)))
+    q, k, v = (torch.randn(*s, generator=gen) * m for s, m in zip(shapes, (2.0, 1.0, 0.5)))
     return [tuple(t.to(DEVICE) for t in quantize_tensorwise(x, fmt)) for x in (q, k, v)]
 
 
