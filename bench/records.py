@@ -8,6 +8,7 @@ Windows). A crash at any moment leaves either no file or the whole file, never h
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -15,9 +16,18 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scaling.output import _plain as json_safe
-
 SCHEMA_VERSION = 1
+
+
+def _finite(value):
+    """JSON has no NaN or infinity: such values become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -81,7 +91,6 @@ def write_section(section: dict, results_dir, benchmark_json: dict | None = None
     document = dict(benchmark_json or {"machine_info": {}, "commit_info": {}, "benchmarks": []})
     document["flopcast"] = section
     path = Path(results_dir) / results_filename(section)
-    # JSON has no NaN or infinity: json_safe makes them null (and numpy scalars plain numbers).
-    text = json.dumps(json_safe(document), indent=1, allow_nan=False, default=str)
+    text = json.dumps(_finite(document), indent=1, allow_nan=False, default=str)
     atomic_write_text(path, text + "\n")
     return path
