@@ -20,7 +20,10 @@ SCHEMA_VERSION = 1
 
 
 def _finite(value):
-    """JSON has no NaN or infinity: such values become null."""
+    """JSON has no NaN or infinity: such values become null. NumPy and torch scalars become
+    Python numbers (not their text)."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -187,3 +187,12 @@ def test_corrupted_records_fail_cleanly(tmp_path, field, value, drop):
         assert (df["time_s"] > 0).all()
     finally:
         path.unlink()
+
+
+def test_numpy_scalars_are_written_as_numbers(tmp_path):
+    import numpy as np
+
+    path = write_run(tmp_path, [gemm_record(64, time_s=np.float64(2e-3), rounds=np.int64(7),
+                                            avg_power_w=np.float32("nan"))])
+    record = json.loads(path.read_text())["flopcast"]["records"][0]
+    assert record["time_s"] == 2e-3 and record["rounds"] == 7 and record["avg_power_w"] is None
