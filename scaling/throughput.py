@@ -184,6 +184,10 @@ class ThroughputSource:
         busy = layout["gpus_used"] / gpus  # whole replicas only: the remainder idles
         t = step.tflops_per_gpu * busy
         w = step.power_w  # at the step's hardware utilisation
+        if w is None:
+            raise DataError(f"hardware profile '{self.profile.name}' gives no watts at this load "
+                            "(no datasheet peak to place it on its power curve, and no TDP); "
+                            "use a profile of a recognised GPU or a published preset")
         return Throughput(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
                           kernel_label(step),
                           f"step model on {self.profile.name} ({self.profile.label} profile)",

@@ -222,3 +222,20 @@ def test_measured_spread_gives_intervals_by_hand():
     assert p.labels["tflops_per_gpu"] == "measured" and p.labels["gpu_power_w"] == "measured"
     assert p.labels["avg_power_mw"] == "published"  # measured watts, published host and PUE
     assert p.labels["days"] == "assumed"  # goodput rests on an assumed restart time
+
+
+def test_a_step_without_watts_is_a_clear_error(monkeypatch):
+    """A profile that cannot place the step's load on a power curve gives a named error, not an
+    AttributeError on None."""
+    from dataclasses import replace as dc_replace
+
+    from scaling import throughput
+    from scaling.errors import DataError
+    from scaling.hardware import load_profile
+
+    real_step_time = throughput.step_time
+    monkeypatch.setattr(throughput, "step_time",
+                        lambda *a, **k: dc_replace(real_step_time(*a, **k), power_w=None))
+    source = throughput.ThroughputSource(load_profile("h100-sxm"), precision="bf16", seq=None)
+    with pytest.raises(DataError, match="gives no watts at this load"):
+        source(16_384, 405e9)
