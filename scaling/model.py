@@ -171,9 +171,8 @@ class ModelConfig:
         ``layers * 3 * 4 * seq * heads_q * head_dim / (2 if causal else 1)``.
         """
         seq = self.seq if seq is None else _positive_int("seq", seq)
-        forward = 4 * seq * self.heads_q * self.head_dim
-        if causal:
-            forward /= 2
+        # one sequence's forward (kernels.flops, the one statement of the convention) per token
+        forward = kflops.attention_fwd_flops(1, self.heads_q, seq, seq, self.head_dim, causal) / seq
         return float(self.layers * 3 * forward)
 
     def flops_per_token(self, seq: int | None = None, causal: bool = True) -> float:
