@@ -47,6 +47,12 @@ def test_benchmark_run_writes_a_loadable_results_file(bench_run):
     assert gemm["flops"] == 2 * 256**3
     assert gemm["tflops"] == pytest.approx(gemm["flops"] / gemm["time_s"] / 1e12)
     assert gemm["rel_error"] < 1e-2
+    # each record says whether it is a baseline and, for SDPA, which backend was pinned
+    attn = df[df["kernel"] == "attention"].iloc[0]
+    assert bool(gemm["baseline"]) and bool(attn["baseline"])
+    assert attn["impl"] == "sdpa-flash" and attn["backend"] == "FLASH_ATTENTION"
+    assert attn["speedup_vs_baseline"] == pytest.approx(1.0)
+    assert attn["baseline_impl"] == "sdpa-flash"
     # power: measured where this machine allows it, else null with the reason
     assert gemm["telemetry_backend"] in ("rapl", "none")
     if gemm["telemetry_backend"] == "none":
