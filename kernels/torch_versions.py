@@ -9,7 +9,9 @@ without a ``gate`` is called unconditionally: the newest of those sets the floor
 its feature check finds it, and the code does without it elsewhere, as the row says.
 
 The first releases were read from the releases themselves (their Python sources and type
-stubs) and from the pull requests that added the features.
+stubs) and from the pull requests that added the features. Attributes read through
+``getattr`` with a default (CUDA device properties' ``uuid`` and PCI ids in `bench.nvml`,
+``dist.all_gather_single`` in `bench.collectives`) work on any release and are not listed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import functools
 from dataclasses import dataclass
 
 import torch
+
+from kernels.fp8 import quantize_rowwise, quantize_tensorwise
 
 
 @dataclass(frozen=True)
@@ -31,15 +35,16 @@ class TorchAPI:
 
 
 TORCH_APIS: tuple[TorchAPI, ...] = (
-    TorchAPI("F.scaled_dot_product_attention(scale=...)", "2.1", "is_causal=causal, scale=sm_scale",
+    TorchAPI("F.scaled_dot_product_attention(scale=...)", "2.1",
+             "is_causal=causal, scale=sm_scale",
              "torch 2.1.0 torch/nn/functional.py: the scale keyword is documented; 2.0.0's "
              "signature ends at is_causal"),
     TorchAPI("torch.float8_e4m3fn, torch.float8_e5m2", "2.1", "torch.float8_e4m3fn",
-             "PyTorch 2.1 release notes (float8 dtypes); torch 2.0.0's libtorch has no "
-             "Float8_e4m3fn"),
+             "torch 2.1.0 is the first wheel whose libtorch has Float8_e4m3fn (2.0.0's has "
+             "none)"),
     TorchAPI("torch._scaled_mm with tensor-wise float32 scales", "2.1", "torch._scaled_mm(",
-             "pytorch/pytorch#106844 (introduces the CUDA op); torch 2.1.0 "
-             "torch/_C/_VariableFunctions.pyi"),
+             "pytorch/pytorch#106844 (introduces the CUDA op, August 2023); torch 2.1.0 "
+             "torch/_C/_VariableFunctions.pyi has it, 2.0.0's not"),
     TorchAPI("torch.xpu.synchronize", "2.3", "torch.xpu.synchronize",
              "torch 2.3.0 is the first wheel with torch/xpu/__init__.py"),
     TorchAPI("torch.nn.attention.sdpa_kernel, SDPBackend", "2.3", "sdpa_kernel(",
@@ -51,14 +56,14 @@ TORCH_APIS: tuple[TorchAPI, ...] = (
     TorchAPI("sdpa_kernel pinning exactly one backend, CUDNN_ATTENTION included", "2.4",
              "CUDNN_ATTENTION",
              "torch 2.4.0 torch/nn/attention/__init__.py: sdpa_kernel sets all four backend "
-             "flags (enable_cudnn_sdp too); 2.3.0's leaves cuDNN's flag alone, so a pinned "
-             "flash or math call could still run on cuDNN"),
+             "flags (enable_cudnn_sdp too); 2.3.0's leaves cuDNN's flag as it was, so a "
+             "flash or math pin would not exclude cuDNN"),
     TorchAPI("F.scaled_dot_product_attention(enable_gqa=...)", "2.5", "enable_gqa=True",
              "pytorch/pytorch#132689 (merged August 2024); documented in torch 2.5.0 "
              "torch/nn/functional.py, absent from 2.4.0's",
              gate="sdpa_takes_enable_gqa", without="K and V heads are expanded with "
-             "repeat_interleave before the call (inside the timed call), and the record's "
-             "gqa_method says repeat_interleave"),
+             "repeat_interleave inside the timed call, and the record's gqa_method says "
+             "repeat_interleave"),
     TorchAPI("torch._scaled_mm returning one tensor (scale_a, scale_b required)", "2.5",
              "scaled_mm_output(",
              "pytorch/pytorch#128683 (removes the amax output, June 2024); torch 2.5.0 "
@@ -113,8 +118,6 @@ def scaled_mm_unavailable(device: torch.device, fmt: str, scaling: str) -> str |
     ("tensorwise" or "rowwise") scales on ``device``, or None; found once per device by a
     16x16x16 product (a torch without row-wise scales, or without a CPU ``_scaled_mm``,
     raises)."""
-    from kernels.fp8 import quantize_rowwise, quantize_tensorwise
-
     device = torch.device(device)
     key = (str(device), fmt, scaling)
     if key not in _SCALED_MM_PROBED:
