@@ -33,20 +33,21 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
     if reason:
         pytest.skip(reason)
     seed = case_seed(spec.name)
-    try:
-        rel_error = spec.check(device, seed=seed)
-        inputs = spec.make_inputs(device, seed + 1)
-    except torch.cuda.OutOfMemoryError:
-        pytest.skip(f"{spec.name} does not fit in the memory of {session.device_name}")
+    with spec.context():  # e.g. SDPA's backend pin, held over every call below
+        try:
+            rel_error = spec.check(device, seed=seed)
+            inputs = spec.make_inputs(device, seed + 1)
+        except torch.cuda.OutOfMemoryError:
+            pytest.skip(f"{spec.name} does not fit in the memory of {session.device_name}")
 
-    def call():
-        spec.run(*inputs)
+        def call():
+            spec.run(*inputs)
 
-    def sync():
-        synchronize(device)
+        def sync():
+            synchronize(device)
 
-    timing = benchmark_call(benchmark, call, device, sync=sync)
-    power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
+        timing = benchmark_call(benchmark, call, device, sync=sync)
+        power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
     fields = {
         **spec.identity(),
         "name": spec.name,
@@ -61,8 +62,9 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
     }
     # pytest-benchmark users see the headline figures in extra_info; flopcast's record keeps all.
     benchmark.extra_info.update({k: fields[k] for k in (
-        "kernel", "impl", "dtype", "direction", "variant", "layout", "shape", "flops", "bytes",
-        "tflops", "gbps", "device", "device_name", "rel_error", "avg_power_w", "energy_j")})
+        "kernel", "impl", "baseline", "backend", "dtype", "direction", "variant", "layout",
+        "shape", "flops", "bytes", "tflops", "gbps", "device", "device_name", "rel_error",
+        "avg_power_w", "energy_j")})
     benchmark.extra_info["flopcast"] = fields
     del inputs
     if session.cooldown_s > 0:

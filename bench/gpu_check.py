@@ -6,8 +6,9 @@ performance targets:
 
 Every case is checked against its float64 reference (the spec's tolerance, DESIGN.md) at a
 large shape before it is timed; a wrong kernel is reported as failed, never timed. Times are
-medians from `bench.timing.time_call`. Each Triton row is compared with the row it should
-beat (its torch baseline, or the BF16 Triton kernel for FP8), and flopcast's performance
+medians from `bench.timing.time_call`. Each Triton row is compared with the rows it should
+beat (the fastest of the registry's baselines at its shape: cuBLAS for GEMMs, each of
+SDPA's backends for attention; or the BF16 Triton kernel for FP8), and flopcast's performance
 targets for its Triton kernels are evaluated on an H100 SXM's terms:
 
 * BF16 GEMM at 8192^3: at least 0.9x ``torch.matmul`` (cuBLAS).
@@ -26,6 +27,8 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
+from kernels import registry
+
 # Attention shapes: 16 heads of 128 (a 2048-wide model, FlashAttention's benchmark layout);
 # Llama 3 405B under tensor parallelism 8 has 16 q heads and 1 kv head per GPU
 # (bench/sweeps.py). The backward runs at 8k: its float64 check keeps every head's S x S
@@ -36,13 +39,13 @@ LONG, BWD_SEQ = 16384, 8192
 @dataclass(frozen=True)
 class Case:
     """One row: implementation ``impl`` of ``kernel`` built with ``kwargs``; ``versus`` names
-    the row it is compared with (speedup = that row's time / this row's time)."""
+    the rows it is compared with (speedup = the fastest of those rows' times / this row's)."""
 
     id: str
     kernel: str
     impl: str
     kwargs: dict = field(hash=False)
-    versus: str | None = None
+    versus: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,21 +57,25 @@ class Target:
     strictly: bool = False  # "faster than": the value must exceed the threshold
 
 
+def _beside_baselines(prefix, kernel, kw):
+    """A row per baseline of ``kernel`` (the registry's), then the Triton row against them."""
+    base = [Case(f"{prefix}/{impl}", kernel, impl, kw) for impl in registry.baselines(kernel)]
+    return base + [Case(f"{prefix}/triton", kernel, "triton", kw,
+                        versus=tuple(c.id for c in base))]
+
+
 def _gemm(prefix, m, n, k, dtype, variant=""):
-    kw = {"m": m, "n": n, "k": k, "dtype": dtype, "variant": variant}
-    return [Case(f"{prefix}/torch", "gemm", "torch", kw),
-            Case(f"{prefix}/triton", "gemm", "triton", kw, versus=f"{prefix}/torch")]
+    return _beside_baselines(prefix, "gemm", {"m": m, "n": n, "k": k, "dtype": dtype,
+                                              "variant": variant})
 
 
 def _attention(prefix, batch, heads_q, heads_kv, seq, head_dim, causal, direction="fwd"):
     kw = {"batch": batch, "heads_q": heads_q, "heads_kv": heads_kv, "seq": seq,
           "head_dim": head_dim, "causal": causal, "direction": direction}
-    cases = [Case(f"{prefix}/torch", "attention", "torch", {**kw, "dtype": "bf16"}),
-             Case(f"{prefix}/triton", "attention", "triton", {**kw, "dtype": "bf16"},
-                  versus=f"{prefix}/torch")]
+    cases = _beside_baselines(prefix, "attention", {**kw, "dtype": "bf16"})
     if direction == "fwd":
         cases.append(Case(f"{prefix}/triton-fp8", "attention", "triton",
-                          {**kw, "dtype": "fp8_e4m3"}, versus=f"{prefix}/triton"))
+                          {**kw, "dtype": "fp8_e4m3"}, versus=(f"{prefix}/triton",)))
     return cases
 
 
@@ -126,7 +133,6 @@ def run_case(case: Case, device, seed: int = 0) -> dict:
     import torch
 
     from bench.timing import time_call
-    from kernels import registry
     from kernels.spec import CorrectnessError
 
     row = {"id": case.id, "kernel": case.kernel, "impl": case.impl, "versus": case.versus,
@@ -135,13 +141,15 @@ def run_case(case: Case, device, seed: int = 0) -> dict:
     try:
         spec = registry.build(case.kernel, case.impl, **case.kwargs)
         row.update(name=spec.name, shape=dict(spec.shape), tolerance=spec.tolerance,
-                   flops=spec.flops, direction=spec.direction, variant=spec.variant)
+                   flops=spec.flops, direction=spec.direction, variant=spec.variant,
+                   baseline=spec.baseline, backend=spec.backend, gqa_method=spec.gqa_method)
         reason = spec.unavailable(device)
         if reason:
             return {**row, "status": f"skipped: {reason}"}
-        row["rel_error"] = spec.check(device, seed=seed)
-        inputs = spec.make_inputs(device, seed + 1)
-        timing = time_call(lambda: spec.run(*inputs), device)
+        with spec.context():
+            row["rel_error"] = spec.check(device, seed=seed)
+            inputs = spec.make_inputs(device, seed + 1)
+            timing = time_call(lambda: spec.run(*inputs), device)
         row.update(time_s=timing.time_s, tflops=spec.flops / timing.time_s / 1e12,
                    time_s_iqr=timing.time_s_iqr, rounds=timing.rounds)
     except CorrectnessError as exc:
@@ -154,11 +162,14 @@ def run_case(case: Case, device, seed: int = 0) -> dict:
 
 
 def add_speedups(rows: list[dict]) -> None:
+    """Each row's speedup over the fastest of its ``versus`` rows that was timed; ``versus``
+    becomes that row's id (or, when none was timed, the ids it would have been)."""
     by_id = {r["id"]: r for r in rows}
     for r in rows:
-        other = by_id.get(r["versus"]) if r["versus"] else None
-        ok = other and other["time_s"] and r["time_s"]
-        r["speedup"] = other["time_s"] / r["time_s"] if ok else None
+        timed = [by_id[i] for i in r["versus"] if by_id.get(i, {}).get("time_s")]
+        fastest = min(timed, key=lambda other: other["time_s"]) if timed else None
+        r["speedup"] = fastest["time_s"] / r["time_s"] if fastest and r["time_s"] else None
+        r["versus"] = fastest["id"] if fastest else (", ".join(r["versus"]) or None)
 
 
 def _no_gpu_reason() -> str | None:

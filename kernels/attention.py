@@ -1,11 +1,13 @@
 """Attention: softmax(Q K^T / sqrt(D)) V, forward and backward, with grouped-query heads.
 
-Baseline: ``torch.nn.functional.scaled_dot_product_attention`` (FlashAttention or
-memory-efficient kernels on GPU), BF16, causal or not, (batch, heads, seq, head_dim) inputs.
-Grouped-query attention (fewer kv heads than q heads, as in Llama 3: 128 q heads, 8 kv heads)
-uses SDPA's ``enable_gqa``. Beside it, the Triton flash attention of `kernels.flash_attention`
-(``triton_attention``, re-exported here), registered as implementation "triton": BF16/FP16
-forward and backward, and FP8 forward (which SDPA does not have).
+`attention_spec` makes the spec of any attention implementation from its forward function
+(the backward is timed through autograd): (batch, heads, seq, head_dim) inputs, causal or
+not, grouped-query heads (fewer kv heads than q heads, as in Llama 3: 128 q heads, 8 kv
+heads). The baselines are ``torch.nn.functional.scaled_dot_product_attention`` with one
+backend pinned per implementation (`kernels.sdpa`: ``sdpa-flash``, ``sdpa-cudnn``...).
+Beside them, the Triton flash attention of `kernels.flash_attention` (``triton_attention``,
+re-exported here), registered as implementation "triton": BF16/FP16 forward and backward,
+and FP8 forward (which SDPA does not have).
 
 Large problems are checked on a sample of q heads against the float64 reference (the
 reference is computed head by head; checking every head of a 16k-token problem in float64
@@ -17,7 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from kernels import flops
 from kernels.reference import attention_reference, rel_fro_error
@@ -29,7 +30,7 @@ from kernels.triton_support import TRITON_MISSING, triton_unavailable
 if TRITON_MISSING is None:
     from kernels.flash_attention import HEAD_DIMS, attention_forward, triton_attention
 
-__all__ = ["torch_attention", "triton_attention_spec", "attention_spec", "sdpa"] + (
+__all__ = ["triton_attention_spec", "attention_spec"] + (
     ["triton_attention"] if TRITON_MISSING is None else [])
 
 DIRECTIONS = ("fwd", "bwd")
@@ -146,24 +147,6 @@ def attention_spec(*, impl, batch, heads_q, heads_kv, seq, head_dim, causal, dty
     )
 
 
-def sdpa(q, k, v, causal: bool, sm_scale: float):
-    return F.scaled_dot_product_attention(
-        q, k, v, is_causal=causal, scale=sm_scale, enable_gqa=q.shape[1] != k.shape[1]
-    )
-
-
-@register("attention", "torch", baseline=True)
-def torch_attention(batch: int, heads_q: int, heads_kv: int, seq: int, head_dim: int,
-                    causal: bool = True, dtype: str = "bf16", *, direction: str = "fwd",
-                    variant: str = "") -> KernelSpec:
-    """SDPA forward or backward."""
-    if dtype.startswith("fp8"):
-        raise KernelError("SDPA has no FP8 path; FP8 attention is a Triton implementation")
-    return attention_spec(impl="torch", batch=batch, heads_q=heads_q, heads_kv=heads_kv, seq=seq,
-                          head_dim=head_dim, causal=causal, dtype=dtype, direction=direction,
-                          forward=sdpa)
-
-
 def _triton_forward(q, k, v, causal: bool, sm_scale: float):
     return triton_attention(q, k, v, causal=causal, sm_scale=sm_scale)
 
@@ -200,7 +183,7 @@ def fp8_forward_error(causal: bool, sm_scale: float):
 def triton_attention_spec(batch: int, heads_q: int, heads_kv: int, seq: int, head_dim: int,
                           causal: bool = True, dtype: str = "bf16", *, direction: str = "fwd",
                           variant: str = "") -> KernelSpec:
-    """Triton flash attention at the same shapes as `torch_attention`: BF16/FP16 forward or
+    """Triton flash attention at the same shapes as the SDPA baselines: BF16/FP16 forward or
     backward, and FP8 (e4m3/e5m2, tensor-wise scales, BF16 output) forward."""
     if TRITON_MISSING:
         raise KernelError(TRITON_MISSING)

@@ -1,8 +1,9 @@
 """Matrix multiplication: BF16 GEMM and FP8 GEMM.
 
 Baselines: ``torch.matmul`` (cuBLAS on GPU) for BF16/FP16/FP32, and ``torch._scaled_mm`` for
-FP8 with tensor-wise or row-wise float32 scales and BF16 output. ``_scaled_mm`` wants its
-second operand column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
+FP8 with tensor-wise or row-wise float32 scales (row-wise where the torch has them:
+`kernels.torch_versions`) and BF16 output. ``_scaled_mm`` wants its second operand
+column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
 Beside them, the Triton kernels of `kernels.triton_matmul` (``triton_matmul`` and
 ``triton_fp8_matmul``, re-exported here), registered as implementation "triton" of the same
 family with the same builder signature.
@@ -20,6 +21,7 @@ from kernels.fp8 import quantize_rowwise, quantize_tensorwise
 from kernels.reference import gemm_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
+from kernels.torch_versions import scaled_mm_output, scaled_mm_unavailable
 from kernels.triton_support import TRITON_MISSING, triton_unavailable
 
 if TRITON_MISSING is None:
@@ -139,7 +141,8 @@ def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant:
     scale_elems = _fp8_scale_elems(variant, m, n)
 
     def run(a, b, scale_a, scale_b):
-        return torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16)
+        return scaled_mm_output(
+            torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16))
 
     return KernelSpec(
         kernel="gemm", impl="torch", dtype=dtype, shape={"m": m, "n": n, "k": k},
@@ -149,15 +152,15 @@ def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant:
         make_inputs=make_fp8_inputs(m, n, k, dtype, variant, layout),
         run=run,
         error=gemm_error,
-        unavailable=_scaled_mm_unavailable,
+        unavailable=lambda device: _scaled_mm_unavailable(device, dtype, variant),
     )
 
 
-def _scaled_mm_unavailable(device: torch.device) -> str | None:
+def _scaled_mm_unavailable(device: torch.device, dtype: str, variant: str) -> str | None:
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         name = torch.cuda.get_device_name(device)
         return f"torch._scaled_mm needs FP8 tensor cores (compute capability 8.9+); {name} has none"
-    return None
+    return scaled_mm_unavailable(device, dtype, variant)
 
 
 @register("gemm", "triton")

@@ -9,8 +9,9 @@ its exact FLOP and byte counts (conventions in `kernels.flops`). Builders in
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ContextManager, Mapping
 
 import torch
 
@@ -58,11 +59,19 @@ class KernelSpec:
     performs the operation once and returns its output (a tensor or a tuple of tensors);
     ``error(inputs, output)`` returns the relative Frobenius error of that output against a
     float64 reference computed from the same inputs; ``unavailable(device)`` returns why the
-    spec cannot be benchmarked on that device, or None.
+    spec cannot be benchmarked on that device, or None. Every call of ``make_inputs`` and
+    ``run`` that is checked or timed happens inside ``context()`` (SDPA's backend pin, set
+    once around all the calls instead of once per call; a no-op for most specs).
+
+    ``baseline`` is set by the registry from the implementation's registration: a baseline is
+    what the other implementations of the family are compared with. ``backend`` names the
+    library backend the implementation pins (SDPA's ``FLASH_ATTENTION``...), ``gqa_method``
+    how SDPA was given grouped-query heads (``enable_gqa``, or ``repeat_interleave`` on a
+    torch without it), so a baseline is named precisely enough to reproduce.
     """
 
     kernel: str  # family: "gemm" | "attention"
-    impl: str  # "torch" | "triton"
+    impl: str  # "torch" | "triton" | "sdpa-flash" ...
     dtype: str  # input dtype name, e.g. "bf16", "fp8_e4m3"
     shape: Mapping[str, Any]  # e.g. {"m": 4096, "n": 4096, "k": 4096}
     flops: int
@@ -75,6 +84,10 @@ class KernelSpec:
     layout: str = ""  # GEMM operand majorness, "rr" | "rc" | "cr" | "cc" (A then B)
     out_dtype: str = ""
     unavailable: Callable[[torch.device], str | None] = field(default=lambda device: None)
+    context: Callable[[], ContextManager] = contextlib.nullcontext
+    baseline: bool = False
+    backend: str = ""
+    gqa_method: str = ""
 
     @property
     def tolerance(self) -> float:
@@ -97,11 +110,11 @@ class KernelSpec:
         parts += [self.impl, self.shape_str]
         return "-".join(parts)
 
-    def identity(self) -> dict:
-        """The fields that say which operation a result record measured."""
+    def problem(self) -> dict:
+        """The fields that say which problem was computed, whatever implementation computed
+        it: two records with the same problem are compared by a speedup."""
         return {
             "kernel": self.kernel,
-            "impl": self.impl,
             "dtype": self.dtype,
             "out_dtype": self.out_dtype or self.dtype,
             "direction": self.direction,
@@ -112,14 +125,21 @@ class KernelSpec:
             "bytes": int(self.bytes),
         }
 
+    def identity(self) -> dict:
+        """The fields that say which operation a result record measured: the problem and the
+        implementation that computed it."""
+        return {"kernel": self.kernel, "impl": self.impl, **self.problem(),
+                "baseline": self.baseline, "backend": self.backend, "gqa_method": self.gqa_method}
+
     def check(self, device: torch.device | str, seed: int = 0) -> float:
         """Run once on fresh random inputs and compare with the float64 reference.
 
         Returns the relative Frobenius error; raises `CorrectnessError` above the tolerance.
         """
         device = torch.device(device)
-        inputs = self.make_inputs(device, seed)
-        output = self.run(*inputs)
+        with self.context():
+            inputs = self.make_inputs(device, seed)
+            output = self.run(*inputs)
         err = float(self.error(inputs, output))
         if not err <= self.tolerance:  # also catches NaN
             raise CorrectnessError(

@@ -3,7 +3,10 @@
 `build_profile` groups a results DataFrame (`scaling.records.load_results`) by device, kernel
 family, dtype, implementation, direction and FP8 scaling variant (causal and full attention
 together: the FLOP count already halves for a causal mask) and fits each group's achieved
-TFLOP/s against FLOPs per call with the saturating curve of `scaling.curves`; collective
+TFLOP/s against FLOPs per call with the saturating curve of `scaling.curves`. Every
+implementation has its own curve from its own records (each of SDPA's pinned backends is one
+implementation, so no record counts twice), and a prediction takes the fastest curve at the
+size asked (`HardwareProfile`); collective
 records (``bench.comm``) give bus bandwidth against message size per collective and world
 size; records with steady-window power give watts against utilisation. A recognised device
 gets its datasheet figures (peaks, TDP, memory and link bandwidth) from the matching preset,

@@ -14,21 +14,24 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from scaling.errors import ResultsFileError
 
 SCHEMA_VERSIONS = (1,)
 
-# The implementation every other one of a family is compared with (speedup_vs_baseline).
+# The baseline of each family in records without a ``baseline`` field (files written before
+# records said which implementations are baselines): speedup_vs_baseline compares with it.
 BASELINE_IMPL = {"gemm": "torch", "attention": "torch"}
 
 RUN_COLUMNS = ["run_id", "file", "created_utc", "source", "sweep", "hostname",
                "flopcast_version", "torch_version", "triton_version", "cuda_version",
                "driver_version"]
 RECORD_COLUMNS = [
-    "name", "test", "label", "kernel", "impl", "dtype", "out_dtype", "direction", "variant",
-    "layout", "shape", "flops", "bytes", "device", "device_name",
+    "name", "test", "label", "kernel", "impl", "baseline", "backend", "gqa_method", "dtype",
+    "out_dtype", "direction", "variant", "layout", "shape", "flops", "bytes", "device",
+    "device_name",
     "time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr", "rounds", "iterations",
     "tflops", "gbps", "rel_error", "tolerance",
     "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
@@ -112,6 +115,9 @@ def _validate_record(path: Path, i: int, record) -> None:
         if record.get(key) is not None and not isinstance(record[key], str):
             raise ResultsFileError(path, f"must be a string or null, got {record[key]!r}",
                                    field=f"{where}.{key}")
+    if record.get("baseline") is not None and not isinstance(record["baseline"], bool):
+        raise ResultsFileError(path, f"must be true, false or null, got {record['baseline']!r}",
+                               field=f"{where}.baseline")
     if not isinstance(record.get("shape"), dict):
         raise ResultsFileError(path, "missing or not an object", field=f"{where}.shape")
     for key in ("flops", "bytes"):
@@ -214,7 +220,7 @@ def load_results(paths: Iterable[str | Path] | str | Path, *, skip_invalid: bool
 
 def tidy(rows: list[dict]) -> pd.DataFrame:
     """Rows of record fields as the loader's DataFrame: known columns first, in a fixed order,
-    times parsed, and the speedup over each family's baseline added."""
+    times parsed, and the speedup over the fastest baseline of each problem added."""
     df = pd.DataFrame(rows)
     for col in RUN_COLUMNS + RECORD_COLUMNS:
         if col not in df.columns:
@@ -224,20 +230,46 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     df["created_utc"] = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
     for col in TIME_FIELDS + ("tflops", "gbps", "flops", "bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    df["speedup_vs_baseline"] = speedup_vs_baseline(df)
+    compared = fastest_baseline(df)
+    df["speedup_vs_baseline"] = compared["speedup_vs_baseline"]
+    df["baseline_impl"] = compared["baseline_impl"]
     return df
 
 
-def speedup_vs_baseline(df: pd.DataFrame) -> pd.Series:
-    """Baseline time / this time, for the same run, device, kernel, dtype, direction, variant,
-    layout and shape; NaN where the run has no baseline measurement of that problem."""
+# Two records measured the same problem when these agree (speedup_vs_baseline).
+PROBLEM_KEY = ["run_id", "device_name", "kernel", "dtype", "direction", "variant", "layout",
+               "shape"]
+
+
+def is_baseline(df: pd.DataFrame) -> pd.Series:
+    """Whether each record is a baseline: its ``baseline`` field, or for records without one
+    (older files) whether its impl is its family's `BASELINE_IMPL`."""
+    declared = df["baseline"] if "baseline" in df.columns else pd.Series(None, index=df.index)
+    old_rule = df["impl"] == df["kernel"].map(BASELINE_IMPL)
+    return pd.Series([bool(d) if isinstance(d, (bool, np.bool_)) else bool(o)
+                      for d, o in zip(declared, old_rule)], index=df.index, dtype=bool)
+
+
+def fastest_baseline(df: pd.DataFrame) -> pd.DataFrame:
+    """Per record: ``baseline_impl``, the fastest baseline implementation measured for the
+    same problem (same run, device, kernel, dtype, direction, variant, layout and shape; each
+    implementation by its median time over repeated records), and ``speedup_vs_baseline``,
+    that baseline's time / this time. None and NaN where the run measured no baseline of the
+    problem."""
+    out = pd.DataFrame({"baseline_impl": pd.Series(None, index=df.index, dtype=object),
+                        "speedup_vs_baseline": pd.Series(np.nan, index=df.index)})
     if df.empty:
-        return pd.Series(dtype=float, index=df.index)
-    key = ["run_id", "device_name", "kernel", "dtype", "direction", "variant", "layout", "shape"]
-    is_base = df["impl"] == df["kernel"].map(BASELINE_IMPL)
-    base = df[is_base].groupby(key, dropna=False)["time_s"].median().rename("baseline_time_s")
-    joined = df[key].join(base, on=key)
-    return joined["baseline_time_s"] / df["time_s"]
+        return out
+    base = (df[is_baseline(df)].groupby(PROBLEM_KEY + ["impl"], dropna=False)["time_s"]
+            .median().reset_index().sort_values(["time_s", "impl"])
+            .drop_duplicates(PROBLEM_KEY).set_index(PROBLEM_KEY))
+    joined = df[PROBLEM_KEY].join(base.rename(columns={"impl": "baseline_impl",
+                                                       "time_s": "baseline_time_s"}),
+                                  on=PROBLEM_KEY)
+    out["baseline_impl"] = joined["baseline_impl"].astype(object).where(
+        joined["baseline_impl"].notna(), None)
+    out["speedup_vs_baseline"] = joined["baseline_time_s"] / df["time_s"]
+    return out
 
 
 def best_by_kernel(df: pd.DataFrame) -> pd.DataFrame:

@@ -447,7 +447,7 @@ def filter_records(df: pd.DataFrame, *, device: str | None = None, kernel: str |
 def _drop_empty_extras(df: pd.DataFrame) -> pd.DataFrame:
     """Without the family-specific columns (``shape_seq``, ``busbw_gbps``...) that no row left
     has a value in: a filtered frame has the columns of its own records, from files or not."""
-    fixed = set(RUN_COLUMNS + RECORD_COLUMNS + ["speedup_vs_baseline"])
+    fixed = set(RUN_COLUMNS + RECORD_COLUMNS + ["speedup_vs_baseline", "baseline_impl"])
     empty = [c for c in df.columns if c not in fixed and df[c].isna().all()]
     return df.drop(columns=empty)
 

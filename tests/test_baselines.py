@@ -31,10 +31,11 @@ def test_fp8_scaled_mm_baseline(variant):
     assert spec.check("cpu", seed=1) < 5e-2
 
 
+@pytest.mark.parametrize("impl", ["sdpa-flash", "sdpa-math"])  # the backends a CPU runs
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("direction", ["fwd", "bwd"])
-def test_sdpa_baseline_with_grouped_query_heads(causal, direction):
-    spec = registry.build("attention", "torch", 1, 8, 2, 33, 64, causal, "bf16", direction=direction)
+def test_sdpa_baseline_with_grouped_query_heads(impl, causal, direction):
+    spec = registry.build("attention", impl, 1, 8, 2, 33, 64, causal, "bf16", direction=direction)
     assert spec.check("cpu") < 1e-2
     expected = 4 * 1 * 8 * 33 * 33 * 64 // (2 if causal else 1)
     assert spec.flops == (expected if direction == "fwd" else expected * 5 // 2)
@@ -48,7 +49,7 @@ def test_wrong_kernel_fails_the_check():
 
 
 def test_nan_output_fails_the_check():
-    spec = registry.build("attention", "torch", 1, 2, 2, 16, 64, False, "bf16")
+    spec = registry.build("attention", "sdpa-math", 1, 2, 2, 16, 64, False, "bf16")
     broken = dataclasses.replace(spec, run=lambda q, k, v: torch.full_like(q, float("nan")))
     with pytest.raises(CorrectnessError):
         broken.check("cpu")
@@ -56,7 +57,7 @@ def test_nan_output_fails_the_check():
 
 def test_bad_specs_are_refused_clearly():
     with pytest.raises(KernelError, match="multiple of heads_kv"):
-        registry.build("attention", "torch", 1, 6, 4, 16, 64)
+        registry.build("attention", "sdpa-flash", 1, 6, 4, 16, 64)
     with pytest.raises(KernelError, match="column-major"):
         registry.build("gemm", "torch", 8, 8, 8, "fp8_e4m3", layout="rr")
     with pytest.raises(KernelError, match="unknown kernel"):
@@ -65,6 +66,28 @@ def test_bad_specs_are_refused_clearly():
         registry.build("gemm", "torch", 0, 8, 8)
 
 
-def test_registry_lists_the_baseline_first():
-    assert registry.impls("gemm")[0] == "torch"
-    assert registry.impls("attention")[0] == "torch"
+def test_registry_lists_the_baselines_first():
+    assert registry.impls("gemm")[0] == "torch" and registry.baselines("gemm") == ["torch"]
+    sdpa = ["sdpa-cudnn", "sdpa-efficient", "sdpa-flash", "sdpa-math"]
+    assert registry.baselines("attention") == sdpa
+    assert registry.impls("attention")[:4] == sdpa and "triton" in registry.impls("attention")
+
+
+@pytest.mark.parametrize("kernel,args", [("gemm", (32, 32, 32)), ("gemm", (32, 32, 32, "fp8_e4m3")),
+                                         ("attention", (1, 2, 2, 16, 64))])
+def test_every_spec_says_whether_it_is_a_baseline(kernel, args):
+    for impl in registry.impls(kernel):
+        try:
+            spec = registry.build(kernel, impl, *args)
+        except KernelError:  # e.g. no Triton on this machine
+            continue
+        assert spec.impl == impl
+        assert spec.baseline is (impl in registry.baselines(kernel))
+        assert spec.identity()["baseline"] is spec.baseline
+
+
+def test_a_builder_called_directly_carries_its_registration():
+    from kernels.matmul import torch_gemm, triton_gemm
+
+    assert torch_gemm(16, 16, 16, "fp8_e4m3").baseline is True  # FP8 goes through _scaled_mm
+    assert triton_gemm.__name__ == "triton_gemm" and triton_gemm(16, 16, 16).baseline is False

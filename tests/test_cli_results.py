@@ -16,6 +16,21 @@ def test_table_shows_best_per_kernel(tmp_path, capsys):
     assert "CPU rows are real CPU timings" in out
 
 
+def test_table_and_json_name_the_fastest_baseline(tmp_path, capsys):
+    write_run(tmp_path, [gemm_record(256, "torch", 2e-3, baseline=True),
+                         gemm_record(256, "triton", 1e-3, baseline=False)])
+    assert main(["results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fastest base" in out and "vs base" in out
+    triton = next(line for line in out.splitlines() if " triton " in line)
+    assert " 2 " in f"{triton} " and "torch" in triton.split("triton", 1)[1]
+    assert main(["results", str(tmp_path), "--json"]) == 0
+    rows = {r["impl"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["triton"]["baseline_impl"] == "torch" and rows["triton"]["baseline"] is False
+    assert rows["triton"]["speedup_vs_baseline"] == pytest.approx(2.0)
+    assert rows["torch"]["baseline"] is True
+
+
 def test_json_has_the_documented_keys(tmp_path, capsys):
     write_run(tmp_path, [gemm_record(256, time_s=1e-3)])
     assert main(["results", str(tmp_path), "--json", "--all"]) == 0

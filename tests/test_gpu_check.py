@@ -21,7 +21,7 @@ def test_every_case_builds_and_every_reference_exists():
     for case in gpu_check.CASES:
         spec = registry.build(case.kernel, case.impl, **case.kwargs)
         assert spec.impl == case.impl
-        assert case.versus is None or case.versus in ids
+        assert set(case.versus) <= ids
     for target in gpu_check.TARGETS:
         assert target.row in ids and (target.versus is None or target.versus in ids)
 
@@ -34,8 +34,8 @@ def test_target_shapes_are_the_stated_ones():
     assert (attn["seq"], attn["head_dim"], attn["causal"], attn["dtype"]) == (16384, 128, True, "bf16")
 
 
-def _row(id_, time_s, tflops=None, status="ok"):
-    return {"id": id_, "time_s": time_s, "tflops": tflops, "status": status, "versus": None}
+def _row(id_, time_s, tflops=None, status="ok", versus=()):
+    return {"id": id_, "time_s": time_s, "tflops": tflops, "status": status, "versus": versus}
 
 
 def test_evaluate_speedups_tflops_and_missing_rows():
@@ -53,9 +53,28 @@ def test_evaluate_speedups_tflops_and_missing_rows():
 
 
 def test_speedup_is_the_other_rows_time_over_ours():
-    rows = [_row("x/torch", 3.0), {**_row("x/triton", 2.0), "versus": "x/torch"}]
+    rows = [_row("x/torch", 3.0), _row("x/triton", 2.0, versus=("x/torch",))]
     gpu_check.add_speedups(rows)
     assert rows[0]["speedup"] is None and rows[1]["speedup"] == pytest.approx(1.5)
+
+
+def test_speedup_is_over_the_fastest_baseline_that_ran():
+    rows = [_row("a/sdpa-cudnn", 1.0), _row("a/sdpa-flash", 2.0),
+            _row("a/sdpa-efficient", None, status="skipped: no kernel"),
+            _row("a/triton", 1.25, versus=("a/sdpa-cudnn", "a/sdpa-efficient", "a/sdpa-flash")),
+            _row("b/triton", 1.0, versus=("b/sdpa-flash",))]
+    gpu_check.add_speedups(rows)
+    assert rows[3]["speedup"] == pytest.approx(0.8) and rows[3]["versus"] == "a/sdpa-cudnn"
+    assert rows[4]["speedup"] is None and rows[4]["versus"] == "b/sdpa-flash"
+
+
+def test_attention_rows_are_the_registry_baselines_then_triton():
+    prefix = "attn-fwd-d128-16k-causal"
+    ids = [c.id for c in gpu_check.CASES if c.id.startswith(prefix + "/")]
+    baselines = [f"{prefix}/{impl}" for impl in registry.baselines("attention")]
+    assert ids == baselines + [f"{prefix}/triton", f"{prefix}/triton-fp8"]
+    triton = next(c for c in gpu_check.CASES if c.id == f"{prefix}/triton")
+    assert triton.versus == tuple(baselines)
 
 
 def test_run_case_on_cpu_times_torch_and_skips_triton_with_the_reason():

@@ -94,18 +94,19 @@ def gemm_rows(sizes=(64, 128, 256, 512, 1024), **extra):
     return rows
 
 
-def attention_row(seq, direction="fwd", causal=True, power=None):
+def attention_row(seq, direction="fwd", causal=True, power=None, impl="torch",
+                  plateau=ATTN_PLATEAU, **extra):
     flops = 4 * 2 * 4 * seq * seq * 64 // (2 if causal else 1)
     if direction == "bwd":
         flops = flops * 5 // 2
-    time_s = float(flops / (synthetic(ATTN_PLATEAU, ATTN_HALF, flops) * 1e12))
+    time_s = float(flops / (synthetic(plateau, ATTN_HALF, flops) * 1e12))
     return gemm_record(
-        64, name=f"attention-{direction}-bf16-torch-{seq}", kernel="attention",
+        64, impl, name=f"attention-{direction}-bf16-{impl}-{seq}", kernel="attention",
         direction=direction, layout="",
         shape={"batch": 2, "heads_q": 4, "heads_kv": 2, "seq": seq, "head_dim": 64,
                "causal": causal},
         flops=flops, bytes=4 * 2 * 4 * seq * 64 * 2, time_s=time_s,
-        tflops=flops / time_s / 1e12, gbps=4 * 2 * 4 * seq * 64 * 2 / time_s / 1e9)
+        tflops=flops / time_s / 1e12, gbps=4 * 2 * 4 * seq * 64 * 2 / time_s / 1e9, **extra)
 
 
 def comm_row(message_bytes, world, collective="all_reduce", plateau=40.0, half=2e6):
@@ -157,6 +158,27 @@ def test_measured_profile_end_to_end(results_dir):
     # No power readings on this CPU, no datasheet: power is an error that says why.
     with pytest.raises(DataError, match="NVML library not found"):
         profile.power_w(0.5)
+
+
+def test_each_sdpa_backend_is_its_own_curve_and_the_fastest_is_used(tmp_path):
+    """SDPA's backends are separate baselines: each gets a curve from its own records only
+    (none counted twice), and a prediction takes the fastest implementation measured."""
+    seqs = (128, 256, 512, 1024)
+    rows = [attention_row(s, impl="sdpa-flash", plateau=0.8, baseline=True) for s in seqs]
+    rows += [attention_row(s, impl="sdpa-math", plateau=0.5, baseline=True) for s in seqs]
+    rows += [attention_row(s, impl="sdpa-cudnn", plateau=1.5, baseline=True) for s in seqs[:2]]
+    write_results(rows, MACHINE, tmp_path, source="pytest --benchmark", sweep="quick")
+    profile = build_profile(load_results([tmp_path]))
+    curves = {c.key: c for c in profile.kernel_curves}
+    assert set(curves) == {"attention bf16 sdpa-flash fwd", "attention bf16 sdpa-math fwd"}
+    assert all(c.source.startswith("4 records") for c in curves.values())
+    assert "attention bf16 sdpa-cudnn fwd" in profile.skipped  # two sizes: no curve
+    flops = 4 * 2 * 4 * 700 * 700 * 64 / 2
+    best = profile.attention_tflops(2, 4, 2, 700, 64, True, "bf16", "fwd")
+    assert best.value == pytest.approx(synthetic(0.8, ATTN_HALF, flops), rel=1e-6)
+    assert "sdpa-flash" in best.source
+    math = profile.attention_tflops(2, 4, 2, 700, 64, True, "bf16", "fwd", impl="sdpa-math")
+    assert math.value == pytest.approx(synthetic(0.5, ATTN_HALF, flops), rel=1e-6)
 
 
 def test_missing_dtype_and_kernel_name_what_the_profile_has(results_dir):

@@ -12,7 +12,7 @@ from scaling.records import load_results
 
 REPO = Path(__file__).resolve().parents[1]
 # Three GEMM sizes (a throughput curve needs three) and one attention case.
-SELECT = "gemm-bf16-rr-torch or attention-fwd-bf16-torch-1x8x8x256x64"
+SELECT = "gemm-bf16-rr-torch or attention-fwd-bf16-sdpa-flash-1x8x8x256x64"
 GEMMS = {f"gemm-bf16-rr-torch-{n}x{n}x{n}" for n in (256, 512, 1024)}
 
 
@@ -40,13 +40,19 @@ def test_benchmark_run_writes_a_loadable_results_file(bench_run):
     files = list((tmp / "results").glob("flopcast-*.json"))
     assert len(files) == 1
     df = load_results(files[0])
-    assert set(df["name"]) == GEMMS | {"attention-fwd-bf16-torch-1x8x8x256x64"}
+    assert set(df["name"]) == GEMMS | {"attention-fwd-bf16-sdpa-flash-1x8x8x256x64"}
     assert (df["device"] == "cpu").all()
     assert (df["time_s"] > 0).all() and (df["tflops"] > 0).all()
     gemm = df[df["name"] == "gemm-bf16-rr-torch-256x256x256"].iloc[0]
     assert gemm["flops"] == 2 * 256**3
     assert gemm["tflops"] == pytest.approx(gemm["flops"] / gemm["time_s"] / 1e12)
     assert gemm["rel_error"] < 1e-2
+    # each record says whether it is a baseline and, for SDPA, which backend was pinned
+    attn = df[df["kernel"] == "attention"].iloc[0]
+    assert bool(gemm["baseline"]) and bool(attn["baseline"])
+    assert attn["impl"] == "sdpa-flash" and attn["backend"] == "FLASH_ATTENTION"
+    assert attn["speedup_vs_baseline"] == pytest.approx(1.0)
+    assert attn["baseline_impl"] == "sdpa-flash"
     # power: measured where this machine allows it, else null with the reason
     assert gemm["telemetry_backend"] in ("rapl", "none")
     if gemm["telemetry_backend"] == "none":

@@ -37,12 +37,62 @@ def test_directory_is_expanded(tmp_path):
 
 
 def test_speedup_against_the_baseline_of_the_same_run(tmp_path):
+    """Records without a ``baseline`` field (files written before it): torch is the baseline."""
     path = write_run(tmp_path, [gemm_record(256, "torch", 2e-3), gemm_record(256, "triton", 1e-3),
                                 gemm_record(512, "triton", 1e-3)])
     df = load_results(path).set_index(["impl", "shape"])
     assert df.loc[("triton", "256x256x256"), "speedup_vs_baseline"] == pytest.approx(2.0)
     assert df.loc[("torch", "256x256x256"), "speedup_vs_baseline"] == pytest.approx(1.0)
+    assert df.loc[("triton", "256x256x256"), "baseline_impl"] == "torch"
     assert math.isnan(df.loc[("triton", "512x512x512"), "speedup_vs_baseline"])
+    assert df.loc[("triton", "512x512x512"), "baseline_impl"] is None
+
+
+def attention_record(impl, time_s, baseline, seq=256, **extra):
+    shape = {"batch": 1, "heads_q": 8, "heads_kv": 8, "seq": seq, "head_dim": 64, "causal": True}
+    return gemm_record(64, impl, time_s, name=f"attention-fwd-bf16-{impl}-{seq}",
+                       kernel="attention", layout="", shape=shape, baseline=baseline, **extra)
+
+
+def test_speedup_is_over_the_fastest_baseline_and_names_it(tmp_path):
+    records = [attention_record("sdpa-flash", 2e-3, True),
+               attention_record("sdpa-cudnn", 1e-3, True),
+               attention_record("sdpa-efficient", 4e-3, True),
+               attention_record("triton", 0.8e-3, False),
+               attention_record("sdpa-flash", 2e-3, True, seq=512),
+               attention_record("triton", 1e-3, False, seq=512)]
+    df = load_results(write_run(tmp_path, records)).set_index(["impl", "shape_seq"])
+    assert df.loc[("triton", 256), "speedup_vs_baseline"] == pytest.approx(1.25)
+    assert df.loc[("triton", 256), "baseline_impl"] == "sdpa-cudnn"
+    # each baseline against the fastest one: how much slower the other backends are
+    assert df.loc[("sdpa-flash", 256), "speedup_vs_baseline"] == pytest.approx(0.5)
+    assert df.loc[("sdpa-cudnn", 256), "speedup_vs_baseline"] == pytest.approx(1.0)
+    # at 512 only flash ran
+    assert df.loc[("triton", 512), "baseline_impl"] == "sdpa-flash"
+    assert df.loc[("triton", 512), "speedup_vs_baseline"] == pytest.approx(2.0)
+    assert set(df["baseline"]) == {True, False}
+
+
+def test_the_baseline_field_overrides_the_old_rule(tmp_path):
+    records = [gemm_record(256, "torch", 1e-3, baseline=False),
+               gemm_record(256, "cublaslt", 2e-3, baseline=True),
+               gemm_record(256, "triton", 1e-3, baseline=False)]
+    df = load_results(write_run(tmp_path, records)).set_index("impl")
+    assert df.loc["triton", "baseline_impl"] == "cublaslt"
+    assert df.loc["torch", "speedup_vs_baseline"] == pytest.approx(2.0)
+
+
+def test_a_baseline_measured_twice_counts_by_its_median(tmp_path):
+    records = [gemm_record(256, "torch", t, baseline=True) for t in (1e-3, 2e-3, 9e-3)]
+    records.append(gemm_record(256, "triton", 1e-3, baseline=False))
+    df = load_results(write_run(tmp_path, records)).set_index("impl")
+    assert df.loc["triton", "speedup_vs_baseline"] == pytest.approx(2.0)
+
+
+def test_baseline_must_be_a_boolean(tmp_path):
+    path = write_run(tmp_path, [gemm_record(64, baseline="yes")])
+    with pytest.raises(ResultsFileError, match=r"records\[0\]\.baseline"):
+        load_results(path)
 
 
 def test_best_by_kernel_keeps_the_fastest_case(tmp_path):
@@ -163,13 +213,13 @@ BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(a
                        st.text(max_size=3), st.lists(st.integers(), max_size=2),
                        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
 FIELDS = ["name", "kernel", "impl", "dtype", "device", "shape", "flops", "bytes", "time_s",
-          "time_s_min", "tflops", "variant"]
+          "time_s_min", "tflops", "variant", "baseline"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(FIELDS), value=BAD_VALUES, drop=st.booleans())
 def test_corrupted_records_fail_cleanly(tmp_path, field, value, drop):
-    path = write_run(tmp_path, [gemm_record(64)])
+    path = write_run(tmp_path, [gemm_record(64, baseline=True)])
     doc = json.loads(path.read_text())
     record = doc["flopcast"]["records"][0]
     if drop:

@@ -6,15 +6,17 @@ from scaling.commands._inputs import add_results_arguments, load_records, runs_t
 from scaling.errors import DataError
 from scaling.output import format_table, print_json
 
-JSON_FIELDS = ["kernel", "impl", "dtype", "direction", "variant", "layout", "device", "device_name",
-               "shape", "flops", "bytes", "time_s", "tflops", "gbps", "speedup_vs_baseline",
-               "avg_power_w", "energy_j", "tflops_per_w", "throttled", "telemetry_backend",
-               "run_id", "file", "created_utc"]
+JSON_FIELDS = ["kernel", "impl", "baseline", "backend", "gqa_method", "dtype", "direction",
+               "variant", "layout", "device", "device_name", "shape", "flops", "bytes", "time_s",
+               "tflops", "gbps", "speedup_vs_baseline", "baseline_impl", "avg_power_w",
+               "energy_j", "tflops_per_w", "throttled", "telemetry_backend", "run_id", "file",
+               "created_utc"]
 
 TABLE = [("device_name", "device"), ("kernel", "kernel"), ("direction", "pass"),
          ("dtype", "dtype"), ("variant", "variant"), ("impl", "impl"), ("shape", "best shape"),
          ("time_s", "time s"), ("tflops", "TFLOP/s"), ("gbps", "GB/s"),
-         ("speedup_vs_baseline", "vs base"), ("avg_power_w", "W"), ("tflops_per_w", "TFLOP/J")]
+         ("speedup_vs_baseline", "vs base"), ("baseline_impl", "fastest base"),
+         ("avg_power_w", "W"), ("tflops_per_w", "TFLOP/J")]
 
 
 def register(sub):
@@ -47,12 +49,15 @@ def run(args) -> int:
     records = rows.to_dict("records")
     for r in records:
         r["variant"] = r.get("variant") or "-"
+        r["baseline_impl"] = r.get("baseline_impl") or "-"
         r["device_name"] = f"{r['device_name']} ({r['device']})"
     print(format_table(records, TABLE))
     runs = df["run_id"].nunique()
     devices = ", ".join(sorted(df["device_name"].unique()))
     print(f"\n{len(df)} records from {runs} run{'s' if runs != 1 else ''} on {devices}"
           + ("" if args.all else "; best case per row (--all lists every record)"))
+    print("vs base: the fastest baseline's time for the same problem and run / this time "
+          "(fastest base: which baseline that was).")
     cpu = df["device"].eq("cpu").any()
     if cpu:
         print("CPU rows are real CPU timings, not GPU figures.")
