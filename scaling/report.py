@@ -419,7 +419,7 @@ def build_report(out_dir, *, titled_plans: Sequence[tuple[str, Any]], law, claim
     inputs = []
     for title, plan in titled_plans:
         for item in plan.inputs:
-            value = item.value if isinstance(item.value, str) else fmt_num(item.value)
+            value = item.text()
             inputs.append({"plan": title, "name": item.name, "value": value, "unit": item.unit,
                            "label": item.label, "source": item.source})
     summary = (f"Budget {first.compute_flops:.3g} FLOPs, split by the {first.law['name']} law "

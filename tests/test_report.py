@@ -102,7 +102,8 @@ def test_report_with_measured_gpu_results(tmp_path, capsys):
     titles = [p["title"] for p in out["plans"]]
     assert any("(measured)" in t for t in titles) and any("(published)" in t for t in titles)
     measured = out["plans"][0]
-    assert measured["plans"][0]["labels"]["tflops_per_gpu"] == "measured"
+    assert measured["plans"][0]["labels"]["tflops_per_gpu"] == "modelled"
+    assert "measured GEMM and attention curves" in measured["plans"][0]["sources"]["tflops_per_gpu"]
     assert measured["compute_flops"] == 3.8e26
     text = path.read_text()
     sections = _sections(text)
