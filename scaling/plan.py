@@ -16,7 +16,8 @@ many days, GPU-hours, megawatt-hours, megawatts and dollars. It chains the other
 5. **Power and money** (`scaling.energy`): facility capacity, average draw, energy, cost.
 
 Every input carries a label (`scaling.labels`: measured, published, fitted, modelled, given or
-assumed) and its source, and every output its unit. Intervals come from evaluating the chain at the corners of what is uncertain:
+assumed) and its source, and every output its unit. Intervals come from evaluating the chain
+at the corners of what is uncertain:
 the law's bootstrap interval on N_opt (which changes the model, its throughput and its
 checkpoints), and the spread of the measured throughput and power.
 """
@@ -37,8 +38,7 @@ from scaling.labels import weakest
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, LossLaw, load_law
 from scaling.step import PRECISIONS
 from scaling.throughput import Throughput, ThroughputFn, ThroughputSource
-from scaling.units import (format_count, format_days, format_flops, format_usd, format_watts,
-                           significant, with_interval)
+from scaling.units import format_flops
 
 #: The default run: ten times Llama 3 405B's compute (scaling.budget).
 DEFAULT_COMPUTE = "10x-llama3"
@@ -78,13 +78,6 @@ class Input:
         return {"name": self.name, "value": self.value, "unit": self.unit,
                 "label": self.label, "source": self.source}
 
-    def text(self) -> str:
-        """The value for people: ``3.8e26`` FLOPs, ``2.01T``, ``16,384 100,000``."""
-        if isinstance(self.value, str):
-            return self.value
-        if isinstance(self.value, (list, tuple)):
-            return " ".join(format_count(v) for v in self.value)
-        return format_flops(self.value) if self.unit == "FLOPs" else format_count(self.value)
 
 
 @dataclass(frozen=True)
@@ -115,16 +108,6 @@ class ClusterPlan:
     labels: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # of the throughput and the watts
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def headline(self, gpu_name: str) -> str:
-        """The answer in one sentence: ``656 days, 258M GPU-hours, 23 MW, $545M on 16,384
-        H100`` (an interval follows a figure where it is wider than the rounding)."""
-        iv = self.intervals.get
-        return (f"{with_interval(self.days, iv('days'), format_days)}, "
-                f"{with_interval(self.gpu_hours, iv('gpu_hours'))} GPU-hours, "
-                f"{format_watts(self.facility_mw * 1e6)}, "
-                f"{with_interval(self.cost_usd, iv('cost_usd'), format_usd)} "
-                f"on {self.gpus:,} {gpu_name}")
 
     def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in UNITS}
@@ -169,20 +152,6 @@ class Plan:
             "model": self.model, "inputs": [i.to_dict() for i in self.inputs],
             "plans": [p.to_dict() for p in self.plans],
         }
-
-    def summary(self) -> str:
-        """The budget and its split in one sentence."""
-        loss = f", predicted loss {self.loss:.3g}" if self.loss is not None else ""
-        return (f"{format_flops(self.compute_flops)} FLOPs ({self.input('compute_flops').label}), "
-                f"split by the {self.law['name']} law ({self.law['label']}) into "
-                f"{with_interval(self.params, self.intervals.get('params'))} parameters and "
-                f"{with_interval(self.tokens, self.intervals.get('tokens'))} tokens "
-                f"({significant(self.tokens_per_param)} per parameter){loss}")
-
-    def headlines(self) -> list[str]:
-        """One sentence per cluster size (`ClusterPlan.headline`)."""
-        name = self.hardware.get("short_name") or self.hardware.get("name")
-        return [p.headline(name) for p in self.plans]
 
     def input(self, name: str) -> Input:
         for item in self.inputs:
@@ -377,7 +346,8 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
     if not hits:
         best = int(np.argmin(times))
         raise DataError(
-            f"no cluster finishes {compute_flops:.3g} FLOPs in {days:g} days: the fastest, at "
+            f"no cluster finishes {format_flops(compute_flops)} FLOPs in {days:g} days: the "
+            f"fastest, at "
             f"about {grid[best] * unit:,} GPUs, takes {times[best] / 86400:,.1f} days (failures "
             f"limit larger clusters); allow more days or a lower failure rate")
     i = hits[0]

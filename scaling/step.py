@@ -229,7 +229,8 @@ def _layout(config: ModelConfig, passed: dict, chosen: dict | None) -> tuple[dic
     `LAYOUT_DEFAULTS` entry (the sequence length: the model's own)."""
     chosen = chosen or {}
     defaults = dict(LAYOUT_DEFAULTS, seq=(config.seq, "published" if config.source else "assumed",
-                                          f"the model's sequence length ({config.source or config.name})"))
+                                          "the model's sequence length "
+                                          f"({config.source or config.name})"))
     values, labels = {}, {}
     for name, (default, label, source) in defaults.items():
         given = passed.get(name)
@@ -256,7 +257,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     lay, labels = _layout(config, dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
                                        micro_batch=micro_batch, interleave=interleave), chosen)
     tp, pp, dp, seq = lay["tp"], lay["pp"], lay["dp"], lay["seq"]
-    batch_tokens, micro_batch, interleave = lay["batch_tokens"], lay["micro_batch"], lay["interleave"]
+    batch_tokens, micro_batch = lay["batch_tokens"], lay["micro_batch"]
+    interleave = lay["interleave"]
     gpus = tp * pp * dp
     per_replica = batch_tokens / (seq * dp * micro_batch)
     if per_replica < 1 or not float(per_replica).is_integer():

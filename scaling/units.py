@@ -312,7 +312,8 @@ def parse_size(text, what: str = "size") -> int:
 def parse_duration(text, what: str = "duration", *, unit: str | None = "s") -> float:
     """Seconds of a duration: a number with s, m (minutes), h, d or w; a bare number is in
     ``unit`` (None: a unit is required)."""
-    text = repr(text) if isinstance(text, (int, float)) and not isinstance(text, bool) else str(text)
+    given_number = isinstance(text, (int, float)) and not isinstance(text, bool)
+    text = repr(text) if given_number else str(text)
     _refuse_commas(text, what, False)
     number, name = _split_number(text, what, "200d, 36h, 90m or 600s")
     name = name.lower() or unit

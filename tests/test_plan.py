@@ -261,6 +261,7 @@ def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
 
 def test_headline_shows_an_interval_wider_than_the_rounding():
     from scaling.plan import _cluster
+    from scaling.plan_text import headline
     from scaling.throughput import Throughput
 
     def spread(gpus, params):
@@ -270,7 +271,7 @@ def test_headline_shows_an_interval_wider_than_the_rounding():
                                                  tflops_per_gpu=400).inputs}
     p = _cluster(3.8e25, 16384, 405e9, (), spread, 700, 989, Knobs(), labels)
     lo, hi = p.intervals["days"]
-    assert p.headline("H100").startswith(f"{p.days:.3g} days [{lo:.3g}..{hi:.3g}], ")
+    assert headline(p, "H100").startswith(f"{p.days:.3g} days [{lo:.3g}..{hi:.3g}], ")
 
 
 # -- reading numbers ---------------------------------------------------------------------------

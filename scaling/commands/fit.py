@@ -24,7 +24,7 @@ from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
 from scaling.lawdata import FIELDS, LawData, load_law_data, parse_columns
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
 from scaling.output import fmt_num, format_table, print_json
-from scaling.units import parse_number, parse_whole
+from scaling.units import format_count, format_flops, parse_number, parse_whole
 
 
 def register(subparsers) -> None:
@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--bootstrap", type=partial(parse_whole, what="--bootstrap"), default=0,
                    metavar="N",
                    help="bootstrap resamples for intervals (e.g. 1000); 0 for none")
-    p.add_argument("--seed", type=partial(parse_whole, what="--seed"), default=0, help="random seed of the bootstrap (default 0)")
+    p.add_argument("--seed", type=partial(parse_whole, what="--seed"), default=0,
+                   help="random seed of the bootstrap (default 0)")
     p.add_argument("--at", metavar="COMPUTE",
                    help=f"budget in FLOPs (3.8e26) or a name ({', '.join(BUDGETS)}): print "
                         f"the compute-optimal allocation there")
@@ -142,11 +143,14 @@ def _text(fit: LawFit, out: dict) -> str:
     alloc = out.get("allocation")
     if alloc:
         iv = alloc["intervals"]
-        rows = [{"name": k, "value": alloc[k], "lo": iv.get(k, [None])[0],
-                 "hi": iv.get(k, [None, None])[1]}
+        fmt = {"params": format_count, "tokens": format_count}
+        rows = [{"name": k} | {col: fmt.get(k, fmt_num)(v) for col, v in
+                               (("value", alloc[k]), ("lo", iv.get(k, [None])[0]),
+                                ("hi", iv.get(k, [None, None])[1]))}
                 for k in ("params", "tokens", "tokens_per_param", "loss")]
-        lines += ["", f"compute-optimal at {fmt_num(alloc['compute_flops'])} FLOPs "
-                      f"(C = 6 N D):", format_table(rows, columns)]
+        lines += ["", f"compute-optimal at {format_flops(alloc['compute_flops'])} FLOPs "
+                      f"(C = 6 N D):",
+                  format_table(rows, columns, align_right={"value", "lo", "hi"})]
     return "\n".join(lines)
 
 

@@ -11,35 +11,9 @@ from scaling.errors import DataError
 from scaling.output import format_table, print_json
 from scaling.plan import DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW, PRECISIONS, Knobs, make_plan
 from scaling.step import describe_breakdown
-from scaling.units import (format_count, format_usd, format_watt_hours, format_watts,
-                           parse_count, parse_duration, parse_number, parse_whole, significant,
-                           with_interval)
-
-
-def _percent(fraction) -> str:
-    return "-" if fraction is None else f"{significant(100 * fraction)}%"
-
-
-def _hours(hours) -> str:
-    return f"{significant(hours)} h" if hours >= 1 else f"{significant(60 * hours)} min"
-
-
-#: The plan table: (field, header, how to write it for people).
-TABLE = (
-    ("gpus", "GPUs", format_count),
-    ("tflops_per_gpu", "TFLOP/s/GPU", format_count),
-    ("mfu", "MFU", _percent),
-    ("goodput", "goodput", _percent),
-    ("days", "days", format_count),
-    ("gpu_hours", "GPU-hours", format_count),
-    ("energy_mwh", "energy", lambda mwh: format_watt_hours(mwh * 1e6)),
-    ("facility_mw", "capacity", lambda mw: format_watts(mw * 1e6)),
-    ("avg_power_mw", "avg draw", lambda mw: format_watts(mw * 1e6)),
-    ("cost_usd", "cost", format_usd),
-    ("interruptions", "failures", format_count),
-    ("mtbf_h", "MTBF", _hours),
-    ("checkpoint_interval_min", "ckpt every", lambda m: _hours(m / 60)),
-)
+from scaling.plan_text import (TABLE, headlines, input_text, layout_text, summary, table_rows,
+                               where_from)
+from scaling.units import format_count, parse_count, parse_duration, parse_number, parse_whole
 
 
 def _days(text) -> float:
@@ -173,42 +147,14 @@ def run(args) -> int:
     return 0
 
 
-def _layout(layout: dict) -> str:
-    text = f"TP {layout['tp']} x PP {layout['pp']} x DP {layout['dp']}"
-    if layout.get("interleave", 1) > 1:
-        text += f" ({layout['interleave']} interleaved chunks)"
-    return text + f", {layout['gpus_used']:,} GPUs busy"
-
-
 def _short(text: str, width: int = 90) -> str:
     return text if len(text) <= width else text[:width - 3] + "..."
-
-
-def where_from(plan) -> list[str]:
-    """Where the clusters' throughput and watts come from: one line each, or one per cluster
-    where the clusters differ."""
-    lines = []
-    for key, name in (("tflops_per_gpu", "throughput"), ("gpu_power_w", "power")):
-        differ = len({(p.labels.get(key), p.sources.get(key)) for p in plan.plans}) > 1
-        for p in plan.plans if differ else plan.plans[:1]:
-            label, source = p.labels.get(key), p.sources.get(key, "")
-            watts = f"{format_watts(p.gpu_power_w)} per GPU, " if key == "gpu_power_w" else ""
-            lines.append(f"{name}" + (f" on {p.gpus:,} GPUs" if differ else "")
-                         + f" ({label}): {watts}{source.removeprefix(f'{label}: ')}")
-    return lines
-
-
-def table_rows(plan) -> list[dict]:
-    """The plan table's cells as text, an interval beside a figure where it is wider than the
-    rounding."""
-    return [{key: with_interval(getattr(p, key), p.intervals.get(key), fmt)
-             for key, _, fmt in TABLE} for p in plan.plans]
 
 
 def describe(plan) -> str:
     """The plan as text for people: the answer first, one sentence per cluster, then the
     budget, the model, the table and the labelled inputs."""
-    lines = list(plan.headlines()) + ["", plan.summary() + "."]
+    lines = headlines(plan) + ["", summary(plan) + "."]
     if plan.model:
         cfg = plan.model
         lines.append(f"model: {cfg['name']}, {format_count(cfg['params'])} parameters, "
@@ -223,11 +169,11 @@ def describe(plan) -> str:
     lines += where_from(plan)
     for p in plan.plans:
         if p.layout:
-            lines.append(f"{p.gpus:,} GPUs: layout {_layout(p.layout)}")
+            lines.append(f"{p.gpus:,} GPUs: layout {layout_text(p.layout)}")
         if p.breakdown:
             lines.append("  step time: " + describe_breakdown(p.breakdown))
     lines.append("")
-    lines.append(format_table([i.to_dict() | {"value": i.text(), "source": _short(i.source)}
+    lines.append(format_table([i.to_dict() | {"value": input_text(i), "source": _short(i.source)}
                                for i in plan.inputs],
                               [("name", "input"), ("value", "value"), ("unit", "unit"),
                                ("label", "label"), ("source", "source")]))

@@ -64,7 +64,7 @@ def parse_batch_tokens(text: str, seq: int) -> int:
         hints.append(f"{binary[0]} ({binary[1] // seq}x{seq} = {binary[1]:,})")
     nearest = max(1, round(tokens / seq))
     hints.append(f"{nearest}x{seq} ({nearest * seq:,})")
-    raise DataError(f"--batch-tokens {text} is {tokens:,} tokens, {significant(tokens / seq, 6)} "
+    raise DataError(f"--batch-tokens {text} is {tokens:,} tokens, {tokens / seq:,.7g} "
                     f"sequences of {seq:,}: not a whole number of sequences; did you mean "
                     + " or ".join(hints) + "?")
 
