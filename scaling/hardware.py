@@ -44,7 +44,8 @@ def canonical_dtype(dtype: str) -> str:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A number with its envelope, its kind (measured | published | assumed) and source.
+    """A number with its envelope, its kind (a `scaling.labels` label: a profile's figures are
+    measured, published or assumed; the step model's overrides are given) and source.
     ``lo == hi == value`` when the source gives a single figure and no spread."""
 
     value: float

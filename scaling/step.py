@@ -235,11 +235,9 @@ def _layout(config: ModelConfig, passed: dict, chosen: dict | None) -> tuple[dic
     for name, (default, label, source) in defaults.items():
         given = passed.get(name)
         values[name] = _int(name, default if given is None else given)
-        if given is None:
-            labels[name] = _label(values[name], label, source)
-        else:
+        if given is not None:
             label, source = chosen.get(name, ("given", "given"))
-            labels[name] = _label(values[name], label, source)
+        labels[name] = _label(values[name], label, source)
     return values, labels
 
 

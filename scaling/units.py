@@ -207,10 +207,11 @@ def _split_number(text: str, what: str, example: str) -> tuple[Fraction, str]:
     match = _NUMBER_WITH.fullmatch(text.strip())
     if not match:
         raise DataError(f"{what} '{text}' is not a number; write e.g. {example}")
-    mantissa, _, exponent = match.group(1).replace("_", "").lower().partition("e")
+    digits = match.group(1).replace("_", "")
+    exponent = digits.lower().partition("e")[2]
     if exponent and abs(int(exponent)) > 400:  # beyond any float; kept from exact arithmetic
         raise DataError(f"{what} '{text}' is not a finite number")
-    return Fraction(match.group(1).replace("_", "")), match.group(2)
+    return Fraction(digits), match.group(2)
 
 
 def _multiplier(suffix: str, what: str, text: str) -> int:

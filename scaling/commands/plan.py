@@ -10,9 +10,9 @@ from scaling.commands._inputs import add_results_arguments, load_records, source
 from scaling.errors import DataError
 from scaling.output import format_table, print_json
 from scaling.plan import DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW, PRECISIONS, Knobs, make_plan
-from scaling.step import describe_breakdown
 from scaling.plan_text import (TABLE, headlines, input_text, layout_text, summary, table_rows,
                                where_from)
+from scaling.step import describe_breakdown
 from scaling.units import format_count, parse_count, parse_duration, parse_number, parse_whole
 
 
@@ -29,7 +29,7 @@ def _number(flag: str):
 
 
 #: The cost and reliability flags: (flag, Knobs field, how to read it, help).
-KNOB_FLAGS = (
+POWER_AND_COST = (
     ("--pue", "pue", _number("--pue"),
      f"power usage effectiveness (default {energy.PUE}, Meta)"),
     ("--host-w-per-gpu", "host_w_per_gpu", _number("--host-w-per-gpu"),
@@ -38,6 +38,8 @@ KNOB_FLAGS = (
      f"price per GPU-hour, excluding power (default {energy.USD_PER_GPU_HOUR})"),
     ("--usd-per-kwh", "usd_per_kwh", _number("--usd-per-kwh"),
      f"electricity price (default {energy.USD_PER_KWH})"),
+)
+RELIABILITY = (
     ("--failures-per-gpu-hour", "failures_per_gpu_hour", _number("--failures-per-gpu-hour"),
      "unexpected interruptions per GPU-hour (default: Llama 3, 419 in 54 days on 16,384 GPUs)"),
     ("--storage-gbps", "storage_gbps", _number("--storage-gbps"),
@@ -81,17 +83,17 @@ def add_plan_arguments(p) -> None:
     c.add_argument("--days", type=_days,
                    help="solve for the fewest GPUs that finish within this time: days, or "
                         "with a unit (26w, 4000h)")
-    money = p.add_argument_group("power and cost")
-    r = p.add_argument_group("reliability")
-    for flag, _, read, text in KNOB_FLAGS:
-        (r if flag in ("--failures-per-gpu-hour", "--storage-gbps", "--restart-min")
-         else money).add_argument(flag, type=read, help=text)
+    for title, flags in (("power and cost", POWER_AND_COST), ("reliability", RELIABILITY)):
+        group = p.add_argument_group(title)
+        for flag, _, read, text in flags:
+            group.add_argument(flag, type=read, help=text)
 
 
 def knobs_from_args(args) -> Knobs:
     """The cost and reliability knobs: the defaults, with what the user typed (named in
     ``given``)."""
-    typed = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in KNOB_FLAGS}
+    typed = {field: getattr(args, flag[2:].replace("-", "_"))
+             for flag, field, _, _ in POWER_AND_COST + RELIABILITY}
     typed = {k: v for k, v in typed.items() if v is not None}
     if "restart_s" in typed:
         typed["restart_s"] *= 60.0

@@ -10,7 +10,7 @@ from scaling.model import model_presets, resolve_model
 from scaling.output import fmt_num, format_table, print_json
 from scaling.step import OVERRIDES, PRECISIONS, TERM_NAMES, step_time
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
-                           parse_count, parse_number, parse_whole, significant, with_interval)
+                           parse_count, parse_number, parse_whole, with_interval)
 
 #: The layout flags: (flag, step_time argument, help).
 LAYOUT_FLAGS = (
