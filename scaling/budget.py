@@ -11,6 +11,7 @@ import re
 from typing import NamedTuple
 
 from scaling.errors import DataError, UnknownNameError
+from scaling.units import parse_count
 
 
 class Budget(NamedTuple):
@@ -39,7 +40,8 @@ _MULTIPLE = re.compile(r"^(\d+(?:\.\d+)?)x-([a-z0-9_.-]+)$")
 
 
 def parse_compute(value: str | float | int) -> float:
-    """A budget in FLOPs from a name (``llama3``, ``10x-llama3``, ``3x-llama3``) or a number.
+    """A budget in FLOPs from a name (``llama3``, ``10x-llama3``, ``3x-llama3``) or a number
+    (read as every count is, `scaling.units.parse_count`: ``3.8e26``, ``3_800e23``).
 
     Raises ``DataError`` for a number outside 1e18..1e30 FLOPs and ``UnknownNameError``
     for a name that is not a budget.
@@ -57,13 +59,11 @@ def parse_compute(value: str | float | int) -> float:
         multiple = _MULTIPLE.match(key)
         if multiple and multiple.group(2) in BUDGETS:
             flops = float(multiple.group(1)) * BUDGETS[multiple.group(2)].compute_flops
+        elif key[:1].isdigit() or key[:1] in "+-.":
+            flops = parse_count(text, "compute budget")  # 3.8e26, 3_800e23
         else:
-            try:
-                flops = float(key.replace("_", ""))
-            except ValueError:
-                raise UnknownNameError(
-                    "compute budget (or give a number of FLOPs such as 3.8e26)",
-                    text, BUDGETS) from None
+            raise UnknownNameError("compute budget (or give a number of FLOPs such as 3.8e26)",
+                                   text, BUDGETS)
     if not math.isfinite(flops) or not MIN_COMPUTE_FLOPS <= flops <= MAX_COMPUTE_FLOPS:
         raise DataError(
             f"compute budget {text} FLOPs is outside {MIN_COMPUTE_FLOPS:.0e}..{MAX_COMPUTE_FLOPS:.0e}; "

@@ -31,6 +31,7 @@ from scaling.curves import LinearPower, SaturatingCurve, fit_saturating
 from scaling.errors import DataError, FitError, UnknownNameError
 
 PROFILE_FORMAT = 1
+VENDOR_WORDS = {"NVIDIA", "AMD", "INSTINCT", "INTEL", "TESLA"}
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
 DTYPE_ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2",
                  "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -43,7 +44,8 @@ def canonical_dtype(dtype: str) -> str:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A number with its envelope, its kind (measured | published | assumed) and source.
+    """A number with its envelope, its kind (a `scaling.labels` label: a profile's figures are
+    measured, published or assumed; the step model's overrides are given) and source.
     ``lo == hi == value`` when the source gives a single figure and no spread."""
 
     value: float
@@ -148,6 +150,14 @@ class HardwareProfile:
     power: PowerCurve | None = None
     power_missing_reason: str | None = None
     skipped: dict = field(default_factory=dict)  # curve key -> why it was not fitted
+
+    @property
+    def short_name(self) -> str:
+        """The device as a sentence names it (``H100``, ``MI300X``): its name without the
+        vendor's words."""
+        words = [w for w in self.device_name.replace("(R)", "").split()
+                 if w.upper() not in VENDOR_WORDS]
+        return words[0] if words else self.name
 
     # -- datasheet figures ------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from scaling.errors import DataError, UnknownNameError
+from scaling.units import format_flops
 
 #: The training-compute convention C = 6 N D (Kaplan et al. 2020; Hoffmann et al. 2022).
 FLOPS_PER_PARAM_TOKEN = 6.0
@@ -85,6 +86,9 @@ class LossLaw:
     bootstrap: tuple[dict[str, float], ...] | None = dataclasses.field(default=None, hash=False)
     # how a fitted law was obtained (approach, objective, data, ...)
     fit: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
+    # what the law's own publication says it gives, to check the coefficients against:
+    # (compute FLOPs, tokens, parameters, where it is said)
+    reference: tuple[float, float, float, str] | None = None
 
     def __post_init__(self):
         if self.form not in FORMS:
@@ -156,6 +160,24 @@ class LossLaw:
                 samples["loss"] = l_opt
             intervals = {k: percentile_interval(v) for k, v in samples.items()}
         return Allocation(c, params, tokens, tokens / params, loss, intervals)
+
+    def warning(self) -> str | None:
+        """What to know before trusting this law's numbers: where its coefficients, evaluated
+        here, miss its publication's own allocation (`reference`) by more than 5%; None when
+        they reproduce it or there is nothing to check against."""
+        if self.reference is None:
+            return None
+        compute, tokens, params, where = self.reference
+        alloc = self.allocate(compute)
+        if abs(alloc.tokens / tokens - 1) <= 0.05:
+            return None
+        coefficients = ", ".join(f"{k} {v:g}" for k, v in self.parameters.items())
+        return (f"loss law '{self.name}': its rounded coefficients ({coefficients}) give "
+                f"{alloc.tokens / 1e12:.3g}T tokens and {alloc.params / 1e9:.0f}B parameters "
+                f"at {format_flops(compute)} FLOPs, not the {tokens / 1e12:.4g}T tokens and "
+                f"{params / 1e9:.0f}B parameters of {where}: "
+                f"{1 - alloc.tokens / tokens:.0%} fewer tokens, a "
+                f"{alloc.params / params - 1:.0%} larger model")
 
     def intervals(self) -> dict[str, tuple[float, float]]:
         """Bootstrap percentile intervals of the parameters and of the exponents a, b."""
@@ -247,8 +269,8 @@ _PRESETS = (
         tokens_coef=0.29, tokens_exp=0.53,
         source="Llama Team 2024, The Llama 3 Herd of Models (arXiv 2407.21783), Sec. 3.2.1: "
                "compute-optimal tokens N*(C) = A C^alpha, (alpha, A) = (0.53, 0.29), fitted to "
-               "isoFLOP minima. Note: these rounded coefficients give 10.5T tokens at 3.8e25 "
-               "FLOPs, not the 16.55T the paper quotes for its 402B flagship"),
+               "isoFLOP minima",
+        reference=(3.8e25, 16.55e12, 402e9, "the Llama 3 paper (Sec. 3.2.1)")),
 )
 
 

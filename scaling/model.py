@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 
 from kernels import flops as kflops  # plain arithmetic, no torch
 from scaling.errors import DataError, UnknownNameError
+from scaling.units import format_count
 
 # Llama 3 paper (Dubey et al. 2024, arXiv 2407.21783), Table 3: vocabulary 128,000 tokens,
 # 8 key/value heads for all three sizes, SwiGLU, RoPE; context 8K during pre-training.
@@ -331,21 +332,14 @@ def config_for_params(n_params: float, *, seq: int = LLAMA3_SEQ, vocab: int = LL
         d += HEAD_DIM
     if best is None:
         smallest = 2 * vocab * HEAD_DIM
-        raise DataError(f"{target:.3g} parameters is too few for a Llama-like model with a "
-                        f"{vocab}-token vocabulary (the embeddings alone need "
-                        f"{smallest:.3g}); use a larger count")
+        raise DataError(f"{format_count(target)} parameters is too few for a Llama-like model "
+                        f"with a {vocab:,}-token vocabulary (the embeddings alone need "
+                        f"{format_count(smallest)}); use a larger count")
     _, d, kv, layers = best
-    label = name or f"llama-like-{_short(target)}"
+    label = name or f"llama-like-{format_count(target).lower()}"
     return ModelConfig(label, layers, d, llama_ffn(d), d // HEAD_DIM, kv, vocab, seq,
                        source="config_for_params: Llama 3 shape rules (head_dim 128, 8 kv "
                               "heads, d_model/layers ~ 128, SwiGLU 1.3 x 8d/3)")
-
-
-def _short(n: float) -> str:
-    for scale, suffix in ((1e12, "t"), (1e9, "b"), (1e6, "m")):
-        if n >= scale:
-            return f"{n / scale:.3g}{suffix}"
-    return f"{n:.3g}"
 
 
 def resolve_model(name: str | None = None, params: float | None = None,

@@ -15,8 +15,9 @@ many days, GPU-hours, megawatt-hours, megawatts and dollars. It chains the other
    ``gpus * wall_s / 3600``.
 5. **Power and money** (`scaling.energy`): facility capacity, average draw, energy, cost.
 
-Every input carries a label (measured, published, fitted or assumed) and its source, and every
-output its unit. Intervals come from evaluating the chain at the corners of what is uncertain:
+Every input carries a label (`scaling.labels`: measured, published, fitted, modelled, given or
+assumed) and its source, and every output its unit. Intervals come from evaluating the chain
+at the corners of what is uncertain:
 the law's bootstrap interval on N_opt (which changes the model, its throughput and its
 checkpoints), and the spread of the measured throughput and power.
 """
@@ -33,9 +34,11 @@ import numpy as np
 from scaling import energy, reliability
 from scaling.budget import BUDGETS, parse_compute
 from scaling.errors import DataError, UnknownNameError
+from scaling.labels import weakest
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, LossLaw, load_law
 from scaling.step import PRECISIONS
 from scaling.throughput import Throughput, ThroughputFn, ThroughputSource
+from scaling.units import format_flops
 
 #: The default run: ten times Llama 3 405B's compute (scaling.budget).
 DEFAULT_COMPUTE = "10x-llama3"
@@ -43,7 +46,8 @@ DEFAULT_LAW = "epoch-2024"
 DEFAULT_HARDWARE = "h100-sxm"
 #: Llama 3's 16,384-GPU cluster and a >100,000-GPU Llama 4-class cluster (DESIGN.md).
 DEFAULT_GPUS = (16_384, 100_000)
-LABELS = ("measured", "published", "fitted", "assumed")
+GPUS_SOURCE = ("default: Llama 3's 16,384-GPU cluster (Llama 3 paper) and a Llama 4-class "
+               "cluster of >100,000 H100 (Meta earnings calls, 2024)")
 
 #: Units of the numbers in a cluster plan (the JSON carries them beside the values).
 UNITS = {
@@ -67,12 +71,13 @@ class Input:
     name: str
     value: Any
     unit: str
-    label: str  # measured | published | fitted | assumed
+    label: str  # one of scaling.labels.LABELS
     source: str
 
     def to_dict(self) -> dict:
         return {"name": self.name, "value": self.value, "unit": self.unit,
                 "label": self.label, "source": self.source}
+
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,7 @@ class ClusterPlan:
     layout: dict | None = None
     breakdown: dict | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)  # of the throughput and the watts
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -109,6 +115,7 @@ class ClusterPlan:
         out["breakdown"] = self.breakdown
         out["units"] = dict(UNITS)
         out["labels"] = dict(self.labels)
+        out["sources"] = dict(self.sources)
         out["intervals"] = {k: list(v) for k, v in self.intervals.items()}
         return out
 
@@ -162,23 +169,27 @@ def _budget(compute, params, tokens, law: LossLaw):
     if params is not None and tokens is not None:
         c = parse_compute(FLOPS_PER_PARAM_TOKEN * params * tokens)
         given = "given: --params and --tokens, C = 6 N D"
-        inputs = [Input("compute_flops", c, "FLOPs", "assumed", given),
-                  Input("params", params, "parameters", "assumed", "given: --params"),
-                  Input("tokens", tokens, "tokens", "assumed", "given: --tokens")]
+        inputs = [Input("compute_flops", c, "FLOPs", "given", given),
+                  Input("params", params, "parameters", "given", "given: --params"),
+                  Input("tokens", tokens, "tokens", "given", "given: --tokens")]
         loss = law.loss(params, tokens) if law.form == "parametric" else None
         return c, float(params), float(tokens), loss, {}, inputs
-    c = parse_compute(compute if compute is not None else DEFAULT_COMPUTE)
+    compute = DEFAULT_COMPUTE if compute is None else compute
+    c = parse_compute(compute)
     name = str(compute).strip().lower() if isinstance(compute, str) else None
     budget_in = (Input("compute_flops", c, "FLOPs", "published", BUDGETS[name].source)
                  if name in BUDGETS else
-                 Input("compute_flops", c, "FLOPs", "assumed", f"given: --compute {compute}"))
+                 Input("compute_flops", c, "FLOPs", "given", f"given: --compute {compute}"))
     if params is not None or tokens is not None:
         n = params if params is not None else c / (FLOPS_PER_PARAM_TOKEN * tokens)
         d = tokens if tokens is not None else c / (FLOPS_PER_PARAM_TOKEN * params)
         flag = "--params" if params is not None else "--tokens"
+        other = weakest("given", budget_in.label)  # from the budget and the given one
         inputs = [budget_in,
-                  Input("params", n, "parameters", "assumed", f"given: {flag}, C = 6 N D"),
-                  Input("tokens", d, "tokens", "assumed", f"given: {flag}, C = 6 N D")]
+                  Input("params", n, "parameters", "given" if params is not None else other,
+                        f"given: {flag}" + ("" if params is not None else ", C = 6 N D")),
+                  Input("tokens", d, "tokens", "given" if tokens is not None else other,
+                        f"given: {flag}" + ("" if tokens is not None else ", C = 6 N D"))]
         loss = law.loss(n, d) if law.form == "parametric" else None
         return c, float(n), float(d), loss, {}, inputs
     alloc = law.allocate(c)
@@ -193,7 +204,8 @@ def _budget(compute, params, tokens, law: LossLaw):
 
 @dataclass(frozen=True)
 class Knobs:
-    """The cost and reliability settings shared by every cluster of a plan."""
+    """The cost and reliability settings shared by every cluster of a plan; ``given`` names
+    the ones the user set (labelled given even where they equal the default)."""
 
     pue: float = energy.PUE
     host_w_per_gpu: float = energy.HOST_W_PER_GPU
@@ -202,6 +214,7 @@ class Knobs:
     failures_per_gpu_hour: float = reliability.LLAMA3_FAILURES_PER_GPU_HOUR
     storage_gbps: float = reliability.STORAGE_GBPS
     restart_s: float = reliability.RESTART_S
+    given: frozenset = frozenset()
 
     def check(self) -> "Knobs":
         energy.check_pue(self.pue)
@@ -250,16 +263,6 @@ def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, po
     }
 
 
-#: How sure a label is, most to least (the order of `LABELS`): a derived number carries its
-#: least sure input's label.
-_CERTAINTY = {label: rank for rank, label in enumerate(LABELS)}
-
-
-def weakest(*labels: str) -> str:
-    """The least certain of ``labels`` (measured < published < fitted < assumed)."""
-    return max(labels, key=lambda label: _CERTAINTY.get(label, 3))
-
-
 def output_labels(inputs: dict[str, str], t: Throughput) -> dict[str, str]:
     """The label of every output of a cluster plan, from the labels of the inputs it is
     computed from (``inputs``: input name -> label)."""
@@ -270,7 +273,7 @@ def output_labels(inputs: dict[str, str], t: Throughput) -> dict[str, str]:
     avg = weakest(t.power_label, inputs["host_w_per_gpu"], inputs["pue"])
     cost = weakest(days, avg, inputs["usd_per_gpu_hour"], inputs["usd_per_kwh"])
     return {
-        "gpus": "assumed" if "days" not in inputs else days, "tflops_per_gpu": t.label,
+        "gpus": inputs["gpus"] if "days" not in inputs else days, "tflops_per_gpu": t.label,
         "mfu": weakest(t.label, inputs.get("peak_tflops", "assumed")), "goodput": goodput,
         "days": days, "gpu_hours": days, "gpu_power_w": t.power_label,
         "facility_mw": weakest(inputs["tdp_w"], inputs["host_w_per_gpu"], inputs["pue"]),
@@ -310,6 +313,7 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
     return ClusterPlan(
         gpus=int(gpus), mfu=mfu, layout=central.layout, breakdown=central.breakdown,
         labels=output_labels(labels, central),
+        sources={"tflops_per_gpu": central.source, "gpu_power_w": central.power_source},
         intervals=intervals,
         **{k: values[k] for k in UNITS if k not in ("gpus", "mfu")})
 
@@ -342,7 +346,8 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
     if not hits:
         best = int(np.argmin(times))
         raise DataError(
-            f"no cluster finishes {compute_flops:.3g} FLOPs in {days:g} days: the fastest, at "
+            f"no cluster finishes {format_flops(compute_flops)} FLOPs in {days:g} days: the "
+            f"fastest, at "
             f"about {grid[best] * unit:,} GPUs, takes {times[best] / 86400:,.1f} days (failures "
             f"limit larger clusters); allow more days or a lower failure rate")
     i = hits[0]
@@ -370,7 +375,7 @@ def check_gpus(gpus: Sequence) -> tuple[int, ...]:
             raise DataError(f"GPU count must be a positive whole number, got {g!r}")
         out.append(int(value))
     if not out:
-        raise DataError("give at least one GPU count (--gpus 16384,100000) or --days")
+        raise DataError("give at least one GPU count (--gpus 16384 100000) or --days")
     return tuple(out)
 
 
@@ -393,12 +398,15 @@ _KNOB_INPUTS = (
 
 
 def knob_inputs(knobs: Knobs) -> list[Input]:
-    """The knobs as labelled inputs: a default keeps its source, a changed value is assumed."""
+    """The knobs as labelled inputs: a default keeps its source, a value the user set (or any
+    other value than the default) is given."""
     out = []
     for name, unit, default, label, source, flag in _KNOB_INPUTS:
         value = getattr(knobs, name)
-        out.append(Input(name, value, unit, label, source) if value == default
-                   else Input(name, value, unit, "assumed", f"given: {flag}"))
+        typed = name in knobs.given or value != default
+        shown = f"{value / 60:g}" if name == "restart_s" else f"{value:g}"
+        out.append(Input(name, value, unit, "given", f"given: {flag} {shown}") if typed
+                   else Input(name, value, unit, label, source))
     out.append(Input("checkpoint_bytes_per_param", reliability.CHECKPOINT_BYTES_PER_PARAM,
                      "bytes per parameter", "assumed", reliability.CHECKPOINT_SOURCE))
     return out
@@ -406,15 +414,17 @@ def knob_inputs(knobs: Knobs) -> list[Input]:
 
 def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | None = None,
               tokens: float | None = None, law: str | LossLaw = DEFAULT_LAW,
-              hardware=DEFAULT_HARDWARE, results=None, precision: str = "bf16",
-              gpus: Sequence[int] = DEFAULT_GPUS, days: float | None = None,
+              hardware=DEFAULT_HARDWARE, results=None, precision: str | None = None,
+              gpus: Sequence[int] | None = None, days: float | None = None,
               tflops_per_gpu: float | None = None, mfu: float | None = None,
               knobs: Knobs | None = None, seq: int | None = None) -> Plan:
     """Plan a training run. See the module docstring for the chain; ``hardware`` is a preset
     name, a profile file or a `HardwareProfile`; ``results`` (a DataFrame of records) builds a
-    measured profile instead. ``days`` solves for the GPU count instead of taking ``gpus``."""
+    measured profile instead. ``days`` solves for the GPU count instead of taking ``gpus``.
+    Arguments left at None take their defaults (bf16, `DEFAULT_GPUS`), labelled as such;
+    any given is labelled given."""
     knobs = (knobs or Knobs()).check()
-    if precision not in PRECISIONS:
+    if precision is not None and precision not in PRECISIONS:
         raise UnknownNameError("precision", precision, PRECISIONS)
     if tflops_per_gpu is not None and mfu is not None:
         raise DataError("give --tflops-per-gpu or --mfu, not both")
@@ -429,15 +439,18 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
     inputs += [Input(*item) for item in source.inputs()] + knob_inputs(knobs)
     if days is not None:
         counts = (solve_gpus(c, days, n, source, knobs, unit=source.replica_gpus(n)),)
-        inputs.append(Input("days", days, "days", "assumed", "given: --days (GPU count solved)"))
+        inputs.append(Input("days", days, "days", "given", "given: --days (GPU count solved)"))
     else:
-        counts = check_gpus(gpus)
+        counts = check_gpus(DEFAULT_GPUS if gpus is None else gpus)
+        inputs.append(Input("gpus", counts, "GPUs", "assumed", GPUS_SOURCE) if gpus is None
+                      else Input("gpus", counts, "GPUs", "given", "given: --gpus"))
     labels = {item.name: item.label for item in inputs}
     plans = tuple(_cluster(c, g, n, intervals.get("params", ()), source, source.tdp_w,
                            source.peak_tflops, knobs, labels) for g in counts)
     return Plan(compute_flops=c, params=n, tokens=d, tokens_per_param=d / n, loss=loss,
                 intervals=intervals,
                 law={"name": law_obj.name, "label": law_obj.label, "source": law_obj.source,
-                     "form": law_obj.form},
-                hardware=source.describe(), precision=precision, model=source.model_summary(n),
+                     "form": law_obj.form, "warning": law_obj.warning()},
+                hardware=source.describe(), precision=source.precision,
+                model=source.model_summary(n),
                 inputs=tuple(inputs), plans=plans, profile=source.profile)

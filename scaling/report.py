@@ -1,15 +1,19 @@
-"""The report: one self-contained HTML file with the measurements, the fits and the plan.
+"""The report: one self-contained HTML page with the answer, the measurements, the fits and
+the plan, laid out as a paper lays out its figures.
 
-Plots are drawn with matplotlib's object API (no pyplot, no display) into PNG bytes and
-embedded as base64 ``data:`` images, and the style sheet is inline, so the file opens offline
-and can be mailed as it is. Sections, each with a fixed ``id``:
+The page opens offline and can be mailed as it is: the style sheet is inline and the figures
+(`scaling.figures`) are embedded as base64 PNG, each shown at 100 CSS pixels per inch so its
+fonts read at the size they were drawn. Sections, each with a fixed ``id``:
 
-* ``throughput``: achieved TFLOP/s against FLOPs per call, per kernel and dtype: the measured
-  points, the fitted curves of the measured profile and of the published preset, the
-  datasheet peaks;
-* ``power``: board watts against achieved TFLOP/s, measured points and each profile's curve;
-* ``law``: the loss law's compute-optimal frontier (N_opt, D_opt and loss against compute),
-  with the chosen budget and Llama 3 405B marked;
+* ``answer``: the plan in one sentence per cluster size (`scaling.plan_text`), the budget,
+  and any warning about the inputs (a loss law whose coefficients miss its paper);
+* ``throughput``: achieved TFLOP/s against FLOPs per call, one panel per kernel, dtype and
+  direction: the measured points, the fitted curves of the measured profile and of the
+  published preset, the datasheet peaks;
+* ``power``: board watts against achieved TFLOP/s, or a sentence saying why no power was
+  measured;
+* ``law``: the loss law's compute-optimal frontier, with the budget and Llama 3 405B marked;
+* ``step``: where a training step's time goes, per plan and cluster size, in words;
 * ``plan``: the plan for each hardware profile and cluster size;
 * ``claims``: the plan against the published figures (DESIGN.md, "Reference figures");
 * ``inputs``: every input with its value, unit, label and source.
@@ -19,22 +23,22 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from scaling import reliability
+from scaling import figures, reliability
 from scaling.budget import BUDGETS
 from scaling.errors import DataError, FlopcastError
-from scaling.output import fmt_num
+from scaling.labels import LABELS
+from scaling.plan_text import TABLE, headlines, input_text, layout_text, summary, table_rows
+from scaling.step import TERM_NAMES
+from scaling.units import format_flops, format_seconds
 
-SECTIONS = ("throughput", "power", "law", "plan", "claims", "inputs")
+SECTIONS = ("answer", "throughput", "power", "law", "step", "plan", "claims", "inputs")
 REPORT_NAME = "report.html"
 
 # Published reference figures the claims table compares with (DESIGN.md, "Reference figures").
@@ -50,265 +54,178 @@ CLUSTER_100K_MW = 150.0                # SemiAnalysis 2024 press estimate
 EL_CAPITAN_MW = 30.0                   # SemiAnalysis 2024, for comparison
 
 
-# -- drawing -----------------------------------------------------------------------------------
+# -- pieces of the page ------------------------------------------------------------------------
 
-def png_bytes(fig: Figure) -> bytes:
-    """A figure as PNG bytes."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)  # fixed margins: layout engines cost seconds
-    return buf.getvalue()
-
-
-def _img(png: bytes, alt: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+def img(pic: figures.Picture, alt: str) -> str:
+    """A figure at its page size; ``data-min-font-pt`` carries its smallest font, so a check
+    of the rendered page can tell how large the fonts read there."""
+    data = base64.b64encode(pic.png).decode("ascii")
+    return (f'<img alt="{html.escape(alt)}" width="{pic.page_width_px}" '
+            f'data-min-font-pt="{pic.min_font_pt:g}" data-px-per-inch="{figures.PAGE_PX_PER_INCH}" '
+            f'src="data:image/png;base64,{data}">')
 
 
-def _message_figure(text: str) -> Figure:
-    fig = Figure(figsize=(6, 1.2))
-    ax = fig.add_subplot()
-    ax.axis("off")
-    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
-    return fig
+_LABEL_WORD = re.compile(r"\b(" + "|".join(LABELS) + r")\b")
 
 
-def _peak(profile, dtype: str) -> float | None:
-    try:
-        return profile.peak_tflops(dtype)
-    except FlopcastError:  # no datasheet peak for this dtype or device
-        return None
+def _labelled(text: str) -> str:
+    """``text`` as HTML, its label words (measured, published, ...) coloured by class."""
+    return _LABEL_WORD.sub(lambda m: f'<span class="label-{m.group(1)}">{m.group(1)}</span>',
+                           html.escape(text))
 
 
-def _curve_range(curve, lo: float, hi: float) -> np.ndarray:
-    """FLOPs per call to draw a fitted curve over: ``lo..hi`` (the data shown, else
-    1e8..1e15), widened to the curve's measured range where it has points."""
-    if curve.points:
-        lo, hi = min(lo, curve.size_min), max(hi, curve.size_max)
-    return np.geomspace(lo, hi, 60)
+def html_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], *,
+               labels: Iterable[str] = (), numbers: Iterable[str] = (),
+               group: str | None = None) -> str:
+    """A table of text cells; the ``labels`` columns hold labels (coloured), the ``numbers``
+    columns are right-aligned, and rows sharing a ``group`` value (in order) come under one
+    heading row instead of repeating it in a column."""
+    labels, numbers = set(labels), set(numbers)
+
+    def cell(tag: str, key: str, text: str) -> str:
+        body = _labelled(text) if key in labels and tag == "td" else html.escape(text)
+        return f'<{tag} class="{"num" if key in numbers else ""}">{body}</{tag}>'
+
+    head = "".join(cell("th", k, h) for k, h in columns)
+    body, current = [], object()
+    for r in rows:
+        if group is not None and r.get(group) != current:
+            current = r.get(group)
+            body.append(f'<tr class="group"><th colspan="{len(columns)}">'
+                        f'{_labelled(str(current))}</th></tr>')
+        body.append("<tr>" + "".join(cell("td", k, str(r.get(k, "-"))) for k, _ in columns)
+                    + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def throughput_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> Figure:
-    """Achieved TFLOP/s against FLOPs per call, one panel per kernel and dtype: measured
-    points, each profile's fitted curves and its datasheet peak (log-log, so a CPU and an
-    H100 fit on one plot)."""
-    df = None
-    if records is not None and not records.empty and "tflops" in records:
-        df = records[records["tflops"].notna() & (records["flops"] > 0)
-                     & records["kernel"].isin(["gemm", "attention"])]
-    groups = set() if df is None else set(df.groupby(["kernel", "dtype"]).groups)
-    for prof in profiles:
-        groups |= {(c.kernel, c.dtype) for c in prof.kernel_curves}
-    groups = sorted(groups)
-    if not groups:
-        return _message_figure("no measured records and no profile curves: run "
-                               "`pytest --benchmark --sweep quick`")
-    cols = min(3, len(groups))
-    rows = math.ceil(len(groups) / cols)
-    fig = Figure(figsize=(4.6 * cols, 3.6 * rows))
-    inches = 3.6 * rows
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.5 / inches, top=1 - 0.3 / inches,
-                        wspace=0.3, hspace=0.75 / 3.6)
-    for i, (kernel, dtype) in enumerate(groups):
-        ax = fig.add_subplot(rows, cols, i + 1)
-        lo, hi = 1e8, 1e15
-        if df is not None:
-            part = df[(df["kernel"] == kernel) & (df["dtype"] == dtype)]
-            if not part.empty:
-                lo, hi = float(part["flops"].min()) / 2, float(part["flops"].max()) * 2
-            for (impl, direction, dev), g in part.groupby(["impl", "direction", "device_name"],
-                                                          dropna=False):
-                ax.plot(g["flops"], g["tflops"], "o", ms=4,
-                        label=f"{impl} {direction} on {dev} (measured)")
-        for prof in profiles:
-            style = "-" if prof.label == "measured" else "--"
-            for c in prof.kernel_curves:
-                if (c.kernel, c.dtype) != (kernel, dtype):
-                    continue
-                xs = _curve_range(c.curve, lo, hi)
-                ax.plot(xs, [c.curve.rate(x) for x in xs], style, lw=1,
-                        label=f"{prof.name}: {c.impl} {c.direction} {c.mask} ({c.label})")
-            peak = _peak(prof, dtype)
-            if peak:
-                ax.axhline(peak, ls=":", color="k", lw=1,
-                           label=f"{prof.name} datasheet peak {peak:g}")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_title(f"{kernel} {dtype}")
-        ax.set_xlabel("FLOPs per call")
-        ax.set_ylabel("TFLOP/s")
-        ax.legend(fontsize=5.5)
-    return fig
+PLAN_COLUMNS = tuple((k, h) for k, h, _ in TABLE)
 
 
-def power_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> Figure:
-    """Board watts against achieved TFLOP/s: measured points, each profile's power curve
-    (labelled with where it comes from) and its TDP."""
-    fig = Figure(figsize=(6.5, 4.2))
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.95)
-    ax = fig.add_subplot()
-    drawn = False
-    if records is not None and not records.empty and "avg_power_w" in records:
-        watts = pd.to_numeric(records["avg_power_w"], errors="coerce")
-        df = records.assign(_w=watts)
-        df = df[df["_w"].notna() & df["tflops"].notna()]
-        for (kernel, dtype), g in df.groupby(["kernel", "dtype"]):
-            ax.plot(g["tflops"], g["_w"], "o", ms=4, label=f"{kernel} {dtype} (measured)")
-            drawn = True
-    for prof in profiles:
-        peak = _peak(prof, "bf16")
-        if peak:
-            util = np.linspace(0.0, 1.0, 41)
-            try:
-                est = [prof.power_w(float(u)) for u in util]
-            except FlopcastError:
-                est = []
-            if est:
-                ax.plot(util * peak, [e.value for e in est], "-" if prof.label == "measured"
-                        else "--", label=f"{prof.name} power curve, bf16 ({est[0].label})")
-                drawn = True
-        if prof.tdp_w:
-            ax.axhline(prof.tdp_w, ls=":", color="k", lw=1,
-                       label=f"{prof.name} TDP {prof.tdp_w:g} W")
-            drawn = True
-    if not drawn:
-        return _message_figure("no power measurements and no power curve")
-    ax.set_ylim(bottom=0)
-    ax.set_xlabel("TFLOP/s")
-    ax.set_ylabel("board power (W)")
-    ax.legend(fontsize=7)
-    return fig
-
-
-def law_figure(law, compute_flops: float, points: int = 41) -> Figure:
-    """The compute-optimal frontier of a law from 1e20 to 1e28 FLOPs (with its bootstrap band
-    when it has one), the chosen budget, and Llama 3 405B's published N and D."""
-    cs = np.geomspace(1e20, 1e28, points)
-    allocs = [law.allocate(c) for c in cs]
-    parametric = law.form == "parametric"
-    fig = Figure(figsize=(10.5 if parametric else 6, 4.2))
-    fig.subplots_adjust(left=0.08 if parametric else 0.13, right=0.98, bottom=0.13, top=0.92,
-                        wspace=0.25)
-    ax = fig.add_subplot(1, 2 if parametric else 1, 1)
-    for key, colour, name in (("params", "C0", "params (N_opt)"),
-                              ("tokens", "C1", "tokens (D_opt)")):
-        ys = [getattr(a, key) for a in allocs]
-        ax.plot(cs, ys, color=colour, label=name)
-        band = [a.intervals.get(key) for a in allocs]
-        if all(b is not None for b in band):
-            ax.fill_between(cs, [b[0] for b in band], [b[1] for b in band], color=colour, alpha=0.2)
-    ax.plot([LLAMA3_COMPUTE_FLOPS] * 2, [LLAMA3_PARAMS, LLAMA3_TOKENS], "k^",
-            label="Llama 3 405B (published)")
-    ax.axvline(compute_flops, ls="--", color="r", lw=1, label=f"budget {compute_flops:.2g} FLOPs")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training compute (FLOPs)")
-    ax.set_ylabel("parameters / tokens")
-    ax.set_title(f"{law.name}: compute-optimal frontier")
-    ax.legend(fontsize=7)
-    if parametric:
-        ax2 = fig.add_subplot(1, 2, 2)
-        ax2.plot(cs, [a.loss for a in allocs], color="C2", label="loss at the optimum")
-        band = [a.intervals.get("loss") for a in allocs]
-        if all(b is not None for b in band):
-            ax2.fill_between(cs, [b[0] for b in band], [b[1] for b in band], color="C2", alpha=0.2)
-        ax2.axvline(compute_flops, ls="--", color="r", lw=1)
-        ax2.set_xscale("log")
-        ax2.set_xlabel("training compute (FLOPs)")
-        ax2.set_ylabel("predicted loss")
-        ax2.legend(fontsize=7)
-    return fig
-
-
-# -- tables ------------------------------------------------------------------------------------
-
-def _cell(value: Any) -> str:
-    if isinstance(value, str):
-        return html.escape(value)
-    return html.escape(fmt_num(value))
-
-
-def html_table(rows: Sequence[dict], columns: Sequence[tuple[str, str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(k))}</td>" for k, _ in columns) + "</tr>"
-                   for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _with_interval(value, interval) -> str:
-    if value is None:
-        return "-"
-    if not interval:
-        return fmt_num(value)
-    return f"{fmt_num(value)} [{fmt_num(interval[0])}, {fmt_num(interval[1])}]"
-
-
-PLAN_COLUMNS = (
-    ("hardware", "hardware"), ("gpus", "GPUs"), ("tflops_per_gpu", "TFLOP/s per GPU"),
-    ("mfu", "MFU"), ("goodput", "goodput"), ("days", "days"), ("gpu_hours", "GPU-hours"),
-    ("energy_mwh", "energy (MWh)"), ("facility_mw", "capacity (MW)"),
-    ("avg_power_mw", "avg draw (MW)"), ("cost_usd", "cost (USD)"),
-    ("interruptions", "interruptions"), ("checkpoint_interval_min", "ckpt every (min)"),
-    ("labels", "throughput / power / days from"),
-)
+def _unbroken(cell: str) -> str:
+    """A figure and its unit kept on one line (``362 GWh``); only an interval may go to the
+    next (``362 GWh [300..400]``)."""
+    return cell.replace(" ", "\u00a0").replace("\u00a0[", " [")
 
 
 def plan_rows(titled_plans: Iterable[tuple[str, Any]]) -> list[dict]:
-    """One row per (hardware, cluster size), each number with its interval as text."""
+    """One row per (hardware, cluster size) in human units, an interval beside a figure only
+    where it is wider than the rounding; ``hardware`` (the group heading) names the profile
+    and the labels of the throughput, the GPU power and the days."""
     rows = []
     for title, plan in titled_plans:
-        for p in plan.plans:
-            row = {"hardware": title}
-            for key, _ in PLAN_COLUMNS[1:-1]:
-                row[key] = _with_interval(getattr(p, key), p.intervals.get(key))
-            row["labels"] = " / ".join(p.labels.get(k, "-") for k in
-                                       ("tflops_per_gpu", "gpu_power_w", "days"))
-            rows.append(row)
+        for p, cells in zip(plan.plans, table_rows(plan)):
+            cells = {k: _unbroken(v) for k, v in cells.items()}
+            said = ", ".join(f"{what} {p.labels.get(k, '-')}" for what, k in
+                             (("throughput", "tflops_per_gpu"), ("power", "gpu_power_w"),
+                              ("days", "days")))
+            rows.append({"hardware": f"{title}: {said}", **cells})
     return rows
 
 
-# -- the page ----------------------------------------------------------------------------------
+def step_bars(titled_plans) -> list[tuple[str, dict]]:
+    """(name, step-time breakdown) per plan and cluster size that the step model timed."""
+    return [(f"{title}, {p.gpus:,} GPUs\n{layout_text(p.layout)}", p.breakdown)
+            for title, plan in titled_plans for p in plan.plans if p.breakdown]
+
+
+def step_table(bars) -> str:
+    """The step's terms in words, seconds and share per bar."""
+    terms = [t for t in TERM_NAMES if any(b.get(t, 0) > 0 for _, b in bars)]
+    columns = [("term", "term")]
+    rows = [{"term": TERM_NAMES[t]} for t in terms] + [{"term": "step"}]
+    for i, (name, breakdown) in enumerate(bars):
+        total = sum(breakdown.values())
+        columns.append((str(i), name.split("\n")[0]))
+        for row, t in zip(rows, terms):
+            row[str(i)] = (_unbroken(format_seconds(breakdown[t], ("s", 1.0)))
+                           + f" ({breakdown[t] / total:.1%})")
+        rows[-1][str(i)] = format_seconds(total, ("s", 1.0))
+    return html_table(rows, columns, numbers=[c for c, _ in columns[1:]])
+
+
+def no_power_sentence(records: pd.DataFrame | None) -> str:
+    """Why there is no power plot: what the results say about their missing power."""
+    reasons = []
+    if records is not None and "power_missing_reason" in records:
+        reasons = sorted(set(records["power_missing_reason"].dropna().astype(str)))
+    why = ("; ".join(reasons) + ". ") if reasons else ""
+    return (f"No board power was measured in these results, so there is no power plot. "
+            f"{why}The plans use each GPU's TDP as its draw at any load, labelled assumed; "
+            f"measure on a GPU with NVML (`python -m pytest --benchmark`) for a power curve.")
+
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; }
-table { border-collapse: collapse; font-size: .85em; margin: .5em 0 1.5em; }
-th, td { border: 1px solid #ddd; padding: .25em .5em; text-align: right; }
-th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
-img { max-width: 100%; } .note { color: #555; font-size: .9em; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; color: #222; line-height: 1.45; }
+h1 { font-size: 1.7em; margin-bottom: .2em; } h2 { font-size: 1.25em; margin-top: 2em;
+     border-bottom: 1px solid #ccc; padding-bottom: .2em; }
+.meta, .note, figcaption, .caption { color: #555; font-size: .92em; }
+#answer { background: #f5f8fc; border: 1px solid #c9d6e8; border-radius: 6px;
+          padding: .2em 1.2em 1em; }
+#answer h2 { border: none; margin-top: .6em; }
+.headline { font-size: 1.3em; font-weight: 600; margin: .25em 0; }
+.headline .where { font-size: .7em; font-weight: normal; color: #555; }
+.warning { background: #fff4e0; border-left: 4px solid #e69f00; padding: .5em .8em; }
+.panels { display: flex; flex-wrap: wrap; gap: 1.2em 2em; align-items: flex-start; }
+figure { margin: 0; } figcaption { margin-top: .2em; }
+img { max-width: 100%; height: auto; display: block; }
+table { border-collapse: collapse; font-size: .88em; margin: .5em 0 1.5em; }
+th, td { border-bottom: 1px solid #e2e2e2; padding: .3em .6em; text-align: left;
+         vertical-align: top; }
+th { border-bottom: 2px solid #999; } .num { text-align: right; }
+tr.group th { border-bottom: 1px solid #bbb; background: #f4f4f4; font-weight: 600;
+              padding-top: .5em; }
 .label-measured { color: #06623b; } .label-published { color: #1f4e9c; }
-.label-fitted { color: #7a3ea0; } .label-assumed { color: #a05a00; }
+.label-fitted { color: #7a3ea0; } .label-modelled { color: #00707a; }
+.label-given { color: #444; font-style: italic; } .label-assumed { color: #a05a00; }
 """
 
 
-def render_html(*, title: str, summary: str, throughput_png: bytes, power_png: bytes,
-                law_png: bytes, plan_table: str, claims_table: str, inputs_table: str,
-                law_text: str = "", notes: Sequence[str] = ()) -> str:
-    """The report page from its parts; every section has the id in `SECTIONS`."""
+def _figures(pictures: Sequence[tuple[str, str, figures.Picture]]) -> str:
+    """Panels side by side, each with its note (if any) under it."""
+    return '<div class="panels">' + "".join(
+        f'<figure>{img(pic, title)}'
+        + (f'<figcaption style="max-width: {pic.page_width_px}px">{html.escape(note)}'
+           f'</figcaption>' if note else "") + "</figure>"
+        for title, note, pic in pictures) + "</div>"
+
+
+def answer_html(titled_plans, warnings: Sequence[str], notes: Sequence[str]) -> str:
+    lines = "".join(f'<p class="headline">{html.escape(sentence)} '
+                    f'<span class="where">&mdash; {html.escape(title)}</span></p>'
+                    for title, plan in titled_plans for sentence in headlines(plan))
+    first = titled_plans[0][1]
+    return (f'<section id="answer"><h2>The answer</h2>{lines}'
+            f'<p>{html.escape(summary(first))}. Capacity is what the datacenter must '
+            f'deliver (TDP and host power, times the PUE); cost is GPU-hours at the rental '
+            f'price plus energy.</p>'
+            + "".join(f'<p class="warning">Warning: {html.escape(w)}</p>' for w in warnings)
+            + "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
+            + "</section>")
+
+
+def render_html(*, title: str, answer: str, throughput: str, power: str, law: str,
+                step: str, plan_table: str, claims_table: str, inputs_table: str,
+                meta: str = "") -> str:
+    """The page from its parts (HTML); every section has the id in `SECTIONS`."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
+    labels = ", ".join(f'<span class="label-{w}">{w}</span>' for w in LABELS)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p>{html.escape(summary)}</p>
-<p class="note">Generated by flopcast on {when}. Labels:
-<span class="label-measured">measured</span>,
-<span class="label-published">published</span>, <span class="label-fitted">fitted</span>,
-<span class="label-assumed">assumed</span>. Intervals in brackets.</p>
-{notes_html}
-<section id="throughput"><h2>Throughput against problem size</h2>
-<p>Achieved TFLOP/s per kernel and dtype: measured points, the fitted curves of the measured
-profile (solid) and of the published preset (dashed), and the datasheet dense peaks.</p>
-{_img(throughput_png, "throughput against FLOPs per call")}</section>
-<section id="power"><h2>Power against throughput</h2>
-<p>Board power (NVML) against achieved TFLOP/s, with each profile's power curve and TDP.</p>
-{_img(power_png, "power against throughput")}</section>
-<section id="law"><h2>Loss law and the compute-optimal frontier</h2>
-<p>{html.escape(law_text)}</p>
-{_img(law_png, "compute-optimal frontier")}</section>
+<p class="meta">Generated by flopcast on {when}{html.escape(meta)}. Every figure is labelled
+{labels}; a derived figure carries its least certain input's label. Intervals in brackets,
+shown where they are wider than the rounding.</p>
+{answer}
+<section id="throughput"><h2>Kernel throughput against problem size</h2>
+{throughput}</section>
+<section id="power"><h2>Power against throughput</h2>{power}</section>
+<section id="law"><h2>Loss law and the compute-optimal frontier</h2>{law}</section>
+<section id="step"><h2>Where a training step's time goes</h2>{step}</section>
 <section id="plan"><h2>The plan</h2>
-<p>Per cluster size, with intervals from the law's bootstrap and the measured spread. A derived
-figure carries the label of its least certain input (measured, published, fitted, assumed).</p>
+<p class="caption">Per hardware profile and cluster size; each profile's heading gives the
+labels of the per-GPU throughput, the GPU power and the days.</p>
 {plan_table}</section>
 <section id="claims"><h2>Claims: the plan against published figures</h2>{claims_table}</section>
 <section id="inputs"><h2>Inputs and their sources</h2>{inputs_table}</section>
@@ -385,7 +302,7 @@ def claims_rows(*, default_plan, hardware="h100-sxm") -> list[dict]:
                ">90% effective training time (Llama 3 paper)", effective_time),
         _claim("Llama 3 405B: per-GPU throughput on 16,384 H100 (step model)",
                "400 TFLOP/s, 41% MFU (Llama 3 paper, Table 4)", step_model),
-        _claim(f"Llama 4 class: {default_plan.compute_flops:.2g} FLOPs (~10x Llama 3) on "
+        _claim(f"Llama 4 class: {format_flops(default_plan.compute_flops)} FLOPs (~10x Llama 3) on "
                f"{big.gpus:,} H100",
                "~10x Llama 3 compute on a cluster of >100,000 H100 (Meta earnings calls)",
                lambda: (f"{big.days:.0f} days, {big.gpu_hours / 1e6:.0f}M GPU-hours, "
@@ -407,35 +324,84 @@ CLAIM_COLUMNS = (("claim", "claim"), ("published", "published"), ("plan", "flopc
 
 # -- the whole report --------------------------------------------------------------------------
 
+CLAIM_COLUMNS = (("claim", "claim"), ("published", "published"), ("plan", "flopcast plan"),
+                 ("ratio", "plan / published"))
+INPUT_COLUMNS = (("name", "input"), ("value", "value"), ("unit", "unit"), ("label", "label"),
+                 ("source", "source"))
+
+
+def _device_names(records: pd.DataFrame | None) -> str:
+    if records is None or records.empty:
+        return ""
+    return ", ".join(sorted(set(records["device_name"].dropna().astype(str))))
+
+
+def throughput_section(records: pd.DataFrame | None, profiles: Sequence) -> str:
+    with figures.style():
+        panels = [(title, note, figures.picture(fig))
+                  for title, note, fig in figures.throughput_panels(records, profiles)]
+    if not panels:
+        return ('<p class="note">No measured records and no profile curves: run '
+                '`python -m pytest --benchmark --sweep quick`.</p>')
+    on = _device_names(records)
+    return ('<p class="caption">Achieved TFLOP/s per kernel, dtype and direction, against FLOPs '
+            'per call. Points: measured' + (f" on {html.escape(on)}" if on else "")
+            + ". Solid lines: curves fitted to them; dashed lines: the published preset's "
+            "curves; dotted: datasheet dense peaks. One colour per implementation; marker "
+            "shapes tell FP8 scalings and attention masks apart.</p>" + _figures(panels))
+
+
+def power_section(records: pd.DataFrame | None, profiles: Sequence) -> str:
+    if figures.measured_power(records).empty:
+        return f'<p class="note">{html.escape(no_power_sentence(records))}</p>'
+    return ('<p class="caption">Board power (NVML) against achieved TFLOP/s, with the power '
+            "curve fitted to the measurements and each profile's TDP.</p>"
+            + img(figures.drawn(figures.power_figure, records, profiles),
+                  "power against throughput"))
+
+
+def law_section(law, compute_flops: float) -> str:
+    caption = f"{law.name} ({law.label}, {law.form}): {law.source}"
+    return (f'<p class="caption">{html.escape(caption)}</p>'
+            + img(figures.drawn(figures.law_figure, law, compute_flops,
+                                llama3=(LLAMA3_COMPUTE_FLOPS, LLAMA3_PARAMS, LLAMA3_TOKENS)),
+                  "compute-optimal frontier"))
+
+
+def step_section(titled_plans) -> str:
+    bars = step_bars(titled_plans)
+    if not bars:
+        return ('<p class="note">No plan here was timed by the step model (a given throughput '
+                'replaces it), so there is no step breakdown.</p>')
+    return ("<p class=\"caption\">The step model's terms as shares of one optimizer step, per "
+            "plan and cluster size, in the layout the planner chose for each.</p>"
+            + img(figures.drawn(figures.step_figure, bars), "step time by term")
+            + step_table(bars))
+
+
 def build_report(out_dir, *, titled_plans: Sequence[tuple[str, Any]], law, claims: list[dict],
                  records: pd.DataFrame | None = None, profiles: Sequence = (),
                  notes: Sequence[str] = ()) -> Path:
-    """Draw the plots, lay out the tables and write ``out_dir/report.html``.
+    """Draw the figures, lay out the tables and write ``out_dir/report.html``.
 
     ``titled_plans`` are (hardware title, `Plan`) pairs for the same budget; ``profiles`` are
     the hardware profiles whose curves the throughput and power plots show.
     """
-    first = titled_plans[0][1]
-    inputs = []
-    for title, plan in titled_plans:
-        for item in plan.inputs:
-            value = item.value if isinstance(item.value, str) else fmt_num(item.value)
-            inputs.append({"plan": title, "name": item.name, "value": value, "unit": item.unit,
-                           "label": item.label, "source": item.source})
-    summary = (f"Budget {first.compute_flops:.3g} FLOPs, split by the {first.law['name']} law "
-               f"({first.law['label']}) into {fmt_num(first.params)} parameters and "
-               f"{fmt_num(first.tokens)} tokens"
-               + (f", predicted loss {first.loss:.3f}." if first.loss is not None else "."))
+    inputs = [{"plan": title, "name": i.name, "value": input_text(i), "unit": i.unit,
+               "label": i.label, "source": i.source}
+              for title, plan in titled_plans for i in plan.inputs]
+    devices = _device_names(records)
     page = render_html(
-        title="flopcast: what this training run costs", summary=summary,
-        throughput_png=png_bytes(throughput_figure(records, profiles)),
-        power_png=png_bytes(power_figure(records, profiles)),
-        law_png=png_bytes(law_figure(law, first.compute_flops)),
-        law_text=f"{law.name} ({law.label}, {law.form}): {law.source}",
-        plan_table=html_table(plan_rows(titled_plans), PLAN_COLUMNS),
-        claims_table=html_table(claims, CLAIM_COLUMNS),
-        inputs_table=html_table(inputs, [("plan", "plan"), ("name", "input"),
-                                         ("value", "value"), ("unit", "unit"),
-                                         ("label", "label"), ("source", "source")]),
-        notes=notes)
+        title="flopcast: what this training run costs",
+        answer=answer_html(titled_plans, [w for w in [law.warning()] if w], notes),
+        throughput=throughput_section(records, profiles),
+        power=power_section(records, profiles),
+        law=law_section(law, titled_plans[0][1].compute_flops),
+        step=step_section(titled_plans),
+        plan_table=html_table(plan_rows(titled_plans), PLAN_COLUMNS, group="hardware",
+                              numbers=[k for k, _, _ in TABLE]),
+        claims_table=html_table(claims, CLAIM_COLUMNS, numbers=["ratio"]),
+        inputs_table=html_table(inputs, INPUT_COLUMNS, labels=["label"], numbers=["value"],
+                                group="plan"),
+        meta=f", from {len(records)} measured records on {devices}" if devices else "")
     return write_report(out_dir, page)

@@ -42,9 +42,11 @@ import numpy as np
 
 from scaling.errors import DataError, UnknownNameError
 from scaling.hardware import Estimate, HardwareProfile
+from scaling.labels import MISSING, modelled_from, weakest
 from scaling.model import ModelConfig, Op
 
-# Llama 3 paper, Table 4: 16M tokens per batch (2,048 sequences of 8,192) for the 405B run.
+# Llama 3 paper, Table 4: "16M" tokens per batch for the 405B run, 2,048 sequences of 8,192
+# tokens: 16,777,216 tokens (16Mi).
 DEFAULT_BATCH_TOKENS = 2048 * 8192
 PRECISIONS = {"bf16": "bf16", "fp8": "fp8_e4m3"}
 ACT_BYTES = 2  # BF16 activations and activation gradients
@@ -63,6 +65,35 @@ ASSUMED_OVERLAP = {
 
 BREAKDOWN_TERMS = ("gemm_s", "attention_s", "elementwise_s", "tp_comm_s", "pp_comm_s",
                    "pipeline_bubble_s", "dp_comm_s", "optimizer_s")
+#: The terms of a step as people name them (tables, the report).
+TERM_NAMES = {
+    "gemm_s": "GEMMs", "attention_s": "attention",
+    "elementwise_s": "elementwise (norms, rotary, SwiGLU, softmax)",
+    "tp_comm_s": "tensor-parallel communication", "pp_comm_s": "pipeline sends",
+    "pipeline_bubble_s": "pipeline bubble", "dp_comm_s": "data-parallel communication",
+    "optimizer_s": "optimizer",
+}
+
+
+def describe_breakdown(breakdown: dict) -> str:
+    """Where a step's time goes, largest first, named in words: ``GEMMs 56%, pipeline bubble
+    32%, ...`` (terms under half a percent left out)."""
+    total = sum(breakdown.values()) or 1.0
+    return ", ".join(f"{TERM_NAMES.get(k, k)} {v / total:.0%}"
+                     for k, v in sorted(breakdown.items(), key=lambda kv: -kv[1])
+                     if v / total >= 0.005)
+
+
+#: What a layout argument left out of `step_time` is, and its label and source.
+LAYOUT_DEFAULTS = {
+    "tp": (1, "assumed", "default: no tensor parallelism"),
+    "pp": (1, "assumed", "default: no pipeline parallelism"),
+    "dp": (1, "assumed", "default: one data-parallel replica"),
+    "micro_batch": (1, "assumed", "default: one sequence per micro-batch"),
+    "interleave": (1, "assumed", "default: one model chunk per GPU (plain 1F1B)"),
+    "batch_tokens": (DEFAULT_BATCH_TOKENS, "published",
+                     "Llama 3 paper, Table 4: 2,048 sequences of 8,192 tokens (16Mi) per batch"),
+}
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
@@ -93,7 +124,7 @@ class StepResult:
     breakdown: dict  # term -> seconds per step (sums to the modelled step time)
     intervals: dict  # "step_time_s" | "tflops_per_gpu" | "mfu" -> (lo, hi)
     power_w: Estimate | None  # None when the profile has neither power data nor TDP
-    labels: dict  # input -> {"value", "label", "source"}
+    labels: dict  # input -> {"value", "label", "source"}; "tflops_per_gpu": the result's own
     model_flops_per_gpu: float  # model FLOPs of one step on one GPU
     hardware_utilisation: float | None  # executed kernel FLOPs / step / peak (drives power)
     tokens_per_s: float  # whole cluster
@@ -161,6 +192,23 @@ def _label(value, label: str, source: str) -> dict:
     return {"value": value, "label": label, "source": source}
 
 
+def _as_label(estimate: Estimate) -> dict:
+    return _label(estimate.value, estimate.label, estimate.source)
+
+
+def _curves_text(gemm_label: str, attention_label: str) -> str:
+    """``published GEMM and attention curves``, ``measured GEMM and published attention
+    curves``: what a modelled throughput rests on."""
+    if gemm_label == attention_label:
+        return f"{gemm_label} GEMM and attention curves"
+    return f"{gemm_label} GEMM and {attention_label} attention curves"
+
+
+def _override(ov: dict, key: str) -> Estimate:
+    """An override as a figure the user gave."""
+    return Estimate.point(ov[key], "given", f"given: override {key}={ov[key]:g}")
+
+
 def elementwise_bytes_per_token(config: ModelConfig, tp: int) -> float:
     """Forward bytes per token of one layer's non-GEMM, non-attention ops on one GPU:
     two RMSNorms (read d, write d) and two residual adds (read 2d, write d), split over the
@@ -175,20 +223,40 @@ def elementwise_bytes_per_token(config: ModelConfig, tp: int) -> float:
     return (norms_residual + rotary + swiglu) * ACT_BYTES
 
 
+def _layout(config: ModelConfig, passed: dict, chosen: dict | None) -> tuple[dict, dict]:
+    """The layout arguments as whole numbers, and their labels: a value the caller passed is
+    given unless ``chosen`` says what it is (name -> (label, source)); one left out takes its
+    `LAYOUT_DEFAULTS` entry (the sequence length: the model's own)."""
+    chosen = chosen or {}
+    defaults = dict(LAYOUT_DEFAULTS, seq=(config.seq, "published" if config.source else "assumed",
+                                          "the model's sequence length "
+                                          f"({config.source or config.name})"))
+    values, labels = {}, {}
+    for name, (default, label, source) in defaults.items():
+        given = passed.get(name)
+        values[name] = _int(name, default if given is None else given)
+        if given is not None:
+            label, source = chosen.get(name, ("given", "given"))
+        labels[name] = _label(values[name], label, source)
+    return values, labels
+
+
 def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str = "bf16",
-              tp: int = 1, pp: int = 1, dp: int = 1, seq: int | None = None,
-              batch_tokens: int | None = None, micro_batch: int = 1, interleave: int = 1,
-              overrides: dict | None = None) -> StepResult:
-    """Model one training step; see the module docstring for every term."""
+              tp: int | None = None, pp: int | None = None, dp: int | None = None,
+              seq: int | None = None, batch_tokens: int | None = None,
+              micro_batch: int | None = None, interleave: int | None = None,
+              overrides: dict | None = None, chosen: dict | None = None) -> StepResult:
+    """Model one training step; see the module docstring for every term. A layout argument
+    left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
+    ``chosen`` says (name -> (label, source), for a caller that picked it by a rule)."""
     if precision not in PRECISIONS:
         raise UnknownNameError("precision", precision, PRECISIONS)
     ov = _check_overrides(overrides)
-    tp, pp, dp = _int("tp", tp), _int("pp", pp), _int("dp", dp)
-    micro_batch, interleave = _int("micro_batch", micro_batch), _int("interleave", interleave)
-    seq = _int("seq", config.seq if seq is None else seq)
-    batch_given = batch_tokens is not None
-    batch_tokens = _int("batch_tokens", DEFAULT_BATCH_TOKENS if batch_tokens is None
-                        else batch_tokens)
+    lay, labels = _layout(config, dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
+                                       micro_batch=micro_batch, interleave=interleave), chosen)
+    tp, pp, dp, seq = lay["tp"], lay["pp"], lay["dp"], lay["seq"]
+    batch_tokens, micro_batch = lay["batch_tokens"], lay["micro_batch"]
+    interleave = lay["interleave"]
     gpus = tp * pp * dp
     per_replica = batch_tokens / (seq * dp * micro_batch)
     if per_replica < 1 or not float(per_replica).is_integer():
@@ -203,17 +271,13 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     notes = []
     try:
         peak = profile.peak(gemm_dtype)
-        peak_label = _label(peak.value, peak.label, peak.source)
+        peak_label = _as_label(peak)
     except DataError as exc:  # an unrecognised measured device: no MFU, no utilisation
         if "mfu" in ov:
             raise
-        peak, peak_label = None, _label(None, "missing", str(exc))
+        peak, peak_label = None, _label(None, MISSING, str(exc))
         notes.append(f"no MFU: {exc}")
-    labels = {"peak_tflops": peak_label,
-              "batch_tokens": _label(batch_tokens, "given" if batch_given else "published",
-                                     "given" if batch_given else
-                                     "Llama 3 paper, Table 4: 16M tokens per batch"),
-              "interleave": _label(interleave, "given", "virtual pipeline stages per GPU")}
+    labels["peak_tflops"] = peak_label
     if precision == "fp8":
         notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
                      "recipes such as Transformer Engine's)")
@@ -227,9 +291,9 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         key = (op.kind, op.direction, tuple(sorted(op.shape.items())))
         if key not in rates:
             if op.kind == "gemm" and "gemm_tflops" in ov:
-                est = Estimate.point(ov["gemm_tflops"], "override", "given")
+                est = _override(ov, "gemm_tflops")
             elif op.kind == "attention" and "attention_tflops" in ov:
-                est = Estimate.point(ov["attention_tflops"], "override", "given")
+                est = _override(ov, "attention_tflops")
             elif op.kind == "gemm":
                 s = op.shape
                 est = profile.matmul_tflops(s["m"], s["n"], s["k"], gemm_dtype)
@@ -257,19 +321,22 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     for kind in ("gemm", "attention"):
         flops = (config.layers * flops_layer[kind] + (hw_flops_head if kind == "gemm" else 0)) / pp
         t = mb_gemm if kind == "gemm" else mb_attn
+        kinds = sorted(kinds_labels[kind])
         labels[f"{kind}_tflops"] = _label(
-            flops / t[0] / 1e12, "/".join(sorted(kinds_labels[kind])),
-            "time-weighted over the step's shapes; " + "; ".join(sorted(kinds_sources[kind])))
+            flops / t[0] / 1e12, weakest(*kinds),
+            "time-weighted over the step's shapes"
+            + (f" ({' and '.join(kinds)} curves)" if len(kinds) > 1 else "") + "; "
+            + "; ".join(sorted(kinds_sources[kind])))
 
     # -- elementwise traffic ----------------------------------------------------------------
     if "memory_gbps" in ov:
-        memory = Estimate.point(ov["memory_gbps"], "override", "given")
+        memory = _override(ov, "memory_gbps")
     elif profile.memory_gbps is not None:
         memory = profile.memory_gbps
     else:
         raise DataError(f"profile '{profile.name}' has no memory bandwidth; pass "
                         f"overrides={{'memory_gbps': ...}} (--set memory_gbps=...)")
-    labels["memory_gbps"] = _label(memory.value, memory.label, memory.source)
+    labels["memory_gbps"] = _as_label(memory)
     tokens_mb = micro_batch * seq
     logits_bytes = 3 * tokens_mb * math.ceil(config.vocab / tp) * 4  # FP32 softmax fwd+bwd
     elem_bytes = (3 * layers_per_stage * elementwise_bytes_per_token(config, tp) * tokens_mb
@@ -283,31 +350,31 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     overlaps = {}
     for key in ("tp_overlap", "pp_overlap", "dp_overlap"):
         overlaps[key] = ov.get(key, 0.0)
-        labels[key] = _label(overlaps[key], "override" if key in ov else "assumed",
-                             "given" if key in ov else ASSUMED_OVERLAP[key])
+        labels[key] = (_as_label(_override(ov, key)) if key in ov
+                       else _label(overlaps[key], "assumed", ASSUMED_OVERLAP[key]))
     mb_tp = np.zeros(3)
     if tp > 1:
         msg = tokens_mb * config.d_model * ACT_BYTES
         intra = tp <= profile.gpus_per_node
         if "tp_busbw_gbps" in ov:
-            ag = rs = Estimate.point(ov["tp_busbw_gbps"], "override", "given")
+            ag = rs = _override(ov, "tp_busbw_gbps")
         else:
             ag = profile.busbw_gbps("all_gather", msg, tp, intra_node=intra)
             rs = profile.busbw_gbps("reduce_scatter", msg, tp, intra_node=intra)
         frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw
         per_layer_tp = 4 * (msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9))
         mb_tp = layers_per_stage * per_layer_tp * (1 - overlaps["tp_overlap"])
-        labels["tp_busbw_gbps"] = _label(ag.value, ag.label, ag.source)
+        labels["tp_busbw_gbps"] = _as_label(ag)
 
     # -- pipeline sends ---------------------------------------------------------------------
     mb_pp = np.zeros(3)
     if pp > 1:
         act = tokens_mb * config.d_model * ACT_BYTES / tp  # sequence-parallel shard
-        link = (Estimate.point(ov["pp_gbps"], "override", "given") if "pp_gbps" in ov
+        link = (_override(ov, "pp_gbps") if "pp_gbps" in ov
                 else profile.link_gbps("inter_node" if tp * pp > profile.gpus_per_node
                                        else "intra_node"))
         mb_pp = 2 * interleave * act / (_trio(link) * 1e9) * (1 - overlaps["pp_overlap"])
-        labels["pp_gbps"] = _label(link.value, link.label, link.source)
+        labels["pp_gbps"] = _as_label(link)
 
     t_mb = mb_gemm + mb_attn + mb_elem + mb_tp + mb_pp
 
@@ -316,7 +383,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     if "bubble_fraction" in ov:
         f = ov["bubble_fraction"]
         bubble = busy * f / (1 - f)
-        labels["bubble_fraction"] = _label(f, "override", "given")
+        labels["bubble_fraction"] = _as_label(_override(ov, "bubble_fraction"))
     else:
         bubble = (pp - 1) / interleave * t_mb
         labels["bubble_fraction"] = _label(
@@ -331,12 +398,12 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         sizes = (("reduce_scatter", DP_GRAD_BYTES), ("all_gather", DP_PARAM_BYTES))
         for collective, width in sizes:
             size = params_local * width
-            bw = (Estimate.point(ov["dp_busbw_gbps"], "override", "given")
+            bw = (_override(ov, "dp_busbw_gbps")
                   if "dp_busbw_gbps" in ov
                   else profile.busbw_gbps(collective, size, dp, intra_node=intra))
             dp_comm = dp_comm + size * (dp - 1) / dp / (_trio(bw) * 1e9)
         dp_comm = dp_comm * (1 - overlaps["dp_overlap"])
-        labels["dp_busbw_gbps"] = _label(bw.value, bw.label, bw.source)
+        labels["dp_busbw_gbps"] = _as_label(bw)
     optimizer = np.full(3, params_local / dp * OPTIMIZER_BYTES_PER_PARAM / (memory.value * 1e9))
 
     terms = {"gemm_s": m * mb_gemm, "attention_s": m * mb_attn, "elementwise_s": m * mb_elem,
@@ -345,21 +412,26 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     for term in BREAKDOWN_TERMS:
         if term in ov:
             terms[term] = np.full(3, ov[term])
-            labels[term] = _label(ov[term], "override", "given")
+            labels[term] = _as_label(_override(ov, term))
     step = sum(terms.values())
 
     model_flops = config.flops_per_token(seq) * batch_tokens / gpus
     tflops = model_flops / step / 1e12
-    source = "step model"
+    kernels = (labels["gemm_tflops"]["label"], labels["attention_tflops"]["label"])
+    labels["tflops_per_gpu"] = _label(float(tflops[0]), modelled_from(*kernels),
+                                      f"step model from {_curves_text(*kernels)} on "
+                                      f"{profile.name} ({profile.label} profile)")
     if "mfu" in ov or "tflops_per_gpu" in ov:
         value = ov["tflops_per_gpu"] if "tflops_per_gpu" in ov else ov["mfu"] * peak.value
         key = "tflops_per_gpu" if "tflops_per_gpu" in ov else "mfu"
-        labels[key] = _label(ov[key], "override", "given")
+        labels[key] = _as_label(_override(ov, key))
+        if key == "mfu":
+            labels["tflops_per_gpu"] = _label(value, "given", labels["mfu"]["source"]
+                                              + " x the datasheet peak")
         notes.append(f"throughput set by the {key} override; the breakdown is the model's "
                      f"and sums to {step[0]:.4g} s, not to step_time_s")
         tflops = np.full(3, value)
         step = model_flops / (tflops * 1e12)
-        source = "override"
     mfu = tflops / peak.value if peak is not None else np.full(3, math.nan)
     hw_util = (float(m * hw_flops_mb / (step[0] * 1e12) / peak.value) if peak is not None
                else None)
@@ -368,12 +440,11 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         power = profile.power_w(min(hw_util, 1.0) if hw_util is not None else 1.0)
         if hw_util is None and power.label == "measured":
             raise DataError("utilisation unknown without a datasheet peak")
-        labels["power_w"] = _label(power.value, power.label, power.source)
+        labels["power_w"] = _as_label(power)
     except DataError as exc:
         power = None
-        labels["power_w"] = _label(None, "missing", str(exc))
+        labels["power_w"] = _label(None, MISSING, str(exc))
         notes.append(f"no power figure: {exc}")
-    labels["tflops_per_gpu_source"] = _label(float(tflops[0]), source, source)
 
     return StepResult(
         model=config.name, hardware=profile.name, precision=precision,

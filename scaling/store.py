@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from scaling.database import mask_url, one_line, open_engine, parse_url, retry, 
 from scaling.errors import DataError, ResultsFileError, StoreError
 from scaling.records import (RECORD_COLUMNS, RUN_COLUMNS, read_section, results_files,
                              section_rows, tidy)
+from scaling.units import parse_duration
 
 SCHEMA_VERSION = 1
 
@@ -406,10 +406,10 @@ def parse_since(text) -> datetime:
     if isinstance(text, datetime):
         stamp = pd.Timestamp(text)
     else:
-        age = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", str(text))
-        if age:
-            unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[age.group(2)]
-            return _utcnow() - timedelta(**{unit: float(age.group(1))})
+        try:  # an age, read as every duration is
+            return _utcnow() - timedelta(seconds=parse_duration(text, "--since", unit=None))
+        except DataError:
+            pass  # not an age: a date or a time
         try:
             stamp = pd.Timestamp(str(text).strip())
         except ValueError:

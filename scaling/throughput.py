@@ -8,8 +8,11 @@ answers it in one of two ways:
 * **the step model** (`scaling.step`): N becomes a concrete model (`scaling.model`; a Llama 3
   preset when N is within 1% of one), laid out as Llama 3 405B was (`llama3_layout`), and
   the step model times it on the hardware profile;
-* **a given figure** (``--tflops-per-gpu`` or ``--mfu``), labelled assumed; only the watts
+* **a given figure** (``--tflops-per-gpu`` or ``--mfu``), labelled given; only the watts
   then come from the profile.
+
+The step model's figure is labelled modelled (`scaling.labels`), and its source says what the
+model rests on ("step model from published GEMM and attention curves on h100-sxm").
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from typing import Any, Callable
 from scaling.errors import DataError
 from scaling.model import LLAMA3_SEQ, config_for_params, model_presets
 from scaling.step import DEFAULT_BATCH_TOKENS, PRECISIONS, step_time
+
+DEFAULT_PRECISION = "bf16"
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,9 @@ ThroughputFn = Callable[[float, float], Throughput]  # (gpus, params) -> Through
 
 #: Llama 3 405B's layout (Llama 3 paper, Table 4): tensor parallelism 8 inside a node,
 #: pipeline stages as the model needs, 8,192-token sequences (`scaling.model.LLAMA3_SEQ`), a
-#: 16M-token batch (`scaling.step.DEFAULT_BATCH_TOKENS`), and per data-parallel replica one
-#: sequence per pipeline stage per step (128 x 16 x 8192 = 16M).
+#: batch of 2,048 x 8,192 = 16Mi tokens (`scaling.step.DEFAULT_BATCH_TOKENS`; the paper's
+#: "16M"), and per data-parallel replica one sequence per pipeline stage per step
+#: (128 x 16 x 8,192 = 16Mi).
 TENSOR_PARALLEL = 8
 #: Weights and gradients (bf16, 4 bytes per parameter) per GPU kept under 16 GB, a fifth of
 #: an 80 GB H100, which gives Llama 3 405B's 16 pipeline stages (405e9 * 4 / 8 / 16 = 12.7 GB).
@@ -61,6 +67,14 @@ MIN_LAYERS_PER_STAGE = 4
 #: al. 2021) but does not publish its number of model chunks per GPU; 2 is assumed (it cuts the
 #: pipeline bubble of 16 micro-batches on 16 stages from 48% to 32%).
 INTERLEAVE = 2
+#: How the planner's layout is labelled in the step model's inputs.
+LAYOUT_SOURCE = ("Llama 3-like layout (scaling.throughput.llama3_layout): tensor parallelism "
+                 "up to 8, pipeline stages until a GPU holds <= 16 GB of weights and "
+                 "gradients, the rest data parallelism (after Llama 3 paper, Table 4)")
+BATCH_SOURCE = ("one sequence per pipeline stage per replica, and at least Llama 3's batch of "
+                "2,048 x 8,192 tokens (Llama 3 paper, Table 4)")
+INTERLEAVE_SOURCE = ("Llama 3 ran an interleaved schedule but does not publish its chunk count "
+                     "(Sec. 3.3.2); 2 chunks per GPU assumed")
 
 
 def llama3_layout(params: float, layers: int, gpus: float,
@@ -87,29 +101,18 @@ def llama3_layout(params: float, layers: int, gpus: float,
             "interleave": INTERLEAVE if pp > 1 else 1}
 
 
-def kernel_label(step) -> str:
-    """What a step model's throughput rests on: the least certain label of the GEMM and
-    attention rates it used (the profile's measured, published or assumed curves)."""
-    from scaling.plan import weakest
-
-    labels = []
-    for key in ("gemm_tflops", "attention_tflops"):
-        text = str(step.labels.get(key, {}).get("label", "assumed"))
-        labels += [x if x in ("measured", "published", "fitted") else "assumed"
-                   for x in text.split("/")]
-    return weakest(*labels)
-
-
 class ThroughputSource:
     """Per-GPU throughput and watts for a plan: from a hardware profile through the step
     model, or from a given TFLOP/s or MFU (then only the watts come from the profile)."""
 
-    def __init__(self, profile, *, precision: str, seq: int | None,
+    def __init__(self, profile, *, precision: str | None, seq: int | None,
                  tflops_per_gpu: float | None = None, mfu: float | None = None):
         self.profile = profile
-        self.precision = precision
+        self.precision_given = precision is not None
+        self.precision = precision or DEFAULT_PRECISION
+        self.seq_given = seq is not None
         self.seq = seq or LLAMA3_SEQ
-        self.dtype = PRECISIONS[precision]
+        self.dtype = PRECISIONS[self.precision]
         self.tflops_per_gpu = tflops_per_gpu
         self.mfu = mfu
         try:
@@ -127,7 +130,8 @@ class ThroughputSource:
         self._steps: dict[tuple, Any] = {}
 
     @classmethod
-    def build(cls, hardware, *, results=None, precision: str, seq: int | None = None,
+    def build(cls, hardware, *, results=None, precision: str | None = None,
+              seq: int | None = None,
               tflops_per_gpu: float | None = None, mfu: float | None = None):
         from scaling.hardware import HardwareProfile, load_profile
 
@@ -164,12 +168,12 @@ class ThroughputSource:
     def __call__(self, gpus: float, params: float) -> Throughput:
         if self.tflops_per_gpu is not None or self.mfu is not None:
             if self.tflops_per_gpu is not None:
-                t, src = self.tflops_per_gpu, "given: --tflops-per-gpu"
+                t, src = self.tflops_per_gpu, f"given: --tflops-per-gpu {self.tflops_per_gpu:g}"
             else:
                 t = self.mfu * self.peak.value
                 src = f"given: --mfu {self.mfu:g} x datasheet peak"
             w = self._power(t)
-            return Throughput(t, t, t, "assumed", src, w.value, w.lo, w.hi, w.label, w.source,
+            return Throughput(t, t, t, "given", src, w.value, w.lo, w.hi, w.label, w.source,
                               mfu=t / self.peak.value if self.peak is not None else None)
         config = self.config(params)
         layout = llama3_layout(params, config.layers, gpus)
@@ -179,7 +183,7 @@ class ThroughputSource:
                 config, self.profile, precision=self.precision, tp=layout["tp"],
                 pp=layout["pp"], dp=layout["dp"], seq=self.seq,
                 batch_tokens=layout["dp"] * self.micro_batches(layout) * self.seq,
-                interleave=layout["interleave"])
+                interleave=layout["interleave"], chosen=self._chosen())
         step = self._steps[key]
         busy = layout["gpus_used"] / gpus  # whole replicas only: the remainder idles
         t = step.tflops_per_gpu * busy
@@ -188,16 +192,26 @@ class ThroughputSource:
             raise DataError(f"hardware profile '{self.profile.name}' gives no watts at this load "
                             "(no datasheet peak to place it on its power curve, and no TDP); "
                             "use a profile of a recognised GPU or a published preset")
+        modelled = step.labels["tflops_per_gpu"]
         return Throughput(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
-                          kernel_label(step),
-                          f"step model on {self.profile.name} ({self.profile.label} profile)",
+                          modelled["label"], modelled["source"],
                           w.value, w.lo, w.hi, w.label, w.source,
                           mfu=t / self.peak.value if self.peak is not None else None,
                           layout=layout, breakdown=dict(step.breakdown))
 
+    def _chosen(self) -> dict:
+        """The labels of the layout the planner picks for the step model."""
+        seq = (("given", f"given: --seq {self.seq}") if self.seq_given else
+               ("published", f"Llama 3 405B's {LLAMA3_SEQ:,}-token sequences "
+                             "(Llama 3 paper, Table 4)"))
+        return {"tp": ("assumed", LAYOUT_SOURCE), "pp": ("assumed", LAYOUT_SOURCE),
+                "dp": ("assumed", LAYOUT_SOURCE), "batch_tokens": ("assumed", BATCH_SOURCE),
+                "interleave": ("assumed", INTERLEAVE_SOURCE), "seq": seq}
+
     def micro_batches(self, layout: dict) -> int:
         """Sequences per replica per step: at least one per pipeline stage, and enough for
-        Llama 3's 16M-token batch (Llama 3 paper, Table 4) where the replicas are few."""
+        Llama 3's batch of 2,048 x 8,192 tokens (Llama 3 paper, Table 4) where the replicas
+        are few."""
         return max(layout["pp"], math.ceil(DEFAULT_BATCH_TOKENS / (layout["dp"] * self.seq)))
 
     def replica_gpus(self, params: float) -> int:
@@ -211,17 +225,23 @@ class ThroughputSource:
     def inputs(self) -> list[tuple]:
         """(name, value, unit, label, source) of the hardware inputs a plan uses."""
         p = self.profile
+        precision = (("given", f"given: --precision {self.precision}") if self.precision_given
+                     else ("assumed", "default: BF16 GEMMs, the precision of Llama 3 405B's "
+                                      "published throughput (Llama 3 paper, Table 4)"))
         out = [("hardware", p.name, "profile", p.label, "; ".join(p.sources) or p.name),
-               ("precision", self.precision, "", "assumed", "given: --precision"),
+               ("precision", self.precision, "", *precision),
                ("tdp_w", self.tdp.value, "W per GPU", self.tdp.label, self.tdp.source)]
         if self.peak is not None:
             out.append(("peak_tflops", self.peak.value, "TFLOP/s per GPU (dense)",
                         self.peak.label, self.peak.source))
+        if self.tflops_per_gpu is None and self.mfu is None:  # the step model's sequences
+            out.append(("seq", self.seq, "tokens per sequence", *self._chosen()["seq"]))
         return out
 
     def describe(self) -> dict:
         p = self.profile
         return {"name": p.name, "label": p.label, "device_name": p.device_name,
+                "short_name": p.short_name,
                 "sources": list(p.sources), "peak_tflops": self.peak_tflops,
                 "tdp_w": self.tdp_w}
 

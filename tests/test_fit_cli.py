@@ -80,7 +80,8 @@ def test_text_output_and_plot(runs_csv, capsys, tmp_path):
     code, out, err = run_cli(capsys, runs_csv, "--at", "llama3", "--plot", png,
                              "--bootstrap", "10")
     assert code == 0, err
-    assert "alpha" in out and "compute-optimal at 3.80e+25 FLOPs" in out and "97.5%" in out
+    assert "alpha" in out and "compute-optimal at 3.8e25 FLOPs" in out and "97.5%" in out
+    assert "e+" not in out.split("compute-optimal")[1]  # params and tokens in T, B, M
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
 

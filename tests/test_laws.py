@@ -165,8 +165,10 @@ def test_parse_compute():
         parse_compute("1e17")
     with pytest.raises(DataError, match="outside"):
         parse_compute(2e30)
-    with pytest.raises(DataError, match="outside"):
+    with pytest.raises(UnknownNameError):
         parse_compute("nan")
+    with pytest.raises(DataError, match="ambiguous"):
+        parse_compute("3,800")
     with pytest.raises(UnknownNameError, match="10x-llama3"):
         parse_compute("llama5")
     with pytest.raises(DataError):

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from scaling import cli
 from scaling.errors import DataError, UnknownNameError
 from scaling.laws import load_law
-from scaling.plan import LABELS, Knobs, make_plan
+from scaling.labels import LABELS
+from scaling.plan import Knobs, make_plan
 
 LLAMA3_GPU_HOURS = 30.84e6  # Llama 3.1 model card, 405B
 
@@ -150,7 +151,9 @@ def test_time_scales_with_compute_and_inverse_throughput(compute, gpus, tflops):
     (["--compute", "1e17"], "outside 1e+18..1e+30"),
     (["--compute", "1e31"], "outside 1e+18..1e+30"),
     (["--compute", "ten"], "valid: 10x-llama3, llama3"),
-    (["--gpus", "16384,0"], "positive whole number"),
+    (["--gpus", "16384", "0"], "positive whole number"),
+    (["--gpus", "16,384"], "ambiguous"),
+    (["--gpus", "16384,100000"], "--gpus 16384 100000"),
     (["--gpus", "-8"], "positive whole number"),
     (["--gpus", "1.5"], "positive whole number"),
     (["--pue", "0.9"], "PUE must be at least 1"),
@@ -185,7 +188,7 @@ def test_params_and_tokens_take_suffixes(capsys):
     data = json.loads(out)
     assert code == 0 and data["params"] == 405e9 and data["tokens"] == 15.6e12
     assert data["compute_flops"] == pytest.approx(6 * 405e9 * 15.6e12)  # ~3.8e25
-    assert data["labels"]["compute_flops"] == "assumed"
+    assert data["labels"]["compute_flops"] == "given"
 
 
 @settings(max_examples=50, deadline=None)
@@ -239,3 +242,123 @@ def test_a_step_without_watts_is_a_clear_error(monkeypatch):
     source = throughput.ThroughputSource(load_profile("h100-sxm"), precision="bf16", seq=None)
     with pytest.raises(DataError, match="gives no watts at this load"):
         source(16_384, 405e9)
+
+
+# -- the answer for people ---------------------------------------------------------------------
+
+def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
+    """The README's default plan, in the words it uses."""
+    code, out, _ = flopcast(capsys, "plan")
+    assert code == 0
+    first, second = out.splitlines()[:2]
+    assert first == "656 days, 258M GPU-hours, 23 MW, $545M on 16,384 H100"
+    assert second == "172 days, 412M GPU-hours, 140 MW, $870M on 100,000 H100"
+    # no exponents for GPU-hours, dollars or energy in the human output, and no intervals
+    # narrower than the rounding (the step model's spread here is a fraction of a percent)
+    assert "e+" not in out and "[" not in out
+    assert "258M" in out and "$545M" in out and "362 GWh" in out
+
+
+def test_headline_shows_an_interval_wider_than_the_rounding():
+    from scaling.plan import _cluster
+    from scaling.plan_text import headline
+    from scaling.throughput import Throughput
+
+    def spread(gpus, params):
+        return Throughput(400, 300, 500, "measured", "test", 600, 600, 600, "measured", "test")
+
+    labels = {i.name: i.label for i in make_plan(compute="llama3", params=405e9, gpus=[8],
+                                                 tflops_per_gpu=400).inputs}
+    p = _cluster(3.8e25, 16384, 405e9, (), spread, 700, 989, Knobs(), labels)
+    lo, hi = p.intervals["days"]
+    assert headline(p, "H100").startswith(f"{p.days:.3g} days [{lo:.3g}..{hi:.3g}], ")
+
+
+# -- reading numbers ---------------------------------------------------------------------------
+
+def test_lists_are_spaces_or_a_repeated_flag(capsys):
+    spaced = json.loads(flopcast(capsys, "plan", "--gpus", "16384", "100000", "--json")[1])
+    repeated = json.loads(flopcast(capsys, "plan", "--gpus", "16Ki", "--gpus", "1e5",
+                                   "--json")[1])
+    assert [p["gpus"] for p in spaced["plans"]] == [p["gpus"] for p in repeated["plans"]] \
+        == [16384, 100000]
+
+
+@pytest.mark.parametrize("argv", [["--params", "16,384"], ["--compute", "3,800e23"],
+                                  ["--days", "1,000"], ["--pue", "1,1"]])
+def test_commas_are_refused_everywhere(capsys, argv):
+    code, out, err = flopcast(capsys, "plan", *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("flopcast plan: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_days_take_units_and_compute_takes_separators(capsys):
+    runs = [json.loads(flopcast(capsys, "plan", "--compute", "llama3", "--days", days,
+                                "--tflops-per-gpu", "400", "--json")[1])
+            for days in ("80", "80d", "1920h")]
+    assert len({r["plans"][0]["gpus"] for r in runs}) == 1
+    data = json.loads(flopcast(capsys, "plan", "--compute", "3_800e23", "--gpus", "16384",
+                               "--json")[1])
+    assert data["compute_flops"] == 3.8e26
+
+
+def test_version(capsys):
+    from importlib import metadata
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"flopcast {metadata.version('flopcast')}"
+
+
+# -- labels ------------------------------------------------------------------------------------
+
+def test_what_the_user_typed_is_given_and_defaults_say_so(capsys):
+    typed = json.loads(flopcast(capsys, "plan", "--precision", "bf16", "--pue", "1.1",
+                                "--gpus", "16384", "100000", "--compute", "3.8e26",
+                                "--seq", "8192", "--json")[1])
+    default = json.loads(flopcast(capsys, "plan", "--json")[1])
+    typed_in = {i["name"]: i for i in typed["inputs"]}
+    default_in = {i["name"]: i for i in default["inputs"]}
+    for name in ("precision", "pue", "gpus", "compute_flops", "seq"):
+        assert typed_in[name]["label"] == "given", name
+        assert typed_in[name]["value"] == default_in[name]["value"], name
+    assert default_in["precision"]["label"] == "assumed"
+    assert default_in["precision"]["source"].startswith("default")
+    assert default_in["pue"]["label"] == "published"
+    assert default_in["gpus"]["label"] == "assumed"
+    assert typed["plans"][0]["labels"]["gpus"] == "given"
+
+
+def test_step_model_throughput_is_modelled_from_its_curves(capsys):
+    data = json.loads(flopcast(capsys, "plan", "--gpus", "16384", "--json")[1])
+    p = data["plans"][0]
+    assert p["labels"]["tflops_per_gpu"] == "modelled"
+    assert "published GEMM and attention curves" in p["sources"]["tflops_per_gpu"]
+    given = json.loads(flopcast(capsys, "plan", "--gpus", "16384", "--tflops-per-gpu", "400",
+                                "--json")[1])
+    assert given["plans"][0]["labels"]["tflops_per_gpu"] == "given"
+
+
+def test_labels_rank_from_measured_to_assumed():
+    from scaling.labels import modelled_from, weakest
+
+    assert LABELS == ("measured", "published", "fitted", "modelled", "given", "assumed")
+    assert weakest("published", "modelled") == "modelled"
+    assert weakest("modelled", "given") == "given"
+    assert weakest("measured", "assumed", "fitted") == "assumed"
+    assert modelled_from("measured", "published") == "modelled"
+    assert modelled_from("published", "assumed") == "assumed"
+    with pytest.raises(ValueError):
+        weakest("published", "override")
+
+
+def test_llama3_law_warns_that_its_coefficients_miss_the_paper(capsys):
+    law = load_law("llama3-2024")
+    alloc = law.allocate(3.8e25)
+    assert alloc.tokens == pytest.approx(0.29 * 3.8e25 ** 0.53)  # 10.46T, not 16.55T
+    assert alloc.tokens == pytest.approx(10.46e12, rel=1e-3)
+    assert "10.5T tokens" in law.warning() and "16.55T" in law.warning()
+    assert load_law("epoch-2024").warning() is None
+    code, out, err = flopcast(capsys, "plan", "--law", "llama3-2024", "--gpus", "16384")
+    assert code == 0 and "warning" in err and "16.55T" in err and "16.55T" not in out

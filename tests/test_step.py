@@ -87,7 +87,7 @@ def test_kernel_terms_by_hand():
         assert r.breakdown[term] == 0.0
     # Adam: 30 bytes per parameter over the memory bandwidth.
     assert r.breakdown["optimizer_s"] == pytest.approx(TINY.params * 30 / 1000e9)
-    assert r.labels["gemm_tflops"]["label"] == "override"
+    assert r.labels["gemm_tflops"]["label"] == "given"
 
 
 def test_bubble_and_interleaving():
@@ -146,7 +146,7 @@ def test_overrides():
     r = step_time(config, H100, overrides={"mfu": 0.41}, **LLAMA3_405B_LAYOUT)
     assert r.tflops_per_gpu == pytest.approx(0.41 * 989)
     assert r.step_time_s == pytest.approx(r.model_flops_per_gpu / (0.41 * 989e12))
-    assert r.labels["mfu"]["label"] == "override" and r.notes
+    assert r.labels["mfu"]["label"] == "given" and r.notes
     r = step_time(TINY, H100, batch_tokens=256, overrides=dict(FIXED, optimizer_s=2.0))
     assert r.breakdown["optimizer_s"] == 2.0
 
@@ -203,3 +203,61 @@ def test_unrecognised_device_gives_throughput_without_mfu_or_watts():
     assert json.loads(json.dumps(r.to_dict()))["mfu"] is None
     with pytest.raises(DataError, match="no datasheet peak"):
         step_time(TINY, cpu, batch_tokens=256, overrides={"mfu": 0.4})
+
+
+def test_layout_labels_say_what_was_given():
+    r = step_time(TINY, H100, tp=2, batch_tokens=4 * 256)
+    assert r.labels["tp"] == {"value": 2, "label": "given", "source": "given"}
+    assert r.labels["pp"]["label"] == "assumed" and r.labels["pp"]["value"] == 1
+    assert r.labels["interleave"]["label"] == "assumed"
+    chosen = step_time(TINY, H100, tp=2, batch_tokens=4 * 256,
+                       chosen={"tp": ("assumed", "a rule")})
+    assert chosen.labels["tp"]["label"] == "assumed"
+    assert r.labels["tflops_per_gpu"]["label"] == "modelled"
+    assert "published GEMM and attention curves" in r.labels["tflops_per_gpu"]["source"]
+    fixed = step_time(TINY, H100, batch_tokens=4 * 256, overrides=FIXED)
+    assert fixed.labels["tflops_per_gpu"]["label"] == "given"  # from given kernel rates
+
+
+def test_every_step_label_is_a_label():
+    from scaling.labels import LABELS, MISSING
+
+    cpu = replace(H100, name="measured:Test CPU", label="measured", peaks={}, tdp=None,
+                  power=None, power_missing_reason="no NVML")
+    for r in (step_time(model_preset("llama3-405b"), H100, interleave=2, **LLAMA3_405B_LAYOUT),
+              step_time(TINY, H100, batch_tokens=256, overrides={"mfu": 0.4, "tp_overlap": 0.5}),
+              step_time(TINY, cpu, batch_tokens=256)):
+        assert {v["label"] for v in r.labels.values()} <= set(LABELS) | {MISSING}
+
+
+def test_the_plans_layout_is_not_given():
+    """The planner picks the layout by a rule: its step-model inputs say so."""
+    from scaling.throughput import ThroughputSource
+
+    source = ThroughputSource(H100, precision=None, seq=None)
+    source(16384, 405e9)
+    (step,) = source._steps.values()
+    assert {step.labels[k]["label"] for k in ("tp", "pp", "dp", "interleave", "batch_tokens")} \
+        == {"assumed"}
+    assert step.labels["seq"]["label"] == "published"
+
+
+def test_batch_tokens_are_read_as_counts_and_must_be_whole_sequences(capsys):
+    argv = ["step", "llama3-405b", "--tp", "8", "--pp", "16", "--dp", "128", "--json"]
+    assert main(argv + ["--batch-tokens", "16Mi"]) == 0
+    binary = json.loads(capsys.readouterr().out)
+    assert main(argv + ["--batch-tokens", "2048x8192"]) == 0
+    product = json.loads(capsys.readouterr().out)
+    assert binary["layout"]["batch_tokens"] == product["layout"]["batch_tokens"] == 2 ** 24
+    assert main(argv + ["--batch-tokens", "16M"]) == 2
+    err = capsys.readouterr().err
+    assert "not a whole number of sequences" in err and "16Mi" in err and "2048x8192" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_step_terms_are_named_in_words(capsys):
+    assert main(["step", "llama3-8b", "--tp", "8", "--pp", "2", "--dp", "4",
+                 "--batch-tokens", "64x8192"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline bubble" in out and "tensor-parallel communication" in out
+    assert "pipeline_bubble_s" not in out and "e+" not in out

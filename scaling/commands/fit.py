@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
 from scaling.lawdata import FIELDS, LawData, load_law_data, parse_columns
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
 from scaling.output import fmt_num, format_table, print_json
+from scaling.units import format_count, format_flops, parse_number, parse_whole
 
 
 def register(subparsers) -> None:
@@ -35,19 +37,23 @@ def register(subparsers) -> None:
                    help="CSV or Parquet file with params, tokens (or compute) and loss columns")
     p.add_argument("--approach", type=int, choices=(3, 2), default=3,
                    help="3: parametric Huber fit (default); 2: isoFLOP parabolas per budget")
-    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+    p.add_argument("--bootstrap", type=partial(parse_whole, what="--bootstrap"), default=0,
+                   metavar="N",
                    help="bootstrap resamples for intervals (e.g. 1000); 0 for none")
-    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap (default 0)")
+    p.add_argument("--seed", type=partial(parse_whole, what="--seed"), default=0,
+                   help="random seed of the bootstrap (default 0)")
     p.add_argument("--at", metavar="COMPUTE",
                    help=f"budget in FLOPs (3.8e26) or a name ({', '.join(BUDGETS)}): print "
                         f"the compute-optimal allocation there")
-    p.add_argument("--drop-highest", type=int, default=0, metavar="K",
+    p.add_argument("--drop-highest", type=partial(parse_whole, what="--drop-highest"),
+                   default=0, metavar="K",
                    help="drop the K highest-loss runs first (Besiroglu et al. 2024 drop 5)")
-    p.add_argument("--delta", type=float, default=HUBER_DELTA,
+    p.add_argument("--delta", type=partial(parse_number, what="--delta"), default=HUBER_DELTA,
                    help=f"Huber delta on log-loss residuals (default {HUBER_DELTA:g})")
     p.add_argument("--against", choices=("params", "tokens"), default="params",
                    help="Approach 2: fit the isoFLOP parabolas against log params or log tokens")
-    p.add_argument("--budget-tolerance", type=float, default=BUDGET_TOLERANCE_DECADES,
+    p.add_argument("--budget-tolerance", type=partial(parse_number, what="--budget-tolerance"),
+                   default=BUDGET_TOLERANCE_DECADES,
                    metavar="DECADES",
                    help="Approach 2: runs within this many decades of compute share a budget "
                         f"(default {BUDGET_TOLERANCE_DECADES:g})")
@@ -137,11 +143,14 @@ def _text(fit: LawFit, out: dict) -> str:
     alloc = out.get("allocation")
     if alloc:
         iv = alloc["intervals"]
-        rows = [{"name": k, "value": alloc[k], "lo": iv.get(k, [None])[0],
-                 "hi": iv.get(k, [None, None])[1]}
+        fmt = {"params": format_count, "tokens": format_count}
+        rows = [{"name": k} | {col: fmt.get(k, fmt_num)(v) for col, v in
+                               (("value", alloc[k]), ("lo", iv.get(k, [None])[0]),
+                                ("hi", iv.get(k, [None, None])[1]))}
                 for k in ("params", "tokens", "tokens_per_param", "loss")]
-        lines += ["", f"compute-optimal at {fmt_num(alloc['compute_flops'])} FLOPs "
-                      f"(C = 6 N D):", format_table(rows, columns)]
+        lines += ["", f"compute-optimal at {format_flops(alloc['compute_flops'])} FLOPs "
+                      f"(C = 6 N D):",
+                  format_table(rows, columns, align_right={"value", "lo", "hi"})]
     return "\n".join(lines)
 
 

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from scaling.errors import DataError
+from functools import partial
+
 from scaling.model import model_presets, resolve_model
-from scaling.output import fmt_num, format_table, print_json
-
-SUFFIXES = {"k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_count(text: str) -> float:
-    """A parameter count: ``405e9``, ``405B``, ``8b``, ``1.2T``."""
-    raw = str(text).strip().replace("_", "").replace(",", "")
-    scale = SUFFIXES.get(raw[-1:].lower(), None)
-    number = raw[:-1] if scale else raw
-    try:
-        value = float(number) * (scale or 1.0)
-    except ValueError:
-        raise DataError(f"--params: '{text}' is not a count (e.g. 405e9, 405B, 1.2T)") from None
-    return value
+from scaling.output import format_table, print_json
+from scaling.units import format_count, format_flops, parse_count, parse_whole
 
 
 def register(sub):
@@ -28,9 +16,10 @@ def register(sub):
                                    "training FLOPs per token (6N plus the attention term).")
     p.add_argument("name", nargs="?", metavar="NAME",
                    help="preset: " + ", ".join(sorted(model_presets())))
-    p.add_argument("--params", metavar="N", help="pick a Llama-like config for N parameters "
-                                                 "(405e9, 405B, 1.2T)")
-    p.add_argument("--seq", type=int, metavar="S", help="sequence length (default: the model's)")
+    p.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
+                   help="pick a Llama-like config for N parameters (405e9, 405B, 1.2T)")
+    p.add_argument("--seq", type=partial(parse_whole, what="--seq"), metavar="S",
+                   help="sequence length, e.g. 8192 or 8Ki (default: the model's)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
@@ -46,7 +35,7 @@ def model_summary(config) -> dict:
 
 
 def run(args) -> int:
-    params = parse_count(args.params) if args.params is not None else None
+    params = args.params
     config = resolve_model(args.name, params, args.seq)
     info = model_summary(config)
     if params is not None:
@@ -62,12 +51,13 @@ def run(args) -> int:
     print(f"{config.name}  ({config.source or 'given'})")
     print(format_table(rows, [("field", "field"), ("value", "value")]))
     print()
-    print(f"parameters         {fmt_num(config.params)}  (active {fmt_num(config.active_params)})")
-    print(f"FLOPs per token    {fmt_num(info['flops_per_token'])}  = 6 x "
-          f"{fmt_num(config.matmul_params)} matmul params + attention "
-          f"{fmt_num(info['attention_flops_per_token'])} "
+    print(f"parameters         {format_count(config.params, 4)}  "
+          f"(active {format_count(config.active_params, 4)})")
+    print(f"FLOPs per token    {format_flops(info['flops_per_token'])}  = 6 x "
+          f"{format_count(config.matmul_params, 4)} matmul params + attention "
+          f"{format_flops(info['attention_flops_per_token'])} "
           f"(3 x 4 x seq x heads x head_dim x layers / 2, causal)")
     if params is not None:
-        print(f"requested          {fmt_num(params)} parameters "
+        print(f"requested          {format_count(params, 4)} parameters "
               f"({(config.params / params - 1) * 100:+.1f}%)")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from scaling.commands._inputs import add_results_arguments, load_records, source_name
-from scaling.commands.plan import add_plan_arguments, plan_from_args
+from scaling.commands.plan import add_plan_arguments, plan_from_args, warn_about_law
 from scaling.errors import FlopcastError
 from scaling.output import print_json
 
@@ -43,7 +43,7 @@ def run(args) -> int:
     notes, titled, profiles = [], [], []
     if records.empty:
         notes.append(f"No results in {where}: the plots show no measured points; run "
-                     "`pytest --benchmark --sweep quick` first.")
+                     "`python -m pytest --benchmark --sweep quick` first.")
     else:
         try:
             measured = load_profile(None, results=records)
@@ -53,10 +53,12 @@ def run(args) -> int:
         else:
             try:
                 plan = plan_from_args(args, hardware=measured)
-                titled.append((f"{measured.name} (measured)", plan))
+                titled.append((f"{measured.device_name} (measured)", plan))
             except FlopcastError as exc:
-                notes.append(f"No plan on the measured profile '{measured.name}': {exc}")
+                notes.append(f"No plan on this machine's measured profile "
+                             f"({measured.device_name}): {exc}")
     published = plan_from_args(args)
+    warn_about_law(published)
     titled.append((f"{published.hardware['name']} ({published.hardware['label']})", published))
     profiles.append(published.profile)
     # The published figures are about H100 clusters: compare H100 plans with them.
