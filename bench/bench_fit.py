@@ -4,7 +4,7 @@ grid, and a 1,000-resample bootstrap, on the 245 Chinchilla points flopcast ship
 
 Beside the batched fit, the plain approach (scipy's L-BFGS-B once per start) is timed on a
 subset of the starts; the record carries its per-start time, the full-grid time that implies,
-and the speedup. Runs only under ``pytest --benchmark``.
+and the speedup. Runs only under ``python -m pytest --benchmark``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
-"""The `pytest --benchmark` plugin (registered through the ``pytest11`` entry point, so the
-option exists wherever flopcast is installed).
+"""The ``python -m pytest --benchmark`` plugin (registered through the ``pytest11`` entry point,
+so the option exists wherever flopcast is installed).
 
-Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and plain ``pytest``
-runs the unit tests. With it, only the benchmark cases run, on the best device present (CUDA,
-else the CPU), through pytest-benchmark with a device-synchronising timer; each finished case
-prints a progress line; and at the end one results file is written into ``--results-dir``
-(schema: results/README.md), and uploaded with ``--upload URL``.
+Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and a plain
+``python -m pytest`` runs the unit tests. With it, only the benchmark cases run, on the best
+device present (CUDA, else the CPU), through pytest-benchmark with a device-synchronising
+timer; each finished case prints a progress line; and at the end one results file is written
+into ``--results-dir`` (schema: results/README.md), and uploaded with ``--upload URL``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ import pytest
 from bench.power import POWER_FIELDS
 
 BENCH_PREFIX = "bench_"
-SOURCE = "pytest --benchmark"
+SOURCE = "pytest --benchmark"  # a results file's ``source``: what wrote it
+NOT_BENCHMARKING = "flopcast benchmark case: run with `python -m pytest --benchmark`"
+BENCH_DIR = Path(__file__).resolve().parent
 # The pytest config, for hooks that are not handed it (the progress line).
 _CONFIG: dict = {}
 
@@ -51,6 +54,38 @@ def _is_bench_item(item) -> bool:
     return Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
 
 
+# -- collection, wherever pytest was started --------------------------------------------------
+#
+# pytest picks its rootdir and ini file before it loads this plugin, so in
+# ``--results-dir /some/dir`` it does not yet know the option takes a value and treats the folder
+# as a test path: an existing folder outside the repository becomes the rootdir, and
+# pyproject.toml's pytest settings are not read. Nothing below depends on them: the benchmark
+# cases are found through this package's own location, collected by this plugin (not through
+# the ini's ``python_files``), and imported as modules of the ``bench`` package.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Complete the command line (edited in place, before pytest's final parse): under
+    ``--benchmark`` with no test paths, run the benchmark cases."""
+    namespace = early_config.known_args_namespace
+    if not getattr(namespace, "flopcast_benchmark", False):
+        return
+    if not namespace.file_or_dir:
+        args.append(str(BENCH_DIR))
+
+
+def pytest_collect_file(file_path, parent):
+    """The benchmark cases (``bench/bench_*.py`` of this package), whatever the ini says."""
+    if (file_path.parent != BENCH_DIR or not file_path.name.startswith(BENCH_PREFIX)
+            or file_path.suffix != ".py"):
+        return None
+    patterns = parent.config.getini("python_files")
+    if parent.session.isinitpath(file_path) or any(fnmatch(file_path.name, p) for p in patterns):
+        return None  # pytest's own collector takes it
+    return pytest.Module.from_parent(parent, path=file_path)
+
+
 def pytest_configure(config):
     config._flopcast = None
     _CONFIG["config"] = config
@@ -59,7 +94,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(session, config, items):
     """Benchmark cases run only with --benchmark; with it, only they run."""
     if not config.getoption("flopcast_benchmark"):
-        skip = pytest.mark.skip(reason="flopcast benchmark case: run with `pytest --benchmark`")
+        skip = pytest.mark.skip(reason=NOT_BENCHMARKING)
         for item in items:
             if _is_bench_item(item):
                 item.add_marker(skip)
@@ -133,7 +168,7 @@ def pytest_unconfigure(config):
 def flopcast_session(request) -> BenchSession:
     """The run's device, telemetry and settings (benchmark cases only)."""
     if request.config._flopcast is None:
-        pytest.skip("flopcast benchmark case: run with `pytest --benchmark`")
+        pytest.skip(NOT_BENCHMARKING)
     return request.config._flopcast
 
 

@@ -101,7 +101,7 @@ def throughput_figure(records: pd.DataFrame | None, profiles: Sequence = ()) -> 
     groups = sorted(groups)
     if not groups:
         return _message_figure("no measured records and no profile curves: run "
-                               "`pytest --benchmark --sweep quick`")
+                               "`python -m pytest --benchmark --sweep quick`")
     cols = min(3, len(groups))
     rows = math.ceil(len(groups) / cols)
     fig = Figure(figsize=(4.6 * cols, 3.6 * rows))

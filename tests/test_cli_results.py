@@ -46,4 +46,4 @@ def test_skip_invalid_warns_and_continues(tmp_path, capsys):
 
 def test_empty_folder_says_what_to_do(tmp_path, capsys):
     assert main(["results", str(tmp_path)]) == 2
-    assert "pytest --benchmark" in capsys.readouterr().err
+    assert "run `python -m pytest --benchmark` first" in capsys.readouterr().err

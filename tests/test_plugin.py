@@ -1,9 +1,11 @@
-"""`pytest --benchmark` end to end, in a subprocess, on this machine's CPU."""
+"""`python -m pytest --benchmark` end to end, in a subprocess, on this machine's CPU."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Three GEMM sizes (a throughput curve needs three) and one attention case.
 SELECT = "gemm-bf16-rr-torch or attention-fwd-bf16-torch-1x8x8x256x64"
 GEMMS = {f"gemm-bf16-rr-torch-{n}x{n}x{n}" for n in (256, 512, 1024)}
+ONE_CASE = "gemm-bf16-rr-torch-256x256x256"
 
 
 def run_pytest(*args, cwd=REPO, timeout=240):
@@ -43,7 +46,7 @@ def test_benchmark_run_writes_a_loadable_results_file(bench_run):
     assert set(df["name"]) == GEMMS | {"attention-fwd-bf16-torch-1x8x8x256x64"}
     assert (df["device"] == "cpu").all()
     assert (df["time_s"] > 0).all() and (df["tflops"] > 0).all()
-    gemm = df[df["name"] == "gemm-bf16-rr-torch-256x256x256"].iloc[0]
+    gemm = df[df["name"] == ONE_CASE].iloc[0]
     assert gemm["flops"] == 2 * 256**3
     assert gemm["tflops"] == pytest.approx(gemm["flops"] / gemm["time_s"] / 1e12)
     assert gemm["rel_error"] < 1e-2
@@ -59,6 +62,39 @@ def test_progress_lines_and_skips_are_visible(bench_run):
     assert "flopcast: benchmarking on cpu" in proc.stdout
     assert "[1/" in proc.stdout and "TFLOP/s" in proc.stdout
     assert "records written to" in proc.stdout
+
+
+# The command a user types, with the results folder as a separate argument (which pytest reads
+# as a test path before the plugin is loaded), from the repository's root and from tests/, into
+# folders inside and outside the repository that already exist.
+WHERE = {"root, outside": (".", False), "tests, outside": ("tests", False),
+         "root, inside": (".", True), "tests, inside": ("tests", True)}
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_benchmark_cases_are_found_wherever_pytest_starts(where, tmp_path):
+    cwd, inside = WHERE[where]
+    results = Path(tempfile.mkdtemp(dir=REPO / "results")) if inside else tmp_path / "results"
+    results.mkdir(exist_ok=True)
+    try:
+        proc = run_pytest("--benchmark", "--results-dir", str(results), "-k", ONE_CASE,
+                          "--power-window", "0", cwd=REPO / cwd)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "1 passed" in proc.stdout
+        [written] = results.glob("flopcast-*.json")
+        assert list(load_results(written)["name"]) == [ONE_CASE]
+    finally:
+        if inside:
+            shutil.rmtree(results)
+
+
+def test_tests_import_their_helpers_wherever_the_rootdir_is(tmp_path):
+    """With the rootdir (and so pyproject.toml's settings) elsewhere, the tests still import
+    their shared helpers: tests/ is a package, imported from the repository's root."""
+    proc = run_pytest("--rootdir", str(tmp_path), str(REPO / "tests" / "test_cli_results.py"),
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"rootdir: {tmp_path}" in proc.stdout and " passed" in proc.stdout
 
 
 def test_pytest_benchmark_json_carries_the_same_run(bench_run):
@@ -81,7 +117,7 @@ def test_pytest_benchmark_json_carries_the_same_run(bench_run):
 
 def test_benchmark_compare_against_the_saved_run(bench_run):
     tmp, _ = bench_run
-    proc = run_pytest("bench/bench_kernels.py", "--benchmark", "-k", "gemm-bf16-rr-torch-256x256x256",
+    proc = run_pytest("bench/bench_kernels.py", "--benchmark", "-k", ONE_CASE,
                       "--power-window", "0", "--results-dir", str(tmp / "results2"),
                       "--benchmark-storage", str(tmp / "storage"), "--benchmark-compare", "0001")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -89,9 +125,9 @@ def test_benchmark_compare_against_the_saved_run(bench_run):
 
 
 def test_without_the_flag_cases_are_skipped():
-    proc = run_pytest("bench/bench_kernels.py", "-k", "gemm-bf16-rr-torch-256x256x256", "-rs")
+    proc = run_pytest("bench/bench_kernels.py", "-k", ONE_CASE, "-rs")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "run with `pytest --benchmark`" in proc.stdout
+    assert "run with `python -m pytest --benchmark`" in proc.stdout
 
 
 def test_upload_lands_the_same_records_in_the_database(bench_run):
@@ -106,7 +142,7 @@ def test_upload_lands_the_same_records_in_the_database(bench_run):
 
 
 def test_failed_upload_warns_and_keeps_the_file(tmp_path):
-    proc = run_pytest("bench/bench_kernels.py", "--benchmark", "-k", "gemm-bf16-rr-torch-256x256x256",
+    proc = run_pytest("bench/bench_kernels.py", "--benchmark", "-k", ONE_CASE,
                       "--power-window", "0", "--results-dir", str(tmp_path / "results"),
                       "--upload", "postgresql://flopcast:s3cret@127.0.0.1:1/flopcast")
     assert proc.returncode == 0, proc.stdout + proc.stderr

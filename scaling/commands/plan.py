@@ -122,7 +122,7 @@ def run(args) -> int:
         if results.empty:
             where = source_name(args) or ", ".join(args.results)
             raise DataError(f"no records found in {where}; "
-                            "run `pytest --benchmark` first or drop --results")
+                            "run `python -m pytest --benchmark` first or drop --results")
     plan = plan_from_args(args, results=results)
     if args.json:
         print_json(plan.to_dict())

@@ -43,7 +43,7 @@ def run(args) -> int:
     notes, titled, profiles = [], [], []
     if records.empty:
         notes.append(f"No results in {where}: the plots show no measured points; run "
-                     "`pytest --benchmark --sweep quick` first.")
+                     "`python -m pytest --benchmark --sweep quick` first.")
     else:
         try:
             measured = load_profile(None, results=records)

@@ -34,7 +34,7 @@ def run(args) -> int:
     df = load_records(args)
     if df.empty:
         raise DataError(f"no records found in {source_name(args)}; "
-                        "run `pytest --benchmark` first")
+                        "run `python -m pytest --benchmark` first")
     rows = df if args.all else best_by_kernel(df)
     rows = rows.sort_values(["device_name", "kernel", "direction", "dtype", "variant", "impl",
                              "flops"]).reset_index(drop=True)
