@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from bench.cases import case_group
 from bench.device import cpu_name
 from scaling.fit import HOFFMANN_GRID, fit_parametric, fit_parametric_plain
 from scaling.lawdata import CHINCHILLA_POINTS, load_law_data
@@ -34,6 +35,7 @@ def _record(n_points: int, variant: str, shape_extra: dict, extra: dict) -> dict
 
 def test_fit_approach3(benchmark, flopcast_session):
     data, drop, label = fit_data()
+    benchmark.group = case_group(_record(0, "approach3", {}, {}))
     fit = benchmark.pedantic(fit_parametric, args=(data,), kwargs={"drop_highest": drop},
                              rounds=5, iterations=1, warmup_rounds=1)
     starts = HOFFMANN_GRID.points()[::HOFFMANN_GRID.size // PLAIN_STARTS]
@@ -53,6 +55,7 @@ def test_fit_approach3(benchmark, flopcast_session):
 
 def test_fit_bootstrap(benchmark, flopcast_session):
     data, drop, label = fit_data()
+    benchmark.group = case_group(_record(0, "approach3-bootstrap", {}, {}))
     fit = benchmark.pedantic(fit_parametric, args=(data,),
                              kwargs={"drop_highest": drop, "bootstrap": RESAMPLES, "seed": 0},
                              rounds=1, iterations=1)

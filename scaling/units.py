@@ -37,7 +37,12 @@ def format_seconds(seconds: float | None, unit: tuple[str, float] | None = None,
     ``format_seconds(0.0177)`` is ``'17.7 ms'``; ``'-'`` for a missing value."""
     if seconds is None or not math.isfinite(seconds):
         return "-"
-    name, scale = unit or time_unit([seconds])
-    value = seconds / scale
+    # The unit of the value as written: 0.99999 s is "1 s", not "1e+03 ms".
+    name, scale = unit or time_unit([_significant(seconds, digits)])
+    value = _significant(seconds / scale, digits)
     text = f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
     return f"{text} {name}"
+
+
+def _significant(value: float, digits: int) -> float:
+    return float(f"{value:.{digits}g}")

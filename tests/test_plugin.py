@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,11 +58,56 @@ def test_benchmark_run_writes_a_loadable_results_file(bench_run):
         assert gemm["power_missing_reason"]
 
 
-def test_progress_lines_and_skips_are_visible(bench_run):
+def test_each_case_prints_one_line_of_its_own(bench_run):
+    """One progress line per case, each a whole line (not glued to pytest's dots or percent,
+    which the run does not print), with its figures and times in their units."""
     _, proc = bench_run
+    lines = proc.stdout.splitlines()
     assert "flopcast: benchmarking on cpu" in proc.stdout
-    assert "[1/" in proc.stdout and "TFLOP/s" in proc.stdout
-    assert "records written to" in proc.stdout
+    progress = [line for line in lines if re.match(r"\[\d+/4\] \S+: ", line)]
+    assert len(progress) == proc.stdout.count("/4] ") == 4
+    gemm = next(line for line in progress if ONE_CASE in line)
+    assert re.search(r": [\d.]+ TFLOP/s, [\d.]+ (us|ms)  \(\d:\d\d elapsed, ~\d:\d\d left\)$", gemm), gemm
+    assert "[100%]" not in proc.stdout and "PASSED" not in proc.stdout
+    assert not any(re.fullmatch(r"\S+\.py [.sF]*", line.strip()) for line in lines)
+
+
+def test_the_run_ends_with_its_summary_then_the_results_file(bench_run):
+    tmp, proc = bench_run
+    lines = proc.stdout.splitlines()
+    written = [i for i, line in enumerate(lines) if line.startswith("flopcast: 4 records written to ")]
+    assert len(written) == 1
+    path = Path(lines[written[0]].removeprefix("flopcast: 4 records written to "))
+    assert path.parent == tmp / "results" and path.is_file()
+    # after it only the upload's line and pytest's own last line
+    assert lines[written[0] + 1].startswith("flopcast: upload: ")
+    assert lines[written[0] + 2].startswith("=") and len(lines) == written[0] + 3
+    summary = lines.index(next(line for line in lines if "flopcast summary" in line))
+    assert summary < written[0]
+    tables = "\n".join(lines[summary + 1:written[0]])
+    assert "gemm: median time per call" in tables and "attention: median time per call" in tables
+    assert re.search(r"1024x1024x1024\s+torch\s+[\d.]+ (us|ms)\s+[\d.]+", tables), tables
+
+
+def test_pytest_benchmark_s_table_is_narrow_and_grouped(bench_run):
+    _, proc = bench_run
+    headers = [line.split() for line in proc.stdout.splitlines() if line.startswith("Name (time")]
+    assert len(headers) == 2  # one table per family, pass, dtype: gemm fwd bf16, attention fwd bf16
+    for header in headers:
+        assert header[4:] == ["Median", "IQR", "Rounds"], header
+    assert "benchmark 'gemm fwd bf16': 3 tests" in proc.stdout
+    assert "(inf)" not in proc.stdout
+
+
+def test_the_user_s_choice_of_columns_wins_and_quiet_keeps_progress(tmp_path):
+    proc = run_pytest("bench/bench_kernels.py", "-q", "--benchmark", "-k", ONE_CASE,
+                      "--benchmark-columns", "min,max", "--power-window", "0",
+                      "--results-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [header] = [line.split() for line in proc.stdout.splitlines() if line.startswith("Name (time")]
+    assert header[4:] == ["Min", "Max"]
+    assert re.search(rf"^\[1/1\] {ONE_CASE}: .* TFLOP/s", proc.stdout, re.M)
+    assert re.search(r"^flopcast: 1 records written to \S+\.json$", proc.stdout, re.M)
 
 
 # The command a user types, with the results folder as a separate argument (which pytest reads

@@ -5,6 +5,7 @@ from __future__ import annotations
 from scaling.commands._inputs import add_results_arguments, load_records, runs_table, source_name
 from scaling.errors import DataError
 from scaling.output import format_table, print_json
+from scaling.units import format_seconds
 
 JSON_FIELDS = ["kernel", "impl", "dtype", "direction", "variant", "layout", "device", "device_name",
                "shape", "flops", "bytes", "time_s", "tflops", "gbps", "speedup_vs_baseline",
@@ -13,7 +14,7 @@ JSON_FIELDS = ["kernel", "impl", "dtype", "direction", "variant", "layout", "dev
 
 TABLE = [("device_name", "device"), ("kernel", "kernel"), ("direction", "pass"),
          ("dtype", "dtype"), ("variant", "variant"), ("impl", "impl"), ("shape", "best shape"),
-         ("time_s", "time s"), ("tflops", "TFLOP/s"), ("gbps", "GB/s"),
+         ("time_s", "time", format_seconds), ("tflops", "TFLOP/s"), ("gbps", "GB/s"),
          ("speedup_vs_baseline", "vs base"), ("avg_power_w", "W"), ("tflops_per_w", "TFLOP/J")]
 
 
