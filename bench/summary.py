@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from kernels.spec import shape_str
+from kernels import registry
+from kernels.spec import KernelError, shape_str
 from scaling.output import format_table
 from scaling.units import format_seconds
 
@@ -41,9 +42,6 @@ def case_figures(fields: dict) -> str:
 def registry_baseline(kernel: str) -> str | None:
     """The family's baseline implementation (the registry lists it first); None for a case
     that is not a registered kernel family (the loss-law fit)."""
-    from kernels import registry
-    from kernels.spec import KernelError
-
     try:
         return registry.impls(kernel)[0]
     except KernelError:
@@ -56,16 +54,20 @@ def _problem(record: dict) -> dict:
             for key, _ in PROBLEM}
 
 
+def _same_problem(row: dict) -> tuple:
+    return tuple(row[key] for key, _ in PROBLEM)
+
+
 def family_table(kernel: str, records: list[dict], baseline: str | None) -> str:
     """The records of one kernel family as a titled table: one row per case, problems of one
     kind in order of size, the baseline first at each."""
     rows = [{**_problem(r), "impl": r.get("impl"), "time_s": r.get("time_s"),
              "tflops": r.get("tflops"), "gbps": r.get("gbps"), "power_w": r.get("avg_power_w"),
              "size": r.get("flops") or r.get("bytes") or 0} for r in records]
-    base_time = {tuple(row[key] for key, _ in PROBLEM): row["time_s"] for row in rows
+    base_time = {_same_problem(row): row["time_s"] for row in rows
                  if row["impl"] == baseline and row["time_s"]}
     for row in rows:
-        base = base_time.get(tuple(row[key] for key, _ in PROBLEM))
+        base = base_time.get(_same_problem(row))
         row["speedup"] = base / row["time_s"] if base and row["time_s"] else None
     rows.sort(key=lambda row: (row["direction"] != "fwd", row["direction"], row["dtype"],
                                row["variant"], row["layout"], row["size"], row["shape"],
