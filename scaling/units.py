@@ -5,8 +5,10 @@ planning half's dependencies.
 
 **Time.** A duration is written in the largest of ns, us, ms and s that keeps it at or above 1
 (``3.2 us``, ``17.7 ms``, ``2.25 s``), with three significant digits, as pytest-benchmark
-scales its tables. A column of durations shares one unit (`time_unit`), chosen by its
-smallest value, so the numbers in it can be compared by eye.
+scales its tables, and always with its unit: that is how the benchmark's progress lines and
+summary and `flopcast results` write every time, in tables too, where one column can hold
+microsecond kernels beside a fit of seconds. Where a column's values are close enough to share
+one unit, `time_unit` picks it (by the smallest value) so the numbers compare by eye.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def test_each_case_prints_one_line_of_its_own(bench_run):
     progress = [line for line in lines if re.match(r"\[\d+/4\] \S+: ", line)]
     assert len(progress) == proc.stdout.count("/4] ") == 4
     gemm = next(line for line in progress if ONE_CASE in line)
-    assert re.search(r": [\d.]+ TFLOP/s, [\d.]+ (us|ms)  \(\d:\d\d elapsed, ~\d:\d\d left\)$", gemm), gemm
+    figures = r": [\d.]+ TFLOP/s, [\d.]+ (us|ms)  \(\d:\d\d elapsed, ~\d:\d\d left\)$"
+    assert re.search(figures, gemm), gemm
     assert "[100%]" not in proc.stdout and "PASSED" not in proc.stdout
     assert not any(re.fullmatch(r"\S+\.py [.sF]*", line.strip()) for line in lines)
 
@@ -75,9 +76,10 @@ def test_each_case_prints_one_line_of_its_own(bench_run):
 def test_the_run_ends_with_its_summary_then_the_results_file(bench_run):
     tmp, proc = bench_run
     lines = proc.stdout.splitlines()
-    written = [i for i, line in enumerate(lines) if line.startswith("flopcast: 4 records written to ")]
+    said = "flopcast: 4 records written to "
+    written = [i for i, line in enumerate(lines) if line.startswith(said)]
     assert len(written) == 1
-    path = Path(lines[written[0]].removeprefix("flopcast: 4 records written to "))
+    path = Path(lines[written[0]].removeprefix(said))
     assert path.parent == tmp / "results" and path.is_file()
     # after it only the upload's line and pytest's own last line
     assert lines[written[0] + 1].startswith("flopcast: upload: ")
