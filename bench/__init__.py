@@ -1,2 +1,2 @@
-"""flopcast's measuring half: the `pytest --benchmark` plugin, device timers, telemetry,
-device identity, the benchmark cases and the writing of result records."""
+"""flopcast's measuring half: the `python -m pytest --benchmark` plugin, device timers,
+telemetry, device identity, the benchmark cases and the writing of result records."""

@@ -1,11 +1,13 @@
-"""The collective-communication benchmark as a `pytest --benchmark` case.
+"""The collective-communication benchmark as a ``python -m pytest --benchmark`` case.
 
-Collectives need one process per rank, so a plain single-process ``pytest --benchmark`` skips
-this case and says how to run it. Launched under torchrun, every rank runs pytest and the case
-runs `bench.comm` with the run's ``--sweep``, ``--results-dir`` and ``--power-window``; rank 0
-writes the results file (source ``bench.comm``)::
+Collectives need one process per rank, so a plain single-process ``python -m pytest
+--benchmark`` skips this case and says how to run it. Launched under torchrun (started as
+``python -m torch.distributed.run``, so that every rank runs this environment's Python and
+pytest), every rank runs pytest and the case runs `bench.comm` with the run's ``--sweep``,
+``--results-dir`` and ``--power-window``; rank 0 writes the results file (source
+``bench.comm``)::
 
-    torchrun --nproc-per-node 8 -m pytest --benchmark bench/bench_comm.py
+    python -m torch.distributed.run --nproc-per-node 8 -m pytest --benchmark bench/bench_comm.py
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import os
 import pytest
 
 HOW_TO_RUN = ("collective benchmarks need one process per rank: run "
-              "`torchrun --nproc-per-node N -m bench.comm [--sweep quick|full]` "
-              "(or `torchrun --nproc-per-node N -m pytest --benchmark bench/bench_comm.py`)")
+              "`python -m torch.distributed.run --nproc-per-node N -m bench.comm "
+              "[--sweep quick|full]` (or `python -m torch.distributed.run --nproc-per-node N "
+              "-m pytest --benchmark bench/bench_comm.py`)")
 
 
 def launched_ranks(environ=os.environ) -> int:

@@ -1,40 +1,29 @@
 """The loss-law fit as a CPU benchmark case: Approach 3 from Hoffmann et al.'s 4,500-start
-grid, and a 1,000-resample bootstrap, on the Chinchilla points (``../shared/data/``, when
-present beside the repository) or on 240 synthetic runs drawn from the Epoch law.
+grid, and a 1,000-resample bootstrap, on the 245 Chinchilla points flopcast ships
+(scaling/data/), 5 highest-loss points dropped as Besiroglu et al. 2024 did.
 
 Beside the batched fit, the plain approach (scipy's L-BFGS-B once per start) is timed on a
 subset of the starts; the record carries its per-start time, the full-grid time that implies,
-and the speedup. Runs only under ``pytest --benchmark``.
+and the speedup. Runs only under ``python -m pytest --benchmark``.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from pathlib import Path
 
-import numpy as np
-
+from bench.cases import case_group
 from bench.device import cpu_name
 from scaling.fit import HOFFMANN_GRID, fit_parametric, fit_parametric_plain
-from scaling.lawdata import law_data, load_law_data
-from scaling.laws import law_presets
+from scaling.lawdata import CHINCHILLA_POINTS, load_law_data
 
-CHINCHILLA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "chinchilla_svg_extracted.csv"
 PLAIN_STARTS = 90  # every 50th start of the grid
 RESAMPLES = 1000
+DROP_HIGHEST = 5  # Besiroglu et al. 2024 drop the 5 highest-loss points
 
 
 def fit_data():
-    """(data, drop_highest, label): the Chinchilla points, else synthetic runs."""
-    if CHINCHILLA.exists():
-        return load_law_data(CHINCHILLA), 5, "chinchilla_svg_extracted.csv"
-    law = law_presets()["epoch-2024"]
-    rng = np.random.default_rng(0)
-    n = np.exp(rng.uniform(math.log(5e7), math.log(1e10), 240))
-    d = n * np.exp(rng.uniform(math.log(2), math.log(200), 240))
-    loss = law.loss(n, d) * np.exp(rng.normal(0, 0.01, 240))
-    return law_data(n, d, loss, source="synthetic"), 0, "synthetic-epoch-2024"
+    """(data, drop_highest, label): the Chinchilla points."""
+    return load_law_data(CHINCHILLA_POINTS), DROP_HIGHEST, CHINCHILLA_POINTS.name
 
 
 def _record(n_points: int, variant: str, shape_extra: dict, extra: dict) -> dict:
@@ -46,6 +35,7 @@ def _record(n_points: int, variant: str, shape_extra: dict, extra: dict) -> dict
 
 def test_fit_approach3(benchmark, flopcast_session):
     data, drop, label = fit_data()
+    benchmark.group = case_group(_record(0, "approach3", {}, {}))
     fit = benchmark.pedantic(fit_parametric, args=(data,), kwargs={"drop_highest": drop},
                              rounds=5, iterations=1, warmup_rounds=1)
     starts = HOFFMANN_GRID.points()[::HOFFMANN_GRID.size // PLAIN_STARTS]
@@ -65,6 +55,7 @@ def test_fit_approach3(benchmark, flopcast_session):
 
 def test_fit_bootstrap(benchmark, flopcast_session):
     data, drop, label = fit_data()
+    benchmark.group = case_group(_record(0, "approach3-bootstrap", {}, {}))
     fit = benchmark.pedantic(fit_parametric, args=(data,),
                              kwargs={"drop_highest": drop, "bootstrap": RESAMPLES, "seed": 0},
                              rounds=1, iterations=1)

@@ -1,7 +1,7 @@
 """The kernel benchmark cases: every registered implementation of every kernel family, at
 every shape of the chosen sweep (`--sweep quick|full`), beside its baseline.
 
-Runs only under ``pytest --benchmark``.
+Runs only under ``python -m pytest --benchmark``.
 """
 
 from __future__ import annotations

@@ -25,6 +25,13 @@ def case_seed(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
+def case_group(fields: dict) -> str:
+    """The pytest-benchmark table a case goes in: its family, pass, dtype and variant
+    (``gemm fwd bf16``), so that each table compares like with like."""
+    return " ".join(str(fields[key]) for key in ("kernel", "direction", "dtype", "variant")
+                    if fields.get(key))
+
+
 def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
     """Check, time and power-measure ``spec`` on ``session.device``; returns the record's
     fields (also attached to ``benchmark.extra_info``)."""
@@ -46,6 +53,7 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
         def sync():
             synchronize(device)
 
+        benchmark.group = case_group(spec.identity())  # read when the timing is recorded
         timing = benchmark_call(benchmark, call, device, sync=sync)
         power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
     fields = {

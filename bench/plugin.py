@@ -1,17 +1,19 @@
-"""The `pytest --benchmark` plugin (registered through the ``pytest11`` entry point, so the
-option exists wherever flopcast is installed).
+"""The ``python -m pytest --benchmark`` plugin (registered through the ``pytest11`` entry point,
+so the option exists wherever flopcast is installed).
 
-Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and plain ``pytest``
-runs the unit tests. With it, only the benchmark cases run, on the best device present (CUDA,
-else the CPU), through pytest-benchmark with a device-synchronising timer; each finished case
-prints a progress line; and at the end one results file is written into ``--results-dir``
-(schema: results/README.md), and uploaded with ``--upload URL``.
+Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and a plain
+``python -m pytest`` runs the unit tests. With it, only the benchmark cases run, on the best
+device present (CUDA, else the CPU), through pytest-benchmark with a device-synchronising
+timer; each finished case prints one progress line; at the end one results file is written
+into ``--results-dir`` (schema: results/README.md), and uploaded with ``--upload URL``; and
+the run ends with a summary table per kernel family and the results file's path.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
@@ -19,8 +21,14 @@ import pytest
 from bench.power import POWER_FIELDS
 
 BENCH_PREFIX = "bench_"
-SOURCE = "pytest --benchmark"
-# The pytest config, for hooks that are not handed it (the progress line).
+SOURCE = "pytest --benchmark"  # a results file's ``source``: what wrote it
+NOT_BENCHMARKING = "flopcast benchmark case: run with `python -m pytest --benchmark`"
+BENCH_DIR = Path(__file__).resolve().parent
+# pytest-benchmark's table under --benchmark, unless the command line (or addopts) chooses
+# otherwise: flopcast prints its own summary in TFLOP/s, so the table keeps the timing
+# statistics behind it (one table per group: the cases set ``benchmark.group``).
+BENCHMARK_TABLE = {"--benchmark-columns": "median,iqr,rounds"}
+# The pytest config and the report pytest's terminal is printing, for hooks not handed them.
 _CONFIG: dict = {}
 
 
@@ -51,6 +59,43 @@ def _is_bench_item(item) -> bool:
     return Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
 
 
+# -- collection, wherever pytest was started --------------------------------------------------
+#
+# pytest picks its rootdir and ini file before it loads this plugin, so in
+# ``--results-dir /some/dir`` it does not yet know the option takes a value and treats the folder
+# as a test path: an existing folder outside the repository becomes the rootdir, and
+# pyproject.toml's pytest settings are not read. Nothing below depends on them: the benchmark
+# cases are found through this package's own location, collected by this plugin (not through
+# the ini's ``python_files``), and imported as modules of the ``bench`` package.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Complete the command line (edited in place, before pytest's final parse): under
+    ``--benchmark`` with no test paths, run the benchmark cases; default to a narrow
+    pytest-benchmark table unless the user chose one."""
+    namespace = early_config.known_args_namespace
+    if not getattr(namespace, "flopcast_benchmark", False):
+        return
+    if not namespace.file_or_dir:
+        args.append(str(BENCH_DIR))
+    if early_config.pluginmanager.hasplugin("benchmark"):
+        given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--benchmark-")}
+        args[:0] = [f"{option}={value}" for option, value in BENCHMARK_TABLE.items()
+                    if option not in given]
+
+
+def pytest_collect_file(file_path, parent):
+    """The benchmark cases (``bench/bench_*.py`` of this package), whatever the ini says."""
+    if (file_path.parent != BENCH_DIR or not file_path.name.startswith(BENCH_PREFIX)
+            or file_path.suffix != ".py"):
+        return None
+    patterns = parent.config.getini("python_files")
+    if parent.session.isinitpath(file_path) or any(fnmatch(file_path.name, p) for p in patterns):
+        return None  # pytest's own collector takes it
+    return pytest.Module.from_parent(parent, path=file_path)
+
+
 def pytest_configure(config):
     config._flopcast = None
     _CONFIG["config"] = config
@@ -59,7 +104,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(session, config, items):
     """Benchmark cases run only with --benchmark; with it, only they run."""
     if not config.getoption("flopcast_benchmark"):
-        skip = pytest.mark.skip(reason="flopcast benchmark case: run with `pytest --benchmark`")
+        skip = pytest.mark.skip(reason=NOT_BENCHMARKING)
         for item in items:
             if _is_bench_item(item):
                 item.add_marker(skip)
@@ -107,8 +152,13 @@ def open_session(config) -> BenchSession:
 def pytest_sessionstart(session):
     _CONFIG.pop("progress", None)
     config = session.config
-    if config.getoption("flopcast_benchmark") and config._flopcast is None:
+    if not config.getoption("flopcast_benchmark"):
+        return
+    if config._flopcast is None:
         config._flopcast = open_session(config)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.showfspath = False  # each case's progress line names it
 
 
 def pytest_report_header(config):
@@ -133,7 +183,7 @@ def pytest_unconfigure(config):
 def flopcast_session(request) -> BenchSession:
     """The run's device, telemetry and settings (benchmark cases only)."""
     if request.config._flopcast is None:
-        pytest.skip("flopcast benchmark case: run with `pytest --benchmark`")
+        pytest.skip(NOT_BENCHMARKING)
     return request.config._flopcast
 
 
@@ -142,11 +192,37 @@ def pytest_collection_finish(session):
 
 
 # -- progress --------------------------------------------------------------------------------
+#
+# Under --benchmark each case gets one line of its own, printed when it finishes, in place of
+# pytest's dot (or s, F) and its percentage: the line already counts the cases.
 
 
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_logreport(report):
+    """While pytest's terminal prints a case's report, mark it live (see
+    `pytest_report_teststatus`); then print the case's progress line."""
+    _CONFIG["live"] = report
+    try:
+        return (yield)
+    finally:
+        _CONFIG.pop("live", None)
+        _progress_line(report)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_report_teststatus(report, config):
+    """No letter for a benchmark case in pytest's progress (its own line stands for it); the
+    outcome still counts, and summaries still name it."""
+    status = yield
+    if (report is _CONFIG.get("live") and config.getoption("flopcast_benchmark")
+            and config.option.verbose <= 0):
+        return status[0], "", ""
+    return status
+
+
+def _progress_line(report) -> None:
     """One line per finished case: what it measured and how long the rest will take."""
-    if report.when != "call" and not (report.when == "setup" and report.skipped):
+    if report.when != "call" and not (report.when == "setup" and not report.passed):
         return
     config = _CONFIG.get("config")
     if config is None or not config.getoption("flopcast_benchmark"):
@@ -156,15 +232,17 @@ def pytest_runtest_logreport(report):
     total = getattr(config, "_flopcast_total", 0) or state["done"]
     elapsed = time.monotonic() - state["start"]
     left = elapsed / state["done"] * (total - state["done"])
-    name = report.nodeid.split("[", 1)[-1].rstrip("]")
+    name = report.nodeid.split("[", 1)[1].rstrip("]") if "[" in report.nodeid \
+        else report.nodeid.rsplit("::", 1)[-1]
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else "skipped"
         what = f"skipped: {reason.removeprefix('Skipped: ')}"
     elif report.failed:
-        what = "FAILED"
+        what = "FAILED" if report.when == "call" else f"ERROR in {report.when}"
     else:
-        fields = dict(report.user_properties).get("flopcast", {})
-        what = _summary(fields)
+        from bench.summary import case_figures
+
+        what = case_figures(dict(report.user_properties).get("flopcast", {}))
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.ensure_newline()
@@ -173,22 +251,10 @@ def pytest_runtest_logreport(report):
 
 
 def _clock(seconds: float) -> str:
+    """Wall-clock time as a clock reads, ``1:05`` or ``2:03:45``."""
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
         else f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _summary(fields: dict) -> str:
-    if not fields:
-        return "done"
-    parts = []
-    if fields.get("tflops") is not None:
-        parts.append(f"{fields['tflops']:.3g} TFLOP/s")
-    if fields.get("time_s") is not None:
-        parts.append(f"{fields['time_s'] * 1e3:.3g} ms")
-    if fields.get("avg_power_w") is not None:
-        parts.append(f"{fields['avg_power_w']:.0f} W")
-    return ", ".join(parts) or "done"
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -267,15 +333,16 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    """Write (and upload) the run's results file; what to say about it waits for the end of
+    the terminal summary, after pytest-benchmark's table."""
     config = session.config
     if not config.getoption("flopcast_benchmark"):
         return
     section = _section(config)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    lines = config._flopcast_lines = []
 
     def say(line, **markup):
-        if reporter:
-            reporter.write_line(line, **markup)
+        lines.append((line, markup))
 
     if section is None:
         bs = getattr(config, "_benchmarksession", None)
@@ -295,6 +362,23 @@ def pytest_sessionfinish(session, exitstatus):
     url = config.getoption("flopcast_upload")
     if url:
         _upload(path, url, say)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, config):
+    """The run's summary, one table per kernel family, then where its results went."""
+    lines = getattr(config, "_flopcast_lines", None)
+    if lines is None:
+        return
+    section = getattr(config, "_flopcast_section", None)
+    if section is not None:
+        from bench.summary import summary
+
+        terminalreporter.write_sep("-", "flopcast summary")
+        terminalreporter.write_line(summary(section["records"]))
+        terminalreporter.write_line("")
+    for line, markup in lines:
+        terminalreporter.write_line(line, **markup)
 
 
 def _upload(path: Path, url: str, say) -> None:

@@ -51,6 +51,13 @@ def torch_dtype(name: str) -> torch.dtype:
         raise KernelError(f"unknown dtype '{name}'; known: {', '.join(TORCH_DTYPES)}") from None
 
 
+def shape_str(shape: Mapping[str, Any]) -> str:
+    """A shape as people read it: its dimensions in order, then ``-causal`` where it applies
+    (``4096x4096x4096``, ``1x8x8x512x64-causal``)."""
+    dims = "x".join(str(int(v)) for k, v in shape.items() if k != "causal")
+    return dims + ("-causal" if shape.get("causal") else "")
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """One benchmarkable operation.
@@ -95,9 +102,7 @@ class KernelSpec:
 
     @property
     def shape_str(self) -> str:
-        return "x".join(str(int(v)) for k, v in self.shape.items() if k != "causal") + (
-            "-causal" if self.shape.get("causal") else ""
-        )
+        return shape_str(self.shape)
 
     @property
     def name(self) -> str:

@@ -62,7 +62,7 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
         raise DataError(f"records must be a pandas DataFrame, got {type(records).__name__}")
     if records.empty:
         raise DataError("no records to build a hardware profile from; run "
-                        "`pytest --benchmark` first or pass results files")
+                        "`python -m pytest --benchmark` first or pass results files")
     for col in ("kernel", "dtype", "device_name"):
         if col not in records.columns:
             raise DataError(f"records lack the column '{col}' (results/README.md, 'Loading')")

@@ -26,6 +26,10 @@ from scaling.errors import DataError
 if TYPE_CHECKING:
     import pandas as pd
 
+#: The 245 Chinchilla points (Hoffmann et al. 2022, Figure 4, digitised by Besiroglu et al.
+#: 2024), shipped with flopcast; source and published fits: scaling/data/README.md.
+CHINCHILLA_POINTS = Path(__file__).resolve().parent / "data" / "chinchilla_svg_extracted.csv"
+
 #: Column names recognised for each field, compared after lower-casing and turning runs of
 #: anything but letters and digits into one underscore ("Model Size" -> "model_size").
 ALIASES = {

@@ -50,19 +50,23 @@ def fmt_num(value: Any, digits: int = 3) -> str:
     return f"{value:.{digits - 1}e}"
 
 
-def format_table(rows: Iterable[dict], columns: Sequence[tuple[str, str]],
+def format_table(rows: Iterable[dict], columns: Sequence[tuple],
                  align_right: Iterable[str] = ()) -> str:
-    """Rows of dicts as an aligned table; ``columns`` is (key, header) pairs.
-    Numbers are right-aligned, text left-aligned; ``align_right`` names the columns of
-    numbers already written as text (``258M``, ``$545M``), right-aligned too."""
+    """Rows of dicts as an aligned table; ``columns`` is (key, header) pairs, or (key, header,
+    format) where ``format`` writes a value of that column (default `fmt_num`; e.g.
+    `scaling.units.format_seconds` for durations). Numbers are right-aligned, text left-aligned;
+    ``align_right`` names the columns of numbers already written as text (``258M``, ``$545M``),
+    right-aligned too."""
     rows = list(rows)
     right = set(align_right)
-    cells = [[fmt_num(r.get(key)) if not isinstance(r.get(key), str) else r.get(key)
-              for key, _ in columns] for r in rows]
-    headers = [h for _, h in columns]
+    keys = [column[0] for column in columns]
+    formats = [column[2] if len(column) > 2 else fmt_num for column in columns]
+    cells = [[r.get(key) if isinstance(r.get(key), str) else write(r.get(key))
+              for key, write in zip(keys, formats)] for r in rows]
+    headers = [column[1] for column in columns]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(headers)]
     numeric = [key in right or all(not isinstance(r.get(key), str) for r in rows)
-               for key, _ in columns]
+               for key in keys]
 
     def line(values):
         return "  ".join(v.rjust(w) if num else v.ljust(w)

@@ -81,7 +81,8 @@ def read_section(path: Path) -> dict:
         raise ResultsFileError(path, f"not valid JSON (truncated or corrupted?): {exc}") from None
     if not isinstance(document, dict) or "flopcast" not in document:
         raise ResultsFileError(path, "no 'flopcast' section: not a flopcast results file "
-                                     "(write one with `pytest --benchmark`)", field="flopcast")
+                                     "(write one with `python -m pytest --benchmark`)",
+                               field="flopcast")
     section = document["flopcast"]
     if not isinstance(section, dict):
         raise ResultsFileError(path, "must be an object", field="flopcast")

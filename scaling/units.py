@@ -5,8 +5,10 @@ can import it without pulling in the planning half's dependencies.
 
 **Time.** A duration is written in the largest of ns, us, ms and s that keeps it at or above 1
 (``3.2 us``, ``17.7 ms``, ``2.25 s``), with three significant digits, as pytest-benchmark
-scales its tables. A column of durations shares one unit (`time_unit`), chosen by its
-smallest value, so the numbers in it can be compared by eye.
+scales its tables, and always with its unit: that is how the benchmark's progress lines and
+summary and `flopcast results` write every time, in tables too, where one column can hold
+microsecond kernels beside a fit of seconds. Where a column's values are close enough to share
+one unit, `time_unit` picks it (by the smallest value) so the numbers compare by eye.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def format_seconds(seconds: float | None, unit: tuple[str, float] | None = None,
     ``format_seconds(0.0177)`` is ``'17.7 ms'``; ``'-'`` for a missing value."""
     if seconds is None or not math.isfinite(seconds):
         return "-"
-    name, scale = unit or time_unit([seconds])
-    value = seconds / scale
+    # The unit of the value as written: 0.99999 s is "1 s", not "1e+03 ms".
+    name, scale = unit or time_unit([_significant(seconds, digits)])
+    value = _significant(seconds / scale, digits)
     text = f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:,.0f}"
     return f"{text} {name}"
 
@@ -337,3 +340,7 @@ def binary_spelling(text: str) -> tuple[str, int] | None:
     binary = {"K": "Ki", "M": "Mi", "B": "Gi", "T": "Ti"}[match.group(2).upper()]
     value = Fraction(match.group(1).replace("_", "")) * BINARY_MULTIPLIERS[binary]
     return f"{match.group(1)}{binary}", int(value) if value.denominator == 1 else float(value)
+
+
+def _significant(value: float, digits: int) -> float:
+    return float(f"{value:.{digits}g}")

@@ -31,6 +31,20 @@ def test_table_and_json_name_the_fastest_baseline(tmp_path, capsys):
     assert rows["torch"]["baseline"] is True
 
 
+def test_times_carry_their_unit(tmp_path, capsys):
+    """Each time is scaled to its own unit and says which; --json keeps SI seconds."""
+    write_run(tmp_path, [gemm_record(256, time_s=48.5e-6), gemm_record(512, time_s=1.25),
+                         gemm_record(512, impl="triton", time_s=0.0177)])
+    assert main(["results", str(tmp_path), "--all"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert "time" in header and "s" not in header  # no bare "time s" column of raw seconds
+    assert "48.5 us" in out and "1.25 s" in out and "17.7 ms" in out
+    assert main(["results", str(tmp_path), "--all", "--json"]) == 0
+    times = sorted(row["time_s"] for row in json.loads(capsys.readouterr().out))
+    assert times == [48.5e-6, 0.0177, 1.25]
+
+
 def test_json_has_the_documented_keys(tmp_path, capsys):
     write_run(tmp_path, [gemm_record(256, time_s=1e-3)])
     assert main(["results", str(tmp_path), "--json", "--all"]) == 0
@@ -61,4 +75,4 @@ def test_skip_invalid_warns_and_continues(tmp_path, capsys):
 
 def test_empty_folder_says_what_to_do(tmp_path, capsys):
     assert main(["results", str(tmp_path)]) == 2
-    assert "pytest --benchmark" in capsys.readouterr().err
+    assert "run `python -m pytest --benchmark` first" in capsys.readouterr().err

@@ -2,7 +2,6 @@
 known laws by both approaches, the bootstrap, and every kind of bad input."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,10 +13,10 @@ from scaling.errors import DataError, FitError
 from scaling.fit import (HOFFMANN_GRID, PRUNE_SCHEDULE, Grid, HuberObjective, batched_lbfgs,
                          fit_parametric, fit_parametric_plain, resample_counts)
 from scaling.isoflop import fit_isoflop, group_budgets
-from scaling.lawdata import law_data, law_data_from_frame, load_law_data, parse_columns
+from scaling.lawdata import (CHINCHILLA_POINTS, law_data, law_data_from_frame, load_law_data,
+                             parse_columns)
 from scaling.laws import law_presets
 
-CHINCHILLA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "chinchilla_svg_extracted.csv"
 TRUE = law_presets()["epoch-2024"]
 SMALL_GRID = Grid(a=(0.0, 10.0), b=(0.0, 10.0), e=(0.0, 1.0), alpha=(0.5, 1.0), beta=(0.5, 1.0))
 
@@ -51,11 +50,10 @@ def isoflop_runs(budgets=(1e18, 3e18, 1e19, 3e19, 1e20, 3e20, 1e21), per_budget=
 # -- Approach 3 ----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CHINCHILLA.exists(), reason=f"{CHINCHILLA} not present")
 def test_chinchilla_points_reproduce_the_published_grid_fit():
     """Besiroglu et al. 2024 with Hoffmann's 4,500-start grid, 5 highest-loss points dropped:
     E 1.8172, alpha 0.3473, beta 0.3672, A 477.8, B 2143.4."""
-    data = load_law_data(CHINCHILLA)
+    data = load_law_data(CHINCHILLA_POINTS)
     assert len(data) == 245
     fit = fit_parametric(data, drop_highest=5)
     law = fit.law

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from records_factory import MACHINE, gemm_record
+from tests.records_factory import MACHINE, gemm_record
 from bench.records import write_results
 from scaling.cli import main
 from scaling.curves import fit_linear_power, fit_saturating

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import store_cases as cases
-from pg_server import free_port
+from tests import store_cases as cases
+from tests.pg_server import free_port
 from scaling import database, store
 from scaling.cli import main
 from scaling.errors import DataError, StoreError

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-import store_cases as cases
-from pg_server import pg_url, postgres_server  # noqa: F401 (fixtures)
+from tests import store_cases as cases
+from tests.pg_server import pg_url, postgres_server  # noqa: F401 (fixtures)
 from scaling import store
 from scaling.cli import main
 from scaling.errors import StoreError

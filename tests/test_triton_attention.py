@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from triton_interpreter import DEVICE, interpreter_fixes  # noqa: F401
+from tests.triton_interpreter import DEVICE, interpreter_fixes  # noqa: F401
 
 from kernels import registry
 from kernels.attention import triton_attention

@@ -7,7 +7,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from triton_interpreter import DEVICE, INTERPRETED, interpreter_fixes  # noqa: F401
+from tests.triton_interpreter import DEVICE, INTERPRETED, interpreter_fixes  # noqa: F401
 
 from kernels import registry
 from kernels.fp8 import quantize_rowwise, quantize_tensorwise

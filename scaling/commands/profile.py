@@ -36,8 +36,9 @@ def _profile(args):
         return load_profile(args.hardware)
     df = load_records(args)
     if df.empty:
-        raise DataError(f"no records found in {source_name(args)}; run `pytest --benchmark` "
-                        f"first, or show a preset with --hardware h100-sxm")
+        raise DataError(f"no records found in {source_name(args)}; run "
+                        "`python -m pytest --benchmark` first, or show a preset with "
+                        "--hardware h100-sxm")
     preset = args.hardware if args.hardware in preset_names() else None
     return build_profile(df, preset=preset)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from scaling.commands._inputs import add_results_arguments, load_records, runs_table, source_name
 from scaling.errors import DataError
 from scaling.output import format_table, print_json
+from scaling.units import format_seconds
 
 JSON_FIELDS = ["kernel", "impl", "baseline", "backend", "gqa_method", "dtype", "direction",
                "variant", "layout", "device", "device_name", "shape", "flops", "bytes", "time_s",
@@ -14,7 +15,7 @@ JSON_FIELDS = ["kernel", "impl", "baseline", "backend", "gqa_method", "dtype", "
 
 TABLE = [("device_name", "device"), ("kernel", "kernel"), ("direction", "pass"),
          ("dtype", "dtype"), ("variant", "variant"), ("impl", "impl"), ("shape", "best shape"),
-         ("time_s", "time s"), ("tflops", "TFLOP/s"), ("gbps", "GB/s"),
+         ("time_s", "time", format_seconds), ("tflops", "TFLOP/s"), ("gbps", "GB/s"),
          ("speedup_vs_baseline", "vs base"), ("baseline_impl", "fastest base"),
          ("avg_power_w", "W"), ("tflops_per_w", "TFLOP/J")]
 
@@ -36,7 +37,7 @@ def run(args) -> int:
     df = load_records(args)
     if df.empty:
         raise DataError(f"no records found in {source_name(args)}; "
-                        "run `pytest --benchmark` first")
+                        "run `python -m pytest --benchmark` first")
     rows = df if args.all else best_by_kernel(df)
     rows = rows.sort_values(["device_name", "kernel", "direction", "dtype", "variant", "impl",
                              "flops"]).reset_index(drop=True)
