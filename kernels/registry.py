@@ -19,7 +19,8 @@ _BUILDERS: dict[str, dict[str, Builder]] = {}
 _BASELINES: dict[str, str] = {}
 
 # Modules whose import registers builders.
-_MODULES = ("kernels.matmul", "kernels.attention", "kernels.grouped_gemm")
+_MODULES = ("kernels.matmul", "kernels.attention", "kernels.grouped_gemm",
+            "kernels.moe_dispatch")
 
 
 def register(kernel: str, impl: str, *, baseline: bool = False):
