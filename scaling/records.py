@@ -21,7 +21,8 @@ from scaling.errors import ResultsFileError
 SCHEMA_VERSIONS = (1,)
 
 # The implementation every other one of a family is compared with (speedup_vs_baseline).
-BASELINE_IMPL = {"gemm": "torch", "attention": "torch"}
+BASELINE_IMPL = {"gemm": "torch", "attention": "torch", "grouped_gemm": "torch",
+                 "moe_dispatch": "torch", "moe_combine": "torch"}
 
 RUN_COLUMNS = ["run_id", "file", "created_utc", "source", "sweep", "hostname",
                "flopcast_version", "torch_version", "triton_version", "cuda_version",
