@@ -95,15 +95,21 @@ def _moe(prefix, kernel, kwargs):
 
 # Mixture of experts (bench/moe_cases.py): DeepSeek-V3's layer on one GPU of its 64-way expert
 # parallelism at 16k tokens, top-8 (128k routed rows on 4 experts, Zipf-skewed), the three GEMMs
-# of the fused gate/up projection in BF16 and FP8; Llama 4 Maverick's 16 experts per GPU with a
-# steep skew that leaves three of them empty; dispatch and combine over all 256 experts.
+# of the fused gate/up projection in BF16 and FP8, and at 64k tokens, where X and X^T hold more
+# than 2^31 elements (the kernels' 64-bit offsets); Llama 4 Maverick's 16 experts per GPU with
+# a steep skew that leaves three of them empty; dispatch and combine over all 256 experts.
 _V3 = {"tokens": 16384 * 8, "experts": 4, "n": 2 * 2048, "k": 7168, "variant": "zipf1.0"}
+_V3_64K = {**_V3, "tokens": 65536 * 8}
 _V3_ROUTING = {"tokens": 16384, "d_model": 7168, "experts": 256, "top_k": 8, "dtype": "bf16",
                "variant": "zipf1.0"}
 CASES += [
     *(case for dtype in ("bf16", "fp8_e4m3") for direction in ("fwd", "bwd_dx", "bwd_dw")
       for case in _moe(f"grouped-{direction}-{dtype}-deepseek-v3-16k", "grouped_gemm",
                        {**_V3, "dtype": dtype, "direction": direction})),
+    *_moe("grouped-fwd-bf16-deepseek-v3-64k", "grouped_gemm",
+          {**_V3_64K, "dtype": "bf16", "direction": "fwd"}),
+    *_moe("grouped-bwd_dw-fp8_e4m3-deepseek-v3-64k", "grouped_gemm",
+          {**_V3_64K, "dtype": "fp8_e4m3", "direction": "bwd_dw"}),
     *_moe("grouped-fwd-bf16-llama4-maverick-16k-empty-experts", "grouped_gemm",
           {"tokens": 16384, "experts": 16, "n": 2 * 8192, "k": 5120, "dtype": "bf16",
            "direction": "fwd", "variant": "zipf4.0"}),

@@ -90,7 +90,8 @@ grouped8 = {**grouped, "a_ptr": "*fp8e4nv", "b_ptr": "*fp8e4nv"}
 route = {p: "*i32" for p in ("ids_ptr", "counts_ptr", "bases_ptr", "offs_ptr", "rows_ptr")}
 route.update(x_ptr="*bf16", out_ptr="*bf16", y_ptr="*bf16", w_ptr="*fp32")
 sizes, plain = tmd._sizes(), triton.Config({}, num_warps=4, num_stages=1)
-# DeepSeek-V3's 256 experts (dispatch) and, without expert parallelism, groups (grouped GEMM).
+# 256 experts or groups: all of DeepSeek-V3's routed experts (a grouped GEMM without expert
+# parallelism; the dispatch always sees them all).
 moe = [
     build("grouped gemm bf16 rows (fwd, dX)", tg._grouped_rows_kernel, grouped,
           {"SCALED": False, "EVEN_K": True, "BLOCK_G": 256}, tg._configs(fp8=False)[0],
