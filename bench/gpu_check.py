@@ -17,6 +17,9 @@ targets for its Triton kernels are evaluated on an H100 SXM's terms:
   (FlashAttention-2 reaches ~370 on H100 (Dao 2023); FlashAttention-3 ~650 (Shah et al. 2024)).
 * FP8 attention forward faster than BF16 at that shape.
 
+The mixture-of-experts kernels (grouped GEMM, dispatch, combine) are checked and timed beside
+their torch baselines too; flopcast sets no targets for them.
+
 Exit status: 0 when every kernel is correct, 1 when one is wrong or fails to run (or, with
 ``--strict``, when a target is missed), 2 when there is no CUDA GPU.
 """
@@ -89,6 +92,36 @@ CASES: list[Case] = [
     *_attention("attn-fwd-d128-16k-causal-llama3-405b-tp8", 1, 16, 1, LONG, 128, True),
     *_attention("attn-fwd-d64-16k-causal", 1, 32, 32, LONG, 64, True),
     *_attention("attn-bwd-d128-8k-causal", 1, 16, 16, BWD_SEQ, 128, True, "bwd"),
+]
+
+
+def _moe(prefix, kernel, kwargs):
+    return [Case(f"{prefix}/torch", kernel, "torch", kwargs),
+            Case(f"{prefix}/triton", kernel, "triton", kwargs, versus=f"{prefix}/torch")]
+
+
+# Mixture of experts (bench/moe_cases.py): DeepSeek-V3's layer on one GPU of its 64-way expert
+# parallelism at 16k tokens, top-8 (128k routed rows on 4 experts, Zipf-skewed), the three GEMMs
+# of the fused gate/up projection in BF16 and FP8, and at 64k tokens, where X and X^T hold more
+# than 2^31 elements (the kernels' 64-bit offsets); Llama 4 Maverick's 16 experts per GPU with
+# a steep skew that leaves three of them empty; dispatch and combine over all 256 experts.
+_V3 = {"tokens": 16384 * 8, "experts": 4, "n": 2 * 2048, "k": 7168, "variant": "zipf1.0"}
+_V3_64K = {**_V3, "tokens": 65536 * 8}
+_V3_ROUTING = {"tokens": 16384, "d_model": 7168, "experts": 256, "top_k": 8, "dtype": "bf16",
+               "variant": "zipf1.0"}
+CASES += [
+    *(case for dtype in ("bf16", "fp8_e4m3") for direction in ("fwd", "bwd_dx", "bwd_dw")
+      for case in _moe(f"grouped-{direction}-{dtype}-deepseek-v3-16k", "grouped_gemm",
+                       {**_V3, "dtype": dtype, "direction": direction})),
+    *_moe("grouped-fwd-bf16-deepseek-v3-64k", "grouped_gemm",
+          {**_V3_64K, "dtype": "bf16", "direction": "fwd"}),
+    *_moe("grouped-bwd_dw-fp8_e4m3-deepseek-v3-64k", "grouped_gemm",
+          {**_V3_64K, "dtype": "fp8_e4m3", "direction": "bwd_dw"}),
+    *_moe("grouped-fwd-bf16-llama4-maverick-16k-empty-experts", "grouped_gemm",
+          {"tokens": 16384, "experts": 16, "n": 2 * 8192, "k": 5120, "dtype": "bf16",
+           "direction": "fwd", "variant": "zipf4.0"}),
+    *_moe("moe-dispatch-deepseek-v3-16k", "moe_dispatch", _V3_ROUTING),
+    *_moe("moe-combine-deepseek-v3-16k", "moe_combine", _V3_ROUTING),
 ]
 # The FP8 Triton GEMM against the BF16 Triton GEMM is a second comparison of the same row.
 TARGETS: list[Target] = [
@@ -192,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Check every Triton kernel against float64 at large shapes on a CUDA GPU, "
                     "time it beside its baseline and evaluate the performance targets.")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--only", choices=("gemm", "attention"), help="one kernel family")
+    parser.add_argument("--only", choices=("gemm", "attention", "grouped_gemm", "moe_dispatch",
+                                           "moe_combine"), help="one kernel family")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
 

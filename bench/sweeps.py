@@ -2,7 +2,9 @@
 
 ``quick`` is a handful of sizes per kernel that finishes in a few minutes on a 2-core CPU.
 ``full`` is what a GPU user wants: square GEMMs 1024..16384, the GEMMs of Llama 3 layers under
-tensor parallelism, and attention at 1k..16k context with Llama 3's head layout.
+tensor parallelism, and attention at 1k..16k context with Llama 3's head layout. Both add the
+mixture-of-experts cases of `bench.moe_cases` (Llama 4 and DeepSeek-V3 experts, dispatch and
+combine; a few small ones in ``quick``).
 
 Llama 3 dimensions (Llama 3 paper, arXiv 2407.21783, Table 3):
 8B: d_model 4096, d_ffn 14336, 32 q heads, 8 kv heads; 70B: 8192, 28672, 64, 8;
@@ -13,6 +15,8 @@ within a node, so each GPU holds 1/8 of every projection: the shapes below are p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from bench import moe_cases
 
 LLAMA3 = {
     "8b": {"d_model": 4096, "d_ffn": 14336, "heads_q": 32, "heads_kv": 8},
@@ -88,7 +92,7 @@ def quick(device_type: str = "cpu") -> list[Case]:
         (1, 8, 8, 512, 64, True, ""),
         (1, 16, 2, 1024, 128, True, "grouped-query"),
     ])
-    return gemm + attention
+    return gemm + attention + [Case(*case) for case in moe_cases.quick(device_type)]
 
 
 def full() -> list[Case]:
@@ -102,7 +106,7 @@ def full() -> list[Case]:
         shapes.append((batch, heads_q, heads_kv, seq, HEAD_DIM, True, "llama3-405b tp8"))
         shapes.append((batch, heads_q, heads_q, seq, HEAD_DIM, False, ""))
     shapes.append((16384 // 4096, 16, 16, 4096, 64, True, "head_dim 64"))
-    return gemm + _attention_cases(shapes)
+    return gemm + _attention_cases(shapes) + [Case(*case) for case in moe_cases.full()]
 
 
 def sweep(name: str, device_type: str = "cpu") -> list[Case]:

@@ -11,8 +11,17 @@ Conventions (DESIGN.md, "FLOP counting"):
   benchmark counts it.
 * training step of a dense transformer: ``6*N*D`` plus the attention term (Kaplan et al. 2020;
   Hoffmann et al. 2022), in ``scaling.model``.
+* grouped GEMM (mixture-of-experts experts): ``2 * sum_g rows_g * N * K``, the matmul count
+  summed over the groups; the forward (Y_g = X_g W_g) and both backward GEMMs (dX_g = dY_g W_g^T,
+  dW_g = X_g^T dY_g) each do that many.
+* token dispatch (the permutation into expert order): no FLOPs, it only moves data.
+* token combine: ``2 * T * top_k * D``, one multiply and one add per element of each of a
+  token's top_k expert outputs (the weighting by the routing weights; the matmul convention).
 
 Bytes are the minimal traffic: every input read once and every output written once.
+For the grouped GEMM, an empty group's weights and scales are not counted (a kernel need not
+read them), while dW of an empty group is (its zeros must be written). Routing indices,
+group offsets and routing weights are 4-byte (int32, float32) arrays.
 This module is plain Python so both halves of flopcast can use it without torch.
 """
 
@@ -91,3 +100,84 @@ def attention_bwd_bytes(batch: int, heads_q: int, heads_kv: int, seq_q: int, seq
     kv = 2 * batch * heads_kv * seq_k * head_dim
     elems = 3 * q + kv + q + kv  # read q, o, do, k, v; write dq, dk, dv
     return elems * dtype_bytes(dtype) + 4 * batch * heads_q * seq_q
+
+
+# Routing metadata: expert ids, destination rows and group offsets are int32 (what
+# ``torch._grouped_mm`` takes as ``offs``); routing weights are float32.
+INDEX_BYTES = 4
+ROUTING_WEIGHT_BYTES = 4
+
+
+def _group_rows(group_rows) -> tuple[int, ...]:
+    rows = tuple(group_rows)
+    if not rows:
+        raise ValueError("a grouped GEMM needs at least one group")
+    for i, r in enumerate(rows):
+        if not isinstance(r, int) or isinstance(r, bool) or r < 0:
+            raise ValueError(f"rows of group {i} must be a non-negative integer, got {r!r}")
+    if sum(rows) == 0:
+        raise ValueError("every group is empty: there is nothing to multiply")
+    return rows
+
+
+def grouped_gemm_flops(group_rows, n: int, k: int) -> int:
+    """FLOPs of Y_g[rows_g, N] = X_g[rows_g, K] @ W_g[K, N] over all groups:
+    2 * sum(rows_g) * N * K (the same for dX_g and dW_g of that forward)."""
+    rows = _group_rows(group_rows)
+    _positive(n=n, k=k)
+    return 2 * sum(rows) * n * k
+
+
+def grouped_gemm_bytes(group_rows, n: int, k: int, in_dtype: str, out_dtype: str, *,
+                       reduce_over_rows: bool = False, scaled: bool = False) -> int:
+    """Minimal bytes of a grouped GEMM over ``group_rows`` (M = their sum), plus the int32 group
+    offsets.
+
+    Rows grouped (forward and dX): X[M, K] and the K x N matrix of every non-empty group read,
+    Y[M, N] written; FP8 (``scaled``) adds one float32 scale per row of X and per column of
+    each non-empty group's matrix. Reduced over rows (dW): X[M, K] and dY[M, N] read, every
+    group's dW_g[K, N] written; FP8 adds K + N float32 scales per non-empty group.
+    """
+    rows = _group_rows(group_rows)
+    _positive(n=n, k=k)
+    m, groups = sum(rows), len(rows)
+    used = sum(1 for r in rows if r)
+    size_in, size_out = dtype_bytes(in_dtype), dtype_bytes(out_dtype)
+    if reduce_over_rows:
+        moved = (m * k + m * n) * size_in + groups * k * n * size_out
+        scales = used * (k + n) if scaled else 0
+    else:
+        moved = (m * k + used * k * n) * size_in + m * n * size_out
+        scales = (m + used * n) if scaled else 0
+    return moved + 4 * scales + INDEX_BYTES * groups
+
+
+def _routing(tokens: int, d_model: int, top_k: int, experts: int) -> None:
+    _positive(tokens=tokens, d_model=d_model, top_k=top_k, experts=experts)
+    if top_k > experts:
+        raise ValueError(f"top_k {top_k} exceeds the {experts} experts")
+
+
+def moe_dispatch_bytes(tokens: int, d_model: int, top_k: int, experts: int, dtype: str) -> int:
+    """Minimal bytes of the dispatch: each token's row read once and written top_k times (into
+    expert order), the int32 expert ids read, each assignment's int32 destination row and the
+    int32 group offsets written."""
+    _routing(tokens, d_model, top_k, experts)
+    size = dtype_bytes(dtype)
+    rows = tokens * top_k
+    return (tokens * d_model + rows * d_model) * size + INDEX_BYTES * (2 * rows + experts)
+
+
+def moe_combine_bytes(tokens: int, d_model: int, top_k: int, dtype: str) -> int:
+    """Minimal bytes of the combine: the tokens * top_k expert-output rows, their int32 rows
+    and float32 routing weights read, one row per token written."""
+    _positive(tokens=tokens, d_model=d_model, top_k=top_k)
+    size = dtype_bytes(dtype)
+    rows = tokens * top_k
+    return (rows * d_model + tokens * d_model) * size + (INDEX_BYTES + ROUTING_WEIGHT_BYTES) * rows
+
+
+def moe_combine_flops(tokens: int, d_model: int, top_k: int) -> int:
+    """FLOPs of the combine: 2 * T * top_k * D (a multiply and an add per weighted element)."""
+    _positive(tokens=tokens, d_model=d_model, top_k=top_k)
+    return 2 * tokens * top_k * d_model

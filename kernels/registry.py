@@ -26,7 +26,8 @@ _BUILDERS: dict[str, dict[str, Builder]] = {}
 _BASELINES: dict[str, set[str]] = {}
 
 # Modules whose import registers builders.
-_MODULES = ("kernels.matmul", "kernels.attention", "kernels.sdpa")
+_MODULES = ("kernels.matmul", "kernels.attention", "kernels.sdpa", "kernels.grouped_gemm",
+            "kernels.moe_dispatch")
 
 
 def register(kernel: str, impl: str, *, baseline: bool = False):

@@ -77,7 +77,7 @@ class KernelSpec:
     torch without it), so a baseline is named precisely enough to reproduce.
     """
 
-    kernel: str  # family: "gemm" | "attention"
+    kernel: str  # family: "gemm" | "attention" | "grouped_gemm" | "moe_dispatch" | ...
     impl: str  # "torch" | "triton" | "sdpa-flash" ...
     dtype: str  # input dtype name, e.g. "bf16", "fp8_e4m3"
     shape: Mapping[str, Any]  # e.g. {"m": 4096, "n": 4096, "k": 4096}
@@ -86,7 +86,7 @@ class KernelSpec:
     make_inputs: Callable[[torch.device, int], tuple]
     run: Callable[..., Any]
     error: Callable[[tuple, Any], float]
-    direction: str = "fwd"  # "fwd" | "bwd"
+    direction: str = "fwd"  # "fwd" | "bwd" (grouped GEMM: "bwd_dx" | "bwd_dw")
     variant: str = ""  # e.g. "rowwise" scaling for FP8 GEMM, "" when there is one way
     layout: str = ""  # GEMM operand majorness, "rr" | "rc" | "cr" | "cc" (A then B)
     out_dtype: str = ""
@@ -108,7 +108,7 @@ class KernelSpec:
     def name(self) -> str:
         """A stable, readable id: family[-direction]-dtype[-variant][-layout]-impl-shape."""
         parts = [self.kernel]
-        if self.kernel == "attention":
+        if self.kernel == "attention" or self.direction != "fwd":
             parts.append(self.direction)
         parts.append(self.dtype)
         parts += [p for p in (self.variant, self.layout) if p]

@@ -77,6 +77,16 @@ TORCH_APIS: tuple[TorchAPI, ...] = (
              "has no row-wise case",
              gate="scaled_mm_unavailable", without="the row-wise torch._scaled_mm case is "
              "skipped with the reason (the Triton kernel's row-wise case still runs)"),
+    TorchAPI("torch._scaled_grouped_mm", "2.7", "_scaled_grouped_mm",
+             "torch 2.7.0 is the first release whose torch/_C/_VariableFunctions.pyi has "
+             "_scaled_grouped_mm (2.6.0's has none)",
+             gate="private_op", without="the FP8 grouped GEMM's torch case is skipped with the "
+             "reason; the per-expert torch-loop baseline and the Triton kernel still run"),
+    TorchAPI("torch._grouped_mm", "2.8", "_grouped_mm",
+             "torch 2.8.0 is the first release whose torch/_C/_VariableFunctions.pyi has "
+             "_grouped_mm (2.7.0 has only _scaled_grouped_mm)",
+             gate="private_op", without="the BF16 grouped GEMM's torch case is skipped with "
+             "the reason; the per-expert torch-loop baseline and the Triton kernel still run"),
 )
 
 
@@ -89,6 +99,12 @@ TORCH_FLOOR = max((api.first for api in TORCH_APIS if not api.gate), key=_releas
 
 
 # -- feature checks -----------------------------------------------------------------------
+
+
+def private_op(name: str):
+    """``torch.<name>`` (a private operator such as ``_grouped_mm``) where this torch has it,
+    else None; whether it runs a given dtype on a given device is probed by the caller."""
+    return getattr(torch, name, None)
 
 
 @functools.cache

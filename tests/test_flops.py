@@ -41,3 +41,41 @@ def test_impossible_shapes_are_refused(bad):
 def test_causal_needs_square():
     with pytest.raises(ValueError, match="seq_q == seq_k"):
         flops.attention_fwd_flops(1, 1, 8, 16, 64, causal=True)
+
+
+def test_grouped_gemm_flops_and_bytes_by_hand():
+    # groups of 3, 0 and 5 rows (M = 8), N = 7, K = 11: 2 * 8 * 7 * 11
+    rows = (3, 0, 5)
+    assert flops.grouped_gemm_flops(rows, 7, 11) == 1232
+    # rows grouped, bf16: X 8x11 and the two non-empty 11x7 matrices in, Y 8x7 out, 3 int32 offsets
+    assert flops.grouped_gemm_bytes(rows, 7, 11, "bf16", "bf16") == (88 + 154) * 2 + 112 + 12
+    # FP8 in, bf16 out, a float32 scale per row of X and per column of each non-empty matrix
+    assert flops.grouped_gemm_bytes(rows, 7, 11, "fp8_e4m3", "bf16", scaled=True) == (
+        (88 + 154) + 112 + 4 * (8 + 2 * 7) + 12)
+    # dW: X 8x11 and dY 8x7 in, all three 11x7 outputs written (the empty group's zeros too)
+    assert flops.grouped_gemm_bytes(rows, 7, 11, "bf16", "bf16", reduce_over_rows=True) == (
+        (88 + 56) * 2 + 3 * 77 * 2 + 12)
+    # FP8 dW: K + N scales per non-empty group
+    assert flops.grouped_gemm_bytes(rows, 7, 11, "fp8_e4m3", "bf16", reduce_over_rows=True,
+                                    scaled=True) == (88 + 56) + 3 * 77 * 2 + 4 * 2 * 18 + 12
+
+
+def test_dispatch_and_combine_counts_by_hand():
+    # T = 10 tokens of D = 6, top-2 over 4 experts, bf16: 10 rows read, 20 written; int32 ids
+    # read and destination rows written (20 each), 4 offsets written
+    assert flops.moe_dispatch_bytes(10, 6, 2, 4, "bf16") == (60 + 120) * 2 + 4 * (40 + 4)
+    # combine: 20 rows read with their int32 rows and float32 weights, 10 rows written
+    assert flops.moe_combine_bytes(10, 6, 2, "bf16") == (120 + 60) * 2 + 8 * 20
+    assert flops.moe_combine_flops(10, 6, 2) == 2 * 10 * 2 * 6
+
+
+@pytest.mark.parametrize("rows,match", [((), "at least one group"), ((0, 0), "every group is empty"),
+                                        ((4, -1), "non-negative"), ((2, 1.5), "non-negative")])
+def test_impossible_groups_are_refused(rows, match):
+    with pytest.raises(ValueError, match=match):
+        flops.grouped_gemm_flops(rows, 8, 8)
+
+
+def test_top_k_cannot_exceed_the_experts():
+    with pytest.raises(ValueError, match="top_k 9 exceeds the 8 experts"):
+        flops.moe_dispatch_bytes(16, 8, 9, 8, "bf16")
