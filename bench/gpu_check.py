@@ -97,7 +97,7 @@ CASES: list[Case] = [
 
 def _moe(prefix, kernel, kwargs):
     return [Case(f"{prefix}/torch", kernel, "torch", kwargs),
-            Case(f"{prefix}/triton", kernel, "triton", kwargs, versus=f"{prefix}/torch")]
+            Case(f"{prefix}/triton", kernel, "triton", kwargs, versus=(f"{prefix}/torch",))]
 
 
 # Mixture of experts (bench/moe_cases.py): DeepSeek-V3's layer on one GPU of its 64-way expert
