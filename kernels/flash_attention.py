@@ -32,6 +32,7 @@ import triton
 import triton.language as tl
 
 from kernels.fp8 import FP8_DTYPES
+from kernels.triton_support import interpreting
 
 HEAD_DIMS = (16, 32, 64, 128)
 LOG2E = tl.constexpr(1.4426950408889634)  # log2(e): exp(x) = exp2(x * log2(e))
@@ -43,7 +44,7 @@ P_SHIFT = 8.0
 def _fwd_configs() -> list:
     """Forward tiles. One under the interpreter (timing NumPy would be meaningless); on a GPU,
     Hopper-sized candidates (BLOCK_M of 128 fills two warpgroups of wgmma with 8 warps)."""
-    if triton.knobs.runtime.interpret:
+    if interpreting():
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_stages=1, num_warps=4)]
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn}, num_stages=s, num_warps=w)
@@ -161,7 +162,7 @@ def _bwd_configs(kernel: str) -> list:
     """Backward tiles. The dK/dV kernel holds two float32 (BLOCK_N, HEAD_DIM) accumulators
     and streams short query blocks past them; the dQ kernel the reverse. The autotuner also
     drops any candidate that runs out of registers or shared memory on the GPU at hand."""
-    interpret = triton.knobs.runtime.interpret
+    interpret = interpreting()
     if kernel == "dkdv":
         tiles = [(16, 32, 1, 4)] if interpret else [
             (32, 128, 3, 8), (64, 128, 2, 8), (32, 64, 3, 4), (64, 64, 3, 4)]

@@ -28,6 +28,7 @@ import triton
 import triton.language as tl
 
 from kernels.fp8 import FP8_DTYPES
+from kernels.triton_support import interpreting
 
 # Scaling modes of the epilogue (a constexpr, so each mode compiles to its own kernel).
 NO_SCALE, TENSORWISE, ROWWISE = 0, 1, 2
@@ -46,7 +47,7 @@ def _configs(fp8: bool) -> list:
     that suit Hopper's 228 KB of shared memory and wgmma's 64-row warpgroup tiles; FP8 doubles
     BLOCK_K so each stage moves the same bytes.
     """
-    if triton.knobs.runtime.interpret:
+    if interpreting():
         return [_config(32, 32, 32, 4, 1, 4)]
     k = 128 if fp8 else 64
     return [
