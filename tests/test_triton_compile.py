@@ -54,10 +54,12 @@ attn8 = {**attn, "q_ptr": "*fp8e4nv", "k_ptr": "*fp8e4nv", "v_ptr": "*fp8e4nv"}
 bwd = {p: "*bf16" for p in ("q_ptr", "k_ptr", "v_ptr", "do_ptr", "dk_ptr", "dv_ptr", "dq_ptr")}
 bwd.update(lse_ptr="*fp32", delta_ptr="*fp32", sm_scale="fp32")
 rows = [
-    build("gemm bf16 rr", tm._gemm_kernel, gemm, {"SCALING": 0, "EVEN_K": True},
+    build("gemm bf16 rr", tm._gemm_kernel, gemm,
+          {"SCALING": 0, "FAST_ACCUM": False, "EVEN_K": True, "MAX_IMPRECISE_ACC": 0},
           tm._configs(fp8=False)[0], ("stride_ak", "stride_bn", "stride_cn")),
-    build("gemm fp8 e4m3 rc row-wise", tm._gemm_kernel, fp8, {"SCALING": 2, "EVEN_K": True},
-          tm._configs(fp8=True)[0], ("stride_ak", "stride_bk", "stride_cn")),
+    build("gemm fp8 e4m3 rc row-wise", tm._gemm_kernel, fp8,
+          {"SCALING": 2, "FAST_ACCUM": False, "EVEN_K": True, "MAX_IMPRECISE_ACC": 128},
+          tm._configs(fp8=True, fast_accum=False)[0], ("stride_ak", "stride_bk", "stride_cn")),
     build("attention fwd bf16 d128 causal", fa._attn_fwd, attn,
           {"HEAD_DIM": 128, "CAUSAL": True, "FP8": False, "P_SHIFT": 0.0}, fa._fwd_configs()[1],
           ("stride_qd", "stride_kd", "stride_vd", "stride_od")),
