@@ -5,7 +5,9 @@ FP8 with tensor-wise or row-wise float32 scales and BF16 output. ``_scaled_mm`` 
 second operand column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
 Beside them, the Triton kernels of `kernels.triton_matmul` (``triton_matmul`` and
 ``triton_fp8_matmul``, re-exported here), registered as implementation "triton" of the same
-family with the same builder signature.
+family with the same builder signature, and the persistent TMA kernels of
+`kernels.triton_tma_matmul`, implementation "triton-tma" (where the installed Triton has
+tensor descriptors).
 
 An FP8 GEMM's variant names its scaling and its accumulation: ``tensorwise-precise-accum``,
 ``rowwise-fast-accum``, ... (`fp8_variant`; the scaling alone means precise, as
@@ -26,12 +28,14 @@ from kernels.fp8 import quantize_rowwise, quantize_tensorwise
 from kernels.reference import gemm_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
-from kernels.triton_support import TRITON_MISSING, triton_unavailable
+from kernels.triton_support import TMA_MISSING, TRITON_MISSING, triton_unavailable
 
 if TRITON_MISSING is None:
     from kernels.triton_matmul import triton_fp8_matmul, triton_matmul
+if TMA_MISSING is None:
+    from kernels.triton_tma_matmul import tma_fp8_matmul, tma_matmul
 
-__all__ = ["torch_gemm", "torch_scaled_mm", "triton_gemm", "fp8_variant"] + (
+__all__ = ["torch_gemm", "torch_scaled_mm", "triton_gemm", "triton_tma_gemm", "fp8_variant"] + (
     ["triton_matmul", "triton_fp8_matmul"] if TRITON_MISSING is None else [])
 
 # Above this many output elements the check compares a sample of rows, not the whole output.
@@ -221,3 +225,22 @@ def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = ""
         raise KernelError(TRITON_MISSING)
     return _triton_spec("triton", m, n, k, dtype, layout, variant, triton_matmul,
                         triton_fp8_matmul, triton_unavailable)
+
+
+def _tma_unavailable(device: torch.device, dtype: str) -> str | None:
+    reason = triton_unavailable(device, dtype)
+    if reason is None and torch.cuda.get_device_capability(device) < (9, 0):
+        name = torch.cuda.get_device_name(device)
+        return f"the TMA GEMM needs a Tensor Memory Accelerator (compute capability 9.0+); {name} has none"
+    return reason
+
+
+@register("gemm", "triton-tma")
+def triton_tma_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
+                    variant: str = "") -> KernelSpec:
+    """The persistent TMA GEMM (`kernels.triton_tma_matmul`) at the same problems as
+    `triton_gemm`."""
+    if TMA_MISSING:
+        raise KernelError(TMA_MISSING)
+    return _triton_spec("triton-tma", m, n, k, dtype, layout, variant, tma_matmul,
+                        tma_fp8_matmul, _tma_unavailable)
