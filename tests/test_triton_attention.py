@@ -102,6 +102,24 @@ def test_backward_grouped_heads_against_float64_autograd(heads_q, heads_kv, seq,
     assert max(errors) < TOLERANCE["bf16"], errors
 
 
+def test_dkdv_programs_split_over_q_heads():
+    """The dK/dV grid is key blocks x batch x q heads, not x kv heads: 16:1 grouping gives
+    16x the programs (2 x 16 x 1024 / BLOCK_N here), each writing one q head's float32 share."""
+    from sm90_compile import record_launches
+
+    from kernels import flash_attention as fa
+
+    q = torch.zeros(2, 16, 1024, 64, dtype=torch.bfloat16, device=DEVICE)
+    k = torch.zeros(2, 1, 1024, 64, dtype=torch.bfloat16, device=DEVICE)
+    lse = torch.zeros(2 * 16, 1024, device=DEVICE)
+    launches = record_launches(fa, ["_bwd_preprocess", "_bwd_dkdv", "_bwd_dq"],
+                               lambda: fa.attention_backward(q, k, k, q, lse, q, True, 0.125))
+    dkdv = next(x for x in launches if x.name == "_bwd_dkdv")
+    assert dkdv.grid({"BLOCK_N": 64}) == (1024 // 64, 2 * 16)
+    dk = dkdv.args[list(fa._bwd_dkdv.arg_names).index("dk_ptr")]
+    assert dk.shape == (2, 16, 1024, 64) and dk.dtype == torch.float32
+
+
 def test_backward_with_more_keys_than_queries():
     """Causal with seq_k > seq_q: the last keys are seen by no query, so their dK and dV are
     exactly zero in the reference; the bounds of both backward kernels must agree."""

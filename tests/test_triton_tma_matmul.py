@@ -3,7 +3,8 @@ and its registered spec beside the baseline.
 
 Triton's interpreter (3.9) supports host-side tensor descriptors: their loads zero-fill past
 the edges and their stores drop what lies past them, as the TMA unit does, so the kernel
-itself runs here (see tests/triton_interpreter.py).
+itself runs here (see tests/triton_interpreter.py). The TMA copies themselves are read from
+the kernel compiled for sm_90 by tests/test_triton_compile.py; timing needs a GPU.
 """
 
 import pytest
@@ -93,6 +94,27 @@ def test_grouped_tile_order_visits_every_tile_once(num_pid_m, num_pid_n, group):
     assert coords[:height] == [(first[0] + i, first[1]) for i in range(height)]
     programs = tma.INTERPRETER_PROGRAMS
     assert sorted(t for p in range(programs) for t in range(p, tiles, programs)) == list(range(tiles))
+
+
+def test_persistent_grid_is_the_smaller_of_programs_and_tiles():
+    """The launch: min(programs, tiles) programs, NUM_SMS the loop's step (3 in the
+    interpreter, the SM count on a GPU), descriptors whose blocks are the tiles."""
+    from sm90_compile import record_launches
+
+    a = torch.zeros(64, 32, dtype=torch.bfloat16, device=DEVICE)
+    programs = tma.num_programs(a.device)
+    assert programs == tma.INTERPRETER_PROGRAMS or not INTERPRETED
+    for n, tiles in ((32, 2), (256, 16)):  # in 32 x 32 tiles
+        b = torch.zeros(32, n, dtype=torch.bfloat16, device=DEVICE)
+        (launch,) = record_launches(tma, ["_tma_16bit"], lambda: tma.tma_matmul(a, b))
+        assert launch.kwargs["NUM_SMS"] == programs
+        assert launch.grid({"BLOCK_M": 32, "BLOCK_N": 32}) == (min(programs, tiles),)
+    config = launch.kernel.configs[0]
+    nargs = {**dict(zip(launch.kernel.arg_names, launch.args)), **launch.kwargs, **config.all_kwargs()}
+    config.pre_hook(nargs)
+    c = config.kwargs
+    assert nargs["a_desc"].block_shape == [c["BLOCK_M"], c["BLOCK_K"]]
+    assert nargs["c_desc"].block_shape == [c["BLOCK_M"], c["BLOCK_N"]]
 
 
 @pytest.mark.parametrize("dtype,variant,layout", [
