@@ -55,8 +55,9 @@ def check_16bit(a: torch.Tensor, b: torch.Tensor) -> tuple[int, int, int]:
     return shape
 
 
-def check_fp8(a, b, scale_a, scale_b) -> int:
-    """The epilogue's scaling mode (TENSORWISE or ROWWISE) of FP8 operands and their scales."""
+def check_fp8(a, b, scale_a, scale_b) -> tuple[int, int, int]:
+    """(M, N, the epilogue's scaling mode: TENSORWISE or ROWWISE) of FP8 operands and their
+    scales; ValueError, saying what is wrong, for anything else."""
     m, n, _ = check_operands(a, b)
     if a.dtype not in FP8_DTYPES.values() or b.dtype not in FP8_DTYPES.values():
         raise ValueError(f"the FP8 Triton GEMM takes float8_e4m3fn or float8_e5m2 operands, "
@@ -65,9 +66,9 @@ def check_fp8(a, b, scale_a, scale_b) -> int:
         if not isinstance(s, torch.Tensor) or s.dtype != torch.float32:
             raise ValueError(f"{name} must be a float32 tensor, got {getattr(s, 'dtype', type(s))}")
     if scale_a.numel() == 1 and scale_b.numel() == 1:
-        return TENSORWISE
+        return m, n, TENSORWISE
     if tuple(scale_a.shape) == (m, 1) and tuple(scale_b.shape) == (1, n):
-        return ROWWISE
+        return m, n, ROWWISE
     raise ValueError(
         f"scales must be both tensor-wise (one element each) or row-wise (scale_a ({m}, 1), "
         f"scale_b (1, {n})), got {tuple(scale_a.shape)} and {tuple(scale_b.shape)}")

@@ -231,7 +231,8 @@ def _tma_unavailable(device: torch.device, dtype: str) -> str | None:
     reason = triton_unavailable(device, dtype)
     if reason is None and torch.cuda.get_device_capability(device) < (9, 0):
         name = torch.cuda.get_device_name(device)
-        return f"the TMA GEMM needs a Tensor Memory Accelerator (compute capability 9.0+); {name} has none"
+        return (f"the TMA GEMM needs a Tensor Memory Accelerator (compute capability 9.0+); "
+                f"{name} has none")
     return reason
 
 

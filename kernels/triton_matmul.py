@@ -55,7 +55,7 @@ import triton.language as tl
 
 from kernels.fp8 import FP8_DTYPES
 from kernels.gemm_operands import (NO_SCALE, aligned_output, check_16bit, check_fp8,
-                                   check_operands, kernel_operands)
+                                   kernel_operands)
 from kernels.triton_support import interpreting
 
 # The autotuners' cache key: one tuning per shape, operand layout (strides), FP8 scaling and
@@ -132,8 +132,9 @@ def grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 @triton.jit
 def scale_tile(acc, scale_a_ptr, scale_b_ptr, offs_m, offs_n, SCALING: tl.constexpr):
-    """FP8 dequantisation of a float32 tile: tensor-wise (one scale each) or row-wise (a scale
-    per row of A, ``offs_m``, and per column of B, ``offs_n``, both already in range)."""
+    """FP8 dequantisation of a float32 tile: tensor-wise (SCALING 1, one scale each) or
+    row-wise (2: a scale per row of A, ``offs_m``, and per column of B, ``offs_n``, both
+    already in range); `kernels.gemm_operands` names the modes."""
     if SCALING == 1:
         acc = acc * (tl.load(scale_a_ptr) * tl.load(scale_b_ptr))
     elif SCALING == 2:
@@ -234,8 +235,7 @@ def triton_fp8_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor,
     partial sums to float32 every BLOCK_K. The result is row-major, possibly a view of a wider
     buffer (`kernels.gemm_operands.aligned_output`).
     """
-    scaling = check_fp8(a, b, scale_a, scale_b)
-    m, n, _ = check_operands(a, b)
+    m, n, scaling = check_fp8(a, b, scale_a, scale_b)
     a, b, _, _, k2 = kernel_operands(a, b, a_major="r", b_major="c")  # M, N kept: K-major
     # Row-wise scales are read as flat vectors; make them contiguous once.
     scale_a, scale_b = scale_a.reshape(-1).contiguous(), scale_b.reshape(-1).contiguous()

@@ -56,7 +56,8 @@ def tma_missing(import_module=importlib.import_module) -> str | None:
         import_module("triton.tools.tensor_descriptor").TensorDescriptor
     except (ImportError, AttributeError):
         return (f"the persistent TMA GEMM needs Triton's tensor descriptors "
-                f"(triton.tools.tensor_descriptor), which Triton {triton.__version__} does not have")
+                f"(triton.tools.tensor_descriptor), which Triton {triton.__version__} "
+                f"does not have")
     return None
 
 

@@ -39,7 +39,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from kernels.gemm_operands import (NO_SCALE, aligned_output, check_16bit, check_fp8,
-                                   check_operands, kernel_operands)
+                                   kernel_operands)
 from kernels.triton_matmul import grouped_tile, max_imprecise_acc, scale_tile
 from kernels.triton_support import interpreting
 
@@ -163,8 +163,7 @@ def tma_fp8_matmul(a: torch.Tensor, b: torch.Tensor, scale_a: torch.Tensor,
     """(A * scale_a) @ (B * scale_b) for FP8 operands by the persistent TMA kernel, with the
     contract of `kernels.triton_matmul.triton_fp8_matmul` (scales, K-major copies inside the
     call, ``fast_accum``)."""
-    scaling = check_fp8(a, b, scale_a, scale_b)
-    m, n, _ = check_operands(a, b)
+    m, n, scaling = check_fp8(a, b, scale_a, scale_b)
     a, b, _, _, k2 = kernel_operands(a, b, a_major="r", b_major="c")  # M, N kept: K-major
     scale_a, scale_b = scale_a.reshape(-1).contiguous(), scale_b.reshape(-1).contiguous()
     c = aligned_output(m, n, out_dtype, a.device)

@@ -2,12 +2,12 @@
 
 Used by tests/test_triton_compile.py, which runs it as a script (``python tests/sm90_compile.py``
 prints one JSON row per compiled kernel) in a fresh interpreter set up by `for_the_gpu`: the
-kernels must be defined for the GPU, not the interpreter. A launcher is called on small CPU tensors with its
-kernels replaced by recorders (`record_launches`), so the test compiles exactly what that
-launcher would launch: the same arguments, specialised by Triton's own JIT binder (unit
-strides become constants, 16-divisible pointers and integers get divisibility hints), for
-each of the kernel's autotune configurations, with the autotuner's heuristics and pre-hooks
-applied (`compile_launch`). The compiled kernel goes through Triton's whole pipeline (TTIR,
+kernels must be defined for the GPU, not the interpreter. A launcher is called on small CPU
+tensors with its kernels replaced by recorders (`record_launches`), so the test compiles
+exactly what that launcher would launch: the same arguments, specialised by Triton's own JIT
+binder (unit strides become constants, 16-divisible pointers and integers get divisibility
+hints), for each of the kernel's autotune configurations, with the autotuner's heuristics and
+pre-hooks applied (`compile_launch`). The compiled kernel goes through Triton's whole pipeline (TTIR,
 TTGIR, LLVM, PTX and its bundled ``ptxas``) and `compile_launch` reports what a GPU build
 would show: shared memory, registers, spills, the instructions that matter.
 
@@ -209,7 +209,8 @@ def _fp8_operands(size, layout):
 
     from kernels.fp8 import quantize_rowwise
 
-    a, b = _matrix(size, size, layout[0], torch.float32), _matrix(size, size, layout[1], torch.float32)
+    a = _matrix(size, size, layout[0], torch.float32)
+    b = _matrix(size, size, layout[1], torch.float32)
     (qa, sa), (qb, sb) = quantize_rowwise(a, dim=1), quantize_rowwise(b, dim=0)
     relayout = {"r": lambda t: t.contiguous(), "c": lambda t: t.t().contiguous().t()}
     return relayout[layout[0]](qa), relayout[layout[1]](qb), sa, sb
@@ -293,11 +294,11 @@ def attention_launches() -> list[tuple[dict, Launch]]:
     return out
 
 
+_JOBS: list = []  # filled before the worker processes fork, read by them by index
+
+
 def _compile_job(index):
     return compile_source(*_JOBS[index])
-
-
-_JOBS: list = []
 
 
 def compile_all(launches) -> list[dict]:

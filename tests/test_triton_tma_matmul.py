@@ -28,7 +28,10 @@ if TMA_MISSING is None:
 
 
 def _matrix(rows, cols, major, dtype, gen, scale=1.0):
-    t = torch.randn(rows, cols, generator=gen) if major == "r" else torch.randn(cols, rows, generator=gen).t()
+    if major == "r":
+        t = torch.randn(rows, cols, generator=gen)
+    else:
+        t = torch.randn(cols, rows, generator=gen).t()
     return (t * scale).to(dtype).to(DEVICE)
 
 
@@ -93,7 +96,8 @@ def test_grouped_tile_order_visits_every_tile_once(num_pid_m, num_pid_n, group):
     height = min(group, num_pid_m)
     assert coords[:height] == [(first[0] + i, first[1]) for i in range(height)]
     programs = tma.INTERPRETER_PROGRAMS
-    assert sorted(t for p in range(programs) for t in range(p, tiles, programs)) == list(range(tiles))
+    taken = sorted(t for p in range(programs) for t in range(p, tiles, programs))
+    assert taken == list(range(tiles))
 
 
 def test_persistent_grid_is_the_smaller_of_programs_and_tiles():
@@ -110,7 +114,8 @@ def test_persistent_grid_is_the_smaller_of_programs_and_tiles():
         assert launch.kwargs["NUM_SMS"] == programs
         assert launch.grid({"BLOCK_M": 32, "BLOCK_N": 32}) == (min(programs, tiles),)
     config = launch.kernel.configs[0]
-    nargs = {**dict(zip(launch.kernel.arg_names, launch.args)), **launch.kwargs, **config.all_kwargs()}
+    nargs = {**dict(zip(launch.kernel.arg_names, launch.args)), **launch.kwargs,
+             **config.all_kwargs()}
     config.pre_hook(nargs)
     c = config.kwargs
     assert nargs["a_desc"].block_shape == [c["BLOCK_M"], c["BLOCK_K"]]

@@ -35,7 +35,8 @@ out = {"interpreting": triton_support.interpreting(),
        "gemm_configs": len(triton_matmul._configs(fp8=False)),
        "attention_configs": len(flash_attention._fwd_configs()),
        "tma_missing": triton_support.TMA_MISSING,
-       "reason": registry.build("gemm", "triton", 64, 64, 64, "fp16").unavailable(torch.device("cpu"))}
+       "reason": registry.build("gemm", "triton", 64, 64, 64, "fp16").unavailable(
+           torch.device("cpu"))}
 if out["interpreting"]:  # fp16: the interpreter's bf16 dot needs the test fixture
     out["gemm_error"] = registry.build("gemm", "triton", 40, 24, 72, "fp16").check("cpu")
     out["attention_error"] = registry.build("attention", "triton", 1, 4, 2, 33, 32, True, "fp16",
