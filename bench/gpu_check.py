@@ -207,14 +207,15 @@ def add_speedups(rows: list[dict]) -> None:
 
 def _no_gpu_reason() -> str | None:
     import torch
-    import triton
+
+    from kernels.triton_support import interpreting
 
     if not torch.cuda.is_available():
         return (f"bench.gpu_check needs a CUDA GPU, and torch.cuda.is_available() is False here "
                 f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). On a CPU the "
                 f"Triton kernels are checked by the interpreter tests: "
                 f"python -m pytest -m interpreter tests/")
-    if triton.knobs.runtime.interpret:
+    if interpreting():
         return "TRITON_INTERPRET=1 is set: unset it so the Triton kernels compile for the GPU"
     return None
 

@@ -52,16 +52,19 @@ def llama_gemms(tokens: int = TOKENS_PER_MICROBATCH, tp: int = TENSOR_PARALLEL) 
     return shapes
 
 
-def _gemm_cases(sizes, llama: bool, scalings=("tensorwise", "rowwise")) -> list[Case]:
-    """BF16 and FP8 GEMMs (with the given FP8 scalings) at square sizes and, with ``llama``,
-    at Llama 3 shapes."""
+def _gemm_cases(sizes, llama: bool, scalings=("tensorwise", "rowwise"),
+                accumulations=("precise-accum", "fast-accum")) -> list[Case]:
+    """BF16 and FP8 GEMMs (with the given FP8 scalings and accumulation modes: each mode is
+    its own problem, timed for torch and Triton alike) at square sizes and, with ``llama``, at
+    Llama 3 shapes."""
     shapes = [(s, s, s, "") for s in sizes] + (llama_gemms() if llama else [])
     cases = []
     for m, n, k, label in shapes:
         cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "bf16"}, label))
         for scaling in scalings:
-            cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "fp8_e4m3",
-                                       "variant": scaling}, label))
+            for accumulation in accumulations:
+                cases.append(Case("gemm", {"m": m, "n": n, "k": k, "dtype": "fp8_e4m3",
+                                           "variant": f"{scaling}-{accumulation}"}, label))
     return cases
 
 
@@ -80,11 +83,14 @@ def _attention_cases(shapes, directions=("fwd", "bwd"), fp8=True) -> list[Case]:
 def quick(device_type: str = "cpu") -> list[Case]:
     """A few sizes per kernel. On a CPU, tensor-wise FP8 runs at 128^3 only: torch's CPU
     ``_scaled_mm`` with tensor-wise scales takes seconds at 256^3 (about 40x its row-wise
-    path, measured with torch 2.13), which alone would take the sweep past its few minutes."""
+    path, measured with torch 2.13), which alone would take the sweep past its few minutes;
+    and FP8 runs with precise accumulation only (the tensor cores' accumulation modes are a
+    GPU matter)."""
     if device_type == "cpu":
-        gemm = _gemm_cases([256, 512, 1024], llama=False, scalings=("rowwise",))
+        gemm = _gemm_cases([256, 512, 1024], llama=False, scalings=("rowwise",),
+                           accumulations=("precise-accum",))
         gemm.append(Case("gemm", {"m": 128, "n": 128, "k": 128, "dtype": "fp8_e4m3",
-                                  "variant": "tensorwise"}))
+                                  "variant": "tensorwise-precise-accum"}))
     else:
         gemm = _gemm_cases([256, 512, 1024], llama=False)
     attention = _attention_cases([

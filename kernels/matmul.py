@@ -6,7 +6,15 @@ FP8 with tensor-wise or row-wise float32 scales (row-wise where the torch has th
 column-major, so FP8 specs use layout "rc" (A row-major, B column-major).
 Beside them, the Triton kernels of `kernels.triton_matmul` (``triton_matmul`` and
 ``triton_fp8_matmul``, re-exported here), registered as implementation "triton" of the same
-family with the same builder signature.
+family with the same builder signature, and the persistent TMA kernels of
+`kernels.triton_tma_matmul`, implementation "triton-tma" (where the installed Triton has
+tensor descriptors).
+
+An FP8 GEMM's variant names its scaling and its accumulation: ``tensorwise-precise-accum``,
+``rowwise-fast-accum``, ... (`fp8_variant`; the scaling alone means precise, as
+``_scaled_mm``'s default ``use_fast_accum=False``). Precise promotes the tensor cores'
+partial sums to float32 along K, fast does not (`kernels.triton_matmul`); the variant is part
+of every record, so a speedup compares precise with precise and fast with fast.
 
 Each builder returns a `KernelSpec`: fresh random inputs, the run, the float64 check and the
 FLOP/byte counts.
@@ -22,12 +30,14 @@ from kernels.reference import gemm_reference, rel_fro_error
 from kernels.registry import register
 from kernels.spec import KernelError, KernelSpec, torch_dtype
 from kernels.torch_versions import scaled_mm_output, scaled_mm_unavailable
-from kernels.triton_support import TRITON_MISSING, triton_unavailable
+from kernels.triton_support import TMA_MISSING, TRITON_MISSING, triton_unavailable
 
 if TRITON_MISSING is None:
     from kernels.triton_matmul import triton_fp8_matmul, triton_matmul
+if TMA_MISSING is None:
+    from kernels.triton_tma_matmul import tma_fp8_matmul, tma_matmul
 
-__all__ = ["torch_gemm", "torch_scaled_mm", "triton_gemm"] + (
+__all__ = ["torch_gemm", "torch_scaled_mm", "triton_gemm", "triton_tma_gemm", "fp8_variant"] + (
     ["triton_matmul", "triton_fp8_matmul"] if TRITON_MISSING is None else [])
 
 # Above this many output elements the check compares a sample of rows, not the whole output.
@@ -122,12 +132,27 @@ def torch_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
     )
 
 
-def _fp8_scale_elems(variant: str, m: int, n: int) -> int:
+FP8_SCALINGS = ("tensorwise", "rowwise")
+# Accumulation modes, spelled as in a variant, and torch._scaled_mm's use_fast_accum for each.
+FP8_ACCUMULATIONS = {"precise-accum": False, "fast-accum": True}
+
+
+def fp8_variant(variant: str) -> tuple[str, bool, str]:
+    """(scaling, fast_accum, variant spelled out) of an FP8 GEMM variant: a scaling
+    (``tensorwise`` or ``rowwise``), optionally followed by ``-precise-accum`` (the default,
+    ``_scaled_mm``'s ``use_fast_accum=False``) or ``-fast-accum``."""
+    scaling, _, accum = variant.partition("-")
+    accum = accum or "precise-accum"
+    if scaling not in FP8_SCALINGS or accum not in FP8_ACCUMULATIONS:
+        raise KernelError(f"unknown FP8 GEMM variant '{variant}'; known: tensorwise or rowwise, "
+                          f"optionally followed by -precise-accum (the default) or -fast-accum")
+    return scaling, FP8_ACCUMULATIONS[accum], f"{scaling}-{accum}"
+
+
+def _fp8_scale_elems(scaling: str, m: int, n: int) -> int:
     """How many float32 scales an FP8 GEMM reads: one per operand (tensor-wise), or one per
     row of A and column of B (row-wise)."""
-    if variant not in ("tensorwise", "rowwise"):
-        raise KernelError(f"unknown FP8 scaling '{variant}'; known: tensorwise, rowwise")
-    return 2 if variant == "tensorwise" else m + n
+    return 2 if scaling == "tensorwise" else m + n
 
 
 def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant: str = "tensorwise",
@@ -138,57 +163,88 @@ def torch_scaled_mm(m: int, n: int, k: int, dtype: str = "fp8_e4m3", *, variant:
     if dtype == "fp8_e5m2":
         # _scaled_mm rejects e5m2 x e5m2; e4m3 is the format training uses for both operands.
         raise KernelError("torch._scaled_mm does not multiply two e5m2 operands; use fp8_e4m3")
-    scale_elems = _fp8_scale_elems(variant, m, n)
+    scaling, fast_accum, variant = fp8_variant(variant)
 
     def run(a, b, scale_a, scale_b):
         return scaled_mm_output(
-            torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16))
+            torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=torch.bfloat16,
+                             use_fast_accum=fast_accum))
 
     return KernelSpec(
         kernel="gemm", impl="torch", dtype=dtype, shape={"m": m, "n": n, "k": k},
         variant=variant, layout=layout, out_dtype="bf16",
         flops=flops.gemm_flops(m, n, k),
-        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16", scale_elems=scale_elems),
-        make_inputs=make_fp8_inputs(m, n, k, dtype, variant, layout),
+        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16", scale_elems=_fp8_scale_elems(scaling, m, n)),
+        make_inputs=make_fp8_inputs(m, n, k, dtype, scaling, layout),
         run=run,
         error=gemm_error,
-        unavailable=lambda device: _scaled_mm_unavailable(device, dtype, variant),
+        unavailable=lambda device: _scaled_mm_unavailable(device, dtype, scaling),
     )
 
 
-def _scaled_mm_unavailable(device: torch.device, dtype: str, variant: str) -> str | None:
+def _scaled_mm_unavailable(device: torch.device, dtype: str, scaling: str) -> str | None:
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         name = torch.cuda.get_device_name(device)
         return f"torch._scaled_mm needs FP8 tensor cores (compute capability 8.9+); {name} has none"
-    return scaled_mm_unavailable(device, dtype, variant)
+    return scaled_mm_unavailable(device, dtype, scaling)
+
+
+def _triton_spec(impl, m, n, k, dtype, layout, variant, matmul, fp8_matmul, unavailable):
+    """A spec for a Triton GEMM given its 16-bit and FP8 functions (``fp8_matmul`` takes
+    ``fast_accum``); layout defaults to "rr" (16-bit) or "rc" (FP8, the layout ``_scaled_mm``
+    takes, so the two are compared on the same data layout)."""
+    fp8 = dtype.startswith("fp8")
+    layout = layout or ("rc" if fp8 else "rr")
+    _validate(m, n, k, layout)
+    if dtype not in ("bf16", "fp16", "fp8_e4m3", "fp8_e5m2"):
+        raise KernelError(f"the Triton GEMM takes bf16, fp16, fp8_e4m3 or fp8_e5m2, not '{dtype}'")
+    common = dict(kernel="gemm", impl=impl, dtype=dtype, shape={"m": m, "n": n, "k": k},
+                  layout=layout, flops=flops.gemm_flops(m, n, k), error=gemm_error,
+                  unavailable=lambda device: unavailable(device, dtype))
+    if not fp8:
+        return KernelSpec(
+            **common, bytes=flops.gemm_bytes(m, n, k, dtype, dtype),
+            make_inputs=make_gemm_inputs(m, n, k, dtype, layout), run=matmul,
+        )
+    scaling, fast_accum, variant = fp8_variant(variant or "tensorwise")
+
+    def run(a, b, scale_a, scale_b):
+        return fp8_matmul(a, b, scale_a, scale_b, fast_accum=fast_accum)
+
+    return KernelSpec(
+        **common, variant=variant, out_dtype="bf16",
+        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16", scale_elems=_fp8_scale_elems(scaling, m, n)),
+        make_inputs=make_fp8_inputs(m, n, k, dtype, scaling, layout), run=run,
+    )
 
 
 @register("gemm", "triton")
 def triton_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
                 variant: str = "") -> KernelSpec:
     """The Triton GEMM at the same shapes and dtypes as `torch_gemm`: BF16/FP16 in any layout
-    (default "rr"), FP8 e4m3 or e5m2 with tensor-wise or row-wise scales (default "rc", the
-    layout ``_scaled_mm`` takes, so the two are compared on the same data layout)."""
+    (default "rr"), FP8 e4m3 or e5m2 with tensor-wise or row-wise scales, precise or fast
+    accumulation (default "rc"; another layout is timed with its copy to K-major order)."""
     if TRITON_MISSING:
         raise KernelError(TRITON_MISSING)
-    fp8 = dtype.startswith("fp8")
-    layout = layout or ("rc" if fp8 else "rr")
-    _validate(m, n, k, layout)
-    if dtype not in ("bf16", "fp16", "fp8_e4m3", "fp8_e5m2"):
-        raise KernelError(f"the Triton GEMM takes bf16, fp16, fp8_e4m3 or fp8_e5m2, not '{dtype}'")
-    common = dict(kernel="gemm", impl="triton", dtype=dtype, shape={"m": m, "n": n, "k": k},
-                  layout=layout, flops=flops.gemm_flops(m, n, k), error=gemm_error)
-    if not fp8:
-        return KernelSpec(
-            **common, bytes=flops.gemm_bytes(m, n, k, dtype, dtype),
-            make_inputs=make_gemm_inputs(m, n, k, dtype, layout), run=triton_matmul,
-            unavailable=lambda device: triton_unavailable(device, dtype),
-        )
-    variant = variant or "tensorwise"
-    scale_elems = _fp8_scale_elems(variant, m, n)
-    return KernelSpec(
-        **common, variant=variant, out_dtype="bf16",
-        bytes=flops.gemm_bytes(m, n, k, dtype, "bf16", scale_elems=scale_elems),
-        make_inputs=make_fp8_inputs(m, n, k, dtype, variant, layout), run=triton_fp8_matmul,
-        unavailable=lambda device: triton_unavailable(device, dtype),
-    )
+    return _triton_spec("triton", m, n, k, dtype, layout, variant, triton_matmul,
+                        triton_fp8_matmul, triton_unavailable)
+
+
+def _tma_unavailable(device: torch.device, dtype: str) -> str | None:
+    reason = triton_unavailable(device, dtype)
+    if reason is None and torch.cuda.get_device_capability(device) < (9, 0):
+        name = torch.cuda.get_device_name(device)
+        return (f"the TMA GEMM needs a Tensor Memory Accelerator (compute capability 9.0+); "
+                f"{name} has none")
+    return reason
+
+
+@register("gemm", "triton-tma")
+def triton_tma_gemm(m: int, n: int, k: int, dtype: str = "bf16", *, layout: str = "",
+                    variant: str = "") -> KernelSpec:
+    """The persistent TMA GEMM (`kernels.triton_tma_matmul`) at the same problems as
+    `triton_gemm`."""
+    if TMA_MISSING:
+        raise KernelError(TMA_MISSING)
+    return _triton_spec("triton-tma", m, n, k, dtype, layout, variant, tma_matmul,
+                        tma_fp8_matmul, _tma_unavailable)

@@ -87,7 +87,7 @@ class KernelSpec:
     run: Callable[..., Any]
     error: Callable[[tuple, Any], float]
     direction: str = "fwd"  # "fwd" | "bwd" (grouped GEMM: "bwd_dx" | "bwd_dw")
-    variant: str = ""  # e.g. "rowwise" scaling for FP8 GEMM, "" when there is one way
+    variant: str = ""  # e.g. "rowwise-precise-accum" for FP8 GEMM, "" when there is one way
     layout: str = ""  # GEMM operand majorness, "rr" | "rc" | "cr" | "cc" (A then B)
     out_dtype: str = ""
     unavailable: Callable[[torch.device], str | None] = field(default=lambda device: None)

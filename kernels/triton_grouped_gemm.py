@@ -48,6 +48,7 @@ import triton
 import triton.language as tl
 
 from kernels.fp8 import FP8_DTYPES
+from kernels.triton_support import interpreting
 
 # Groups are handled as one vector per program; a program loads this many offsets at most.
 MAX_GROUPS = 1024
@@ -68,7 +69,7 @@ def _configs(fp8: bool, reduce: bool = False) -> list:
     Triton 3.9 does not software-pipeline on Hopper: its loads stay in registers, so it gets
     smaller tiles.
     """
-    if triton.knobs.runtime.interpret:
+    if interpreting():
         return [_config(16, 32, 32, 2, 1, 4)]
     k = 128 if fp8 else 64
     if reduce and not fp8:

@@ -30,6 +30,8 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.triton_support import interpreting
+
 # Experts are one vector per program (one-hot tiles, histograms); at most this many.
 MAX_EXPERTS = 1024
 
@@ -37,14 +39,14 @@ MAX_EXPERTS = 1024
 def _sizes() -> dict:
     """Chunk and tile sizes: small under the interpreter (so a test of a few hundred
     assignments crosses chunks and sub-blocks), GPU-sized otherwise."""
-    if triton.knobs.runtime.interpret:
+    if interpreting():
         return {"CHUNK": 32, "SUB": 8, "SCAN_ROWS": 4}
     return {"CHUNK": 1024, "SUB": 32, "SCAN_ROWS": 32}
 
 
 def _copy_configs() -> list:
     """Row-copy tiles (BLOCK_T tokens x BLOCK_D features); memory-bound, so wide rows."""
-    if triton.knobs.runtime.interpret:
+    if interpreting():
         return [triton.Config({"BLOCK_T": 4, "BLOCK_D": 32}, num_warps=4)]
     return [triton.Config({"BLOCK_T": t, "BLOCK_D": d}, num_warps=w)
             for t, d, w in ((1, 2048, 4), (4, 1024, 4), (8, 512, 4), (16, 512, 8))]

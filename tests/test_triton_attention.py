@@ -90,6 +90,36 @@ def test_backward_fp16_ragged():
     assert max(errors) < TOLERANCE["fp16"], errors
 
 
+@pytest.mark.parametrize("heads_q,heads_kv,seq,causal", [
+    (2, 2, 37, True), (4, 2, 29, False), (16, 1, 23, True), (16, 1, 41, False)],
+    ids=["1:1", "2:1", "16:1-causal", "16:1"])
+def test_backward_grouped_heads_against_float64_autograd(heads_q, heads_kv, seq, causal):
+    """dK and dV of a kv head are the sum over its group of q heads: 1:1 writes them
+    directly; 2:1 and 16:1 (Llama 3 405B under tensor parallelism 8) sum float32 shares of
+    each q head. Odd lengths leave ragged key and query blocks."""
+    q, k, v = _qkv(1, heads_q, heads_kv, seq, 32, torch.bfloat16, seed=12)
+    errors = _backward_error(q, k, v, causal, seed=13)
+    assert max(errors) < TOLERANCE["bf16"], errors
+
+
+def test_dkdv_programs_split_over_q_heads():
+    """The dK/dV grid is key blocks x batch x q heads, not x kv heads: 16:1 grouping gives
+    16x the programs (2 x 16 x 1024 / BLOCK_N here), each writing one q head's float32 share."""
+    from tests.sm90_compile import record_launches
+
+    from kernels import flash_attention as fa
+
+    q = torch.zeros(2, 16, 1024, 64, dtype=torch.bfloat16, device=DEVICE)
+    k = torch.zeros(2, 1, 1024, 64, dtype=torch.bfloat16, device=DEVICE)
+    lse = torch.zeros(2 * 16, 1024, device=DEVICE)
+    launches = record_launches(fa, ["_bwd_preprocess", "_bwd_dkdv", "_bwd_dq"],
+                               lambda: fa.attention_backward(q, k, k, q, lse, q, True, 0.125))
+    dkdv = next(x for x in launches if x.name == "_bwd_dkdv")
+    assert dkdv.grid({"BLOCK_N": 64}) == (1024 // 64, 2 * 16)
+    dk = dkdv.args[list(fa._bwd_dkdv.arg_names).index("dk_ptr")]
+    assert dk.shape == (2, 16, 1024, 64) and dk.dtype == torch.float32
+
+
 def test_backward_with_more_keys_than_queries():
     """Causal with seq_k > seq_q: the last keys are seen by no query, so their dK and dV are
     exactly zero in the reference; the bounds of both backward kernels must agree."""
@@ -137,6 +167,8 @@ def test_refusals_say_why():
         triton_attention(*(torch.zeros(1, 1, 8, 96, dtype=torch.bfloat16, device=DEVICE),) * 3)
     with pytest.raises(ValueError, match="FP8 inputs only"):
         triton_attention(q, k, v, q_scale=torch.ones(()))
+    with pytest.raises(ValueError, match="sm_scale must be positive"):
+        triton_attention(q, k, v, sm_scale=-0.1)
     q8 = q.to(torch.float8_e4m3fn).requires_grad_(False)
     with pytest.raises(ValueError, match="forward-only"):
         triton_attention(q8, k.to(q8.dtype), v.to(q8.dtype).requires_grad_(True))

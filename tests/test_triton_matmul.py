@@ -73,14 +73,41 @@ def _fp8_operands(fmt, scaling, gen, m=77, n=131, k=96):
     return tuple(t.to(DEVICE) for t in (qa, qb, sa, sb))
 
 
+@pytest.mark.parametrize("fast_accum", [False, True])
 @pytest.mark.parametrize("scaling", ["tensorwise", "rowwise"])
 @pytest.mark.parametrize("fmt", ["fp8_e4m3", "fp8_e5m2"])
-def test_fp8_against_float64_of_the_dequantised_operands(fmt, scaling):
+def test_fp8_against_float64_of_the_dequantised_operands(fmt, scaling, fast_accum):
     qa, qb, sa, sb = _fp8_operands(fmt, scaling, torch.Generator().manual_seed(2))
-    c = triton_fp8_matmul(qa, qb, sa, sb)
+    c = triton_fp8_matmul(qa, qb, sa, sb, fast_accum=fast_accum)
     assert c.dtype == torch.bfloat16
     # Exact FP8 products, float32 sums: only the bf16 output rounding remains (~4e-3).
     assert rel_fro_error(c, gemm_reference(qa, qb, sa, sb)) < 1e-2
+
+
+@pytest.mark.parametrize("layout", ["rr", "cr", "cc"])
+def test_fp8_in_every_layout_and_an_odd_k(layout):
+    """Operands that are not K-major, and a K (90) that is not a multiple of 16, are copied
+    into K-major, zero-padded storage by the launcher; the result is the same product."""
+    gen = torch.Generator().manual_seed(5)
+    a, b = torch.randn(45, 90, generator=gen), torch.randn(90, 70, generator=gen)
+    (qa, sa), (qb, sb) = quantize_rowwise(a, dim=1), quantize_rowwise(b, dim=0)
+    qa = qa.contiguous() if layout[0] == "r" else qa.t().contiguous().t()
+    qb = qb.contiguous() if layout[1] == "r" else qb.t().contiguous().t()
+    qa, qb, sa, sb = (t.to(DEVICE) for t in (qa, qb, sa, sb))
+    c = triton_fp8_matmul(qa, qb, sa, sb, out_dtype=torch.float32)
+    assert c.shape == (45, 70)
+    assert rel_fro_error(c, gemm_reference(qa, qb, sa, sb)) < 1e-5
+
+
+def test_accumulation_modes_map_to_the_dots_argument():
+    """The launcher's ``fast_accum`` reaches ``tl.dot``'s ``max_num_imprecise_acc``: one
+    BLOCK_K step (precise), None (Triton's default: never; fast), 0 for 16-bit operands."""
+    from kernels.triton_matmul import max_imprecise_acc
+
+    for fp8 in (torch.float8_e4m3fn, torch.float8_e5m2):
+        assert max_imprecise_acc(fp8, False, 128) == 128
+        assert max_imprecise_acc(fp8, True, 128) is None
+    assert max_imprecise_acc(torch.bfloat16, False, 64) == 0
 
 
 @pytest.mark.parametrize("scaling", ["tensorwise", "rowwise"])
@@ -130,7 +157,8 @@ def test_interpreter_bf16_dot_defect_is_real(monkeypatch):
 
 @pytest.mark.parametrize("dtype,variant,layout", [
     ("bf16", "", "rr"), ("bf16", "", "cc"), ("fp16", "", "rc"),
-    ("fp8_e4m3", "tensorwise", ""), ("fp8_e4m3", "rowwise", ""), ("fp8_e5m2", "rowwise", "cr"),
+    ("fp8_e4m3", "tensorwise", ""), ("fp8_e4m3", "rowwise-fast-accum", ""),
+    ("fp8_e5m2", "rowwise", "cr"),
 ])
 def test_registered_spec_checks_and_matches_its_baseline(dtype, variant, layout):
     spec = registry.build("gemm", "triton", 77, 131, 96, dtype, variant=variant, layout=layout)
@@ -142,13 +170,42 @@ def test_registered_spec_checks_and_matches_its_baseline(dtype, variant, layout)
         assert spec.problem() == base.problem()  # same problem, comparable records
 
 
+def test_fp8_accumulation_is_part_of_the_problem(monkeypatch):
+    """Precise and fast accumulation are two problems: the variant says which (and so every
+    record and its speedup key), ``_scaled_mm`` gets the matching ``use_fast_accum``, and
+    the Triton spec passes it on as ``fast_accum``."""
+    from kernels import matmul
+
+    seen = []
+    real = torch._scaled_mm
+    monkeypatch.setattr(torch, "_scaled_mm", lambda *a, **kw: seen.append(kw) or real(*a, **kw))
+    names = set()
+    for accum, fast in (("precise-accum", False), ("fast-accum", True)):
+        base = registry.build("gemm", "torch", 32, 48, 64, "fp8_e4m3", variant=f"rowwise-{accum}")
+        ours = registry.build("gemm", "triton", 32, 48, 64, "fp8_e4m3", variant=f"rowwise-{accum}")
+        assert base.identity()["variant"] == ours.identity()["variant"] == f"rowwise-{accum}"
+        base.check("cpu")
+        assert seen[-1]["use_fast_accum"] is fast
+        passed = []
+        monkeypatch.setattr(matmul, "triton_fp8_matmul",
+                            lambda *a, **kw: passed.append(kw) or triton_fp8_matmul(*a, **kw))
+        registry.build("gemm", "triton", 32, 48, 64, "fp8_e4m3",
+                       variant=f"rowwise-{accum}").check(DEVICE)
+        assert passed == [{"fast_accum": fast}]
+        names |= {base.name, ours.name}
+    assert len(names) == 4  # four distinct records, none taken for another
+    # The scaling alone is precise, _scaled_mm's default.
+    assert registry.build("gemm", "torch", 32, 48, 64, "fp8_e4m3",
+                          variant="tensorwise").variant == "tensorwise-precise-accum"
+
+
 def test_registered_beside_the_baseline_and_skipped_on_cpu():
     assert registry.impls("gemm")[:2] == ["torch", "triton"]
     reason = registry.build("gemm", "triton", 64, 64, 64, "bf16").unavailable(torch.device("cpu"))
     assert "interpreter" in reason
     fp8 = registry.build("gemm", "triton", 64, 64, 64, "fp8_e4m3")
     assert fp8.unavailable(torch.device("cpu")) and fp8.layout == "rc"
-    with pytest.raises(KernelError, match="tensorwise, rowwise"):
+    with pytest.raises(KernelError, match="tensorwise or rowwise"):
         registry.build("gemm", "triton", 64, 64, 64, "fp8_e4m3", variant="blockwise")
     with pytest.raises(KernelError, match="bf16, fp16"):
         registry.build("gemm", "triton", 64, 64, 64, "fp32")

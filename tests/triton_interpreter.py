@@ -27,10 +27,11 @@ if not glob.glob("/dev/nvidia[0-9]*"):
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
-INTERPRETED = bool(triton.knobs.runtime.interpret)
+from kernels.triton_support import interpreting  # noqa: E402
+
+INTERPRETED = interpreting()
 # Where the kernels under test run: the interpreter emulates them on CPU tensors.
 DEVICE = "cpu" if INTERPRETED else "cuda"
 
