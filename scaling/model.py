@@ -361,8 +361,9 @@ class ModelConfig:
         if layer is None:
             if len(kinds) > 1:
                 raise DataError(f"model '{self.name}' has {self.dense_layers} dense and "
-                                f"{self.moe_layers} MoE layers; ask for the kernels of one "
-                                f"kind (layer='dense' or layer='moe')")
+                                f"{self.moe_layers} MoE layers, and the step model times one "
+                                f"kind of layer: ask for the kernels of one "
+                                f"(layer='dense' or layer='moe')")
             return kinds[0]
         if layer not in kinds:
             raise UnknownNameError(f"layer kind of model '{self.name}'", layer, kinds)
