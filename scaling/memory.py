@@ -43,6 +43,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from scaling import activations as act
+from scaling import datasheets
 from scaling.errors import DataError, UnknownNameError
 from scaling.model import ModelConfig
 
@@ -250,15 +251,10 @@ def _in_flight(pp, v, rank, micro_batches, group):
 
 def _attention_local(config: ModelConfig, tp):
     """One attention block's parameters on one GPU of a tensor-parallel group of ``tp``."""
-    d, hq = config.d_model, config.heads_q
     if config.mla is not None:
-        m = config.mla
-        replicated = (d * m.q_lora_rank + d * (m.kv_lora_rank + m.qk_rope_head_dim)
-                      + m.q_lora_rank + m.kv_lora_rank)
-        split = (m.q_lora_rank * hq * m.qk_head_dim
-                 + m.kv_lora_rank * hq * (m.qk_nope_head_dim + m.v_head_dim)
-                 + hq * m.v_head_dim * d)
+        replicated, split = config.mla_params_split()
         return replicated + split / tp
+    d, hq = config.d_model, config.heads_q
     hd, hkv = config.head_dim, np.maximum(1, config.heads_kv // tp)
     weights = 2 * d * (hq / tp) * hd + 2 * d * hkv * hd
     bias = ((hq / tp + 2 * hkv) * hd + d) if config.bias else 0

@@ -226,11 +226,20 @@ class ModelConfig:
         if self.mla is None:
             hd = self.head_dim
             return 2 * d * hq * hd + 2 * d * self.heads_kv * hd
-        m = self.mla
-        return (d * m.q_lora_rank + m.q_lora_rank * hq * m.qk_head_dim
-                + d * (m.kv_lora_rank + m.qk_rope_head_dim)
-                + m.kv_lora_rank * hq * (m.qk_nope_head_dim + m.v_head_dim)
-                + hq * m.v_head_dim * d)
+        replicated, split = self.mla_params_split()
+        return replicated - self.mla.q_lora_rank - self.mla.kv_lora_rank + split
+
+    def mla_params_split(self) -> tuple[int, int]:
+        """(replicated, head-split) parameters of one latent-attention block: the down-
+        projections and their RMSNorms stay whole on every tensor-parallel GPU (Megatron-Core
+        keeps them unsplit); the up-projections and Wo are split by heads."""
+        m, d, hq = self.mla, self.d_model, self.heads_q
+        replicated = (d * m.q_lora_rank + d * (m.kv_lora_rank + m.qk_rope_head_dim)
+                      + m.q_lora_rank + m.kv_lora_rank)
+        split = (m.q_lora_rank * hq * m.qk_head_dim
+                 + m.kv_lora_rank * hq * (m.qk_nope_head_dim + m.v_head_dim)
+                 + hq * m.v_head_dim * d)
+        return replicated, split
 
     @property
     def attention_params(self) -> int:

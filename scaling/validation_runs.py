@@ -21,7 +21,7 @@ conventions for the run's model and sequence length; the work done in a second i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scaling.errors import DataError, UnknownNameError
 from scaling.model import ModelConfig, model_preset
@@ -83,8 +83,6 @@ class ValidationRun:
 
     def config(self) -> ModelConfig:
         """The run's model at the run's sequence length."""
-        from dataclasses import replace
-
         config = model_preset(self.model)
         seq = self.layout.get("seq")
         return config if seq is None else replace(config, seq=seq)
