@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.records_factory import MACHINE, gemm_record
 from bench.records import write_results
 from scaling.cli import main
+from scaling import datasheets
 from scaling.curves import fit_linear_power, fit_saturating
 from scaling.errors import DataError, FitError, UnknownNameError
 from scaling.hardware import build_profile, load_profile, published_profile
@@ -290,6 +291,59 @@ def test_published_link_defaults_and_bad_names():
         load_profile("mi300x").matmul_tflops(4096, 4096, 4096, "fp8")
     with pytest.raises(UnknownNameError, match="h100-sxm"):
         load_profile("h100")
+
+
+def test_a100_and_h800_presets():
+    # A100 SXM 80GB: BF16 312 dense, HBM2e 2,039 GB/s, 400 W, NVLink 600 GB/s bidirectional,
+    # 8 x 200 Gb/s HDR per 8-GPU node (Narayanan et al. 2021, Sec. 5); no FP8 on Ampere.
+    a100 = load_profile("a100-80gb")
+    assert (a100.peak_tflops("bf16"), a100.memory_gbps.value, a100.tdp_w) == (312, 2039, 400)
+    assert a100.link_gbps("intra_node").value == 300 and a100.link_gbps("inter_node").value == 25
+    assert a100.matmul_tflops(8192, 8192, 8192, "bf16").value == 271.2
+    with pytest.raises(DataError, match="no datasheet peak for fp8"):
+        a100.peak("fp8")
+    # H800: H100 compute with NVLink cut to 400 GB/s bidirectional; its matmul figure is the
+    # H100's, carried over and labelled assumed.
+    h800, h100 = load_profile("h800"), load_profile("h100-sxm")
+    assert h800.peak_tflops("bf16") == h100.peak_tflops("bf16") == 989
+    assert h800.link_gbps("intra_node").value == 200
+    est = h800.matmul_tflops(8192, 8192, 8192, "bf16")
+    assert est.value == 794.5 and est.label == "assumed"
+    assert datasheets.preset_for_device("NVIDIA A100-SXM4-80GB") == "a100-80gb"
+    assert datasheets.preset_for_device("NVIDIA H800") == "h800"
+    assert datasheets.preset_for_device("NVIDIA A100-PCIE-40GB") is None
+
+
+@pytest.mark.parametrize("name,gib", [("h100-sxm", 80), ("h200", 141), ("b200", 180),
+                                      ("mi300x", 192), ("a100-80gb", 80), ("h800", 80)])
+def test_every_preset_has_its_memory_and_two_network_levels(name, gib):
+    assert datasheets.hbm_gib(name)[0] == gib
+    nvlink, fabric = datasheets.network_levels(name)
+    p = load_profile(name)
+    # The levels carry the profile's own link figures and node size, nothing new.
+    assert nvlink.gbps == p.link_gbps("intra_node").value and nvlink.gpus == p.gpus_per_node
+    assert fabric.gbps == p.link_gbps("inter_node").value and fabric.gpus is None
+    for level in (nvlink, fabric):
+        assert level.latency_us > 0 and "tuning.cc" in level.latency_source
+        for fig in level.achievable.values():
+            assert 0.5 < fig["fraction"] < 1.0 and fig["label"] in ("published", "assumed")
+            assert fig["source"]
+
+
+def test_network_fractions_are_the_published_measurements():
+    nvlink, fabric = datasheets.network_levels("a100-80gb")
+    # ml-engineering: 8x A100 nccl-tests all-reduce 234.89 GB/s against 300 GB/s per direction.
+    assert nvlink.achievable_gbps("all_reduce") == (pytest.approx(234.89), "published",
+                                                    nvlink.achievable["all_reduce"]["source"])
+    # DeepSeek-V3: "NVLink offers a bandwidth of 160 GB/s" on H800.
+    assert datasheets.network_levels("h800")[0].achievable_gbps("all_to_all")[0] == 160
+    # B200 over EFA: 36.52 GB/s per GPU of 50; carried to the other presets as assumed.
+    assert datasheets.network_levels("b200")[1].achievable_gbps("all_reduce")[:2] == (
+        pytest.approx(36.52), "published")
+    bw, label, source = datasheets.network_levels("h100-sxm")[1].achievable_gbps("all_to_all")
+    assert label == "assumed" and "no all_to_all figure" in source
+    with pytest.raises(UnknownNameError, match="a100-80gb"):
+        datasheets.network_levels("a100")
 
 
 # -- the command and the no-torch rule -----------------------------------------------------------

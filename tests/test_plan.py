@@ -146,7 +146,7 @@ def test_time_scales_with_compute_and_inverse_throughput(compute, gpus, tflops):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--hardware", "h1000"], "valid: b200, h100-sxm, h200, mi300x"),
+    (["--hardware", "h1000"], "valid: a100-80gb, b200, h100-sxm, h200, h800, mi300x"),
     (["--law", "kaplan"], "valid: chinchilla-2022, epoch-2024, llama3-2024"),
     (["--compute", "1e17"], "outside 1e+18..1e+30"),
     (["--compute", "1e31"], "outside 1e+18..1e+30"),
