@@ -156,7 +156,8 @@ class ThroughputSource:
         """The concrete model: a Llama 3 preset when ``params`` is within 1% of its size
         (so 405e9 plans the published 405B architecture), else `config_for_params`."""
         if params not in self._configs:
-            near = [c for c in model_presets().values() if abs(c.params / params - 1) < 0.01]
+            near = [c for name, c in model_presets().items()
+                    if name.startswith("llama3-") and abs(c.params / params - 1) < 0.01]
             self._configs[params] = (replace(near[0], seq=self.seq) if near
                                      else config_for_params(params, seq=self.seq))
         return self._configs[params]

@@ -8,6 +8,7 @@ from functools import partial
 from scaling import energy
 from scaling.commands._inputs import add_results_arguments, load_records, source_name
 from scaling.errors import DataError
+from scaling.hardware import preset_names
 from scaling.output import format_table, print_json
 from scaling.plan import DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW, PRECISIONS, Knobs, make_plan
 from scaling.plan_text import (TABLE, headlines, input_text, layout_text, summary, table_rows,
@@ -66,7 +67,7 @@ def add_plan_arguments(p) -> None:
                         "file from `flopcast fit --save` (default epoch-2024)")
     h = p.add_argument_group("hardware")
     h.add_argument("--hardware", default=DEFAULT_HARDWARE,
-                   help="hardware preset (h100-sxm, h200, b200, mi300x) or a profile JSON file")
+                   help=f"hardware preset ({', '.join(preset_names())}) or a profile JSON file")
     h.add_argument("--precision", choices=PRECISIONS,
                    help="GEMM precision (attention stays bf16); default bf16")
     h.add_argument("--tflops-per-gpu", type=_number("--tflops-per-gpu"),
