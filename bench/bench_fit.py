@@ -1,6 +1,6 @@
 """The loss-law fit as a CPU benchmark case: Approach 3 from Hoffmann et al.'s 4,500-start
 grid, and a 1,000-resample bootstrap, on the 245 Chinchilla points flopcast ships
-(scaling/data/), 5 highest-loss points dropped as Besiroglu et al. 2024 did.
+(scaling/laws/data/), 5 highest-loss points dropped as Besiroglu et al. 2024 did.
 
 Beside the batched fit, the plain approach (scipy's L-BFGS-B once per start) is timed on a
 subset of the starts; the record carries its per-start time, the full-grid time that implies,
@@ -13,8 +13,8 @@ import time
 
 from bench.cases import case_group
 from bench.device import cpu_name
-from scaling.fit import HOFFMANN_GRID, fit_parametric, fit_parametric_plain
-from scaling.lawdata import CHINCHILLA_POINTS, load_law_data
+from scaling.laws.fit import HOFFMANN_GRID, fit_parametric, fit_parametric_plain
+from scaling.laws.points import CHINCHILLA_POINTS, load_law_data
 
 PLAIN_STARTS = 90  # every 50th start of the grid
 RESAMPLES = 1000

@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     import triton
 
-    from scaling.output import format_table, print_json
+    from scaling.cli.output import format_table, print_json
 
     device = torch.device("cuda")
     cases = [c for c in CASES if args.only in (None, c.kernel)]

@@ -384,7 +384,7 @@ def pytest_terminal_summary(terminalreporter, config):
 def _upload(path: Path, url: str, say) -> None:
     """Upload the run's file; a failure warns and leaves the file for `flopcast upload`."""
     try:
-        from scaling.store import upload_files
+        from scaling.records.store import upload_files
 
         report = upload_files([path], url)
         say(f"flopcast: upload: {report.summary()}", green=True)

@@ -10,7 +10,7 @@ Conventions (DESIGN.md, "FLOP counting"):
   dP = dO V^T, dQ = dS K, dK = dS^T Q) against the forward's two, as FlashAttention-2's
   benchmark counts it.
 * training step of a dense transformer: ``6*N*D`` plus the attention term (Kaplan et al. 2020;
-  Hoffmann et al. 2022), in ``scaling.model``.
+  Hoffmann et al. 2022), in ``scaling.model.config``.
 * grouped GEMM (mixture-of-experts experts): ``2 * sum_g rows_g * N * K``, the matmul count
   summed over the groups; the forward (Y_g = X_g W_g) and both backward GEMMs (dX_g = dY_g W_g^T,
   dW_g = X_g^T dY_g) each do that many.

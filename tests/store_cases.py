@@ -1,6 +1,6 @@
 """Results files and store scenarios shared by the SQLite and the PostgreSQL tests.
 
-Each ``check_*`` function runs one behaviour of `scaling.store` against the database at
+Each ``check_*`` function runs one behaviour of `scaling.records.store` against the database at
 ``url`` and asserts on it; `test_store.py` calls them with SQLite, `test_store_postgres.py`
 with a real PostgreSQL server.
 """
@@ -20,9 +20,10 @@ import pandas as pd
 import sqlalchemy as sa
 
 from bench.records import flopcast_section, write_section
-from scaling import database, store
-from scaling.cli import main
-from scaling.records import load_results
+from scaling.records import database
+from scaling.records import store
+from scaling.cli.main import main
+from scaling.records.load import load_results
 
 H100 = "NVIDIA H100 80GB HBM3"
 

@@ -5,10 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from scaling.activations import (embedding_bytes, head_bytes, layer_bytes, layer_tensors,
+from scaling.model.activations import (embedding_bytes, head_bytes, layer_bytes, layer_tensors,
                                  logits_bytes, recompute_codes)
 from scaling.errors import DataError, UnknownNameError
-from scaling.model import ModelConfig, model_preset
+from scaling.model.config import ModelConfig, model_preset
 
 GPT = model_preset("megatron-gpt-145.6b")  # MHA, 4h GELU MLP, dropout: Korthikanti's layer
 S, B = 2048, 2

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from scaling.cli import main
+from scaling.cli.main import main
 from tests.records_factory import gemm_record, write_run
 
 

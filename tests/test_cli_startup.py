@@ -9,7 +9,7 @@ import ast
 import subprocess
 import sys
 
-from scaling.cli import COMMAND_MODULES
+from scaling.cli.main import COMMAND_MODULES
 
 HEAVY = ("pandas", "scipy", "matplotlib", "sqlalchemy")
 
@@ -23,7 +23,7 @@ def loaded_after(code: str) -> list[str]:
 
 
 def test_building_the_parser_loads_no_heavy_library():
-    assert loaded_after("import scaling.cli, sys; scaling.cli.build_parser(); "
+    assert loaded_after("import scaling.cli.main, sys; scaling.cli.main.build_parser(); "
                         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))") == []
 
 
@@ -31,7 +31,7 @@ def test_every_help_loads_no_heavy_library():
     """``flopcast --help`` and ``flopcast COMMAND --help`` for every command, in turn."""
     helps = [["--help"]] + [[m.rsplit(".", 1)[1], "--help"] for m in COMMAND_MODULES]
     code = ("import contextlib, io, sys\n"
-            "from scaling.cli import main\n"
+            "from scaling.cli.main import main\n"
             f"for argv in {helps!r}:\n"
             "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
             "        try:\n"
@@ -47,6 +47,6 @@ def test_the_check_sees_a_heavy_import():
     """The check can fail: importing the results loader, as `flopcast results` does when it
     runs, loads pandas."""
     code = ("import sys\n"
-            "from scaling.records import load_results\n"
+            "from scaling.records.load import load_results\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n")
     assert "pandas" in loaded_after(code)

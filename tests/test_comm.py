@@ -419,12 +419,12 @@ def test_four_ranks_rank_zero_alone_writes(four_ranks):
 
 def test_records_feed_the_hardware_profile(four_ranks, tmp_path):
     """The step model's input: bus bandwidth per collective and world size, fitted from the
-    records as `scaling.records.load_results` loads them. The records are the 4-rank run's,
+    records as `scaling.records.load.load_results` loads them. The records are the 4-rank run's,
     with times replaced by a latency-bandwidth law t = 50 us + bytes / 2 GB/s (a busy 2-core
     machine times too noisily to fit), so the fitted curve is known by hand."""
     from bench.records import write_results
-    from scaling.hardware import load_profile
-    from scaling.records import load_results
+    from scaling.hardware.profile import load_profile
+    from scaling.records.load import load_results
 
     section = json.loads(next(four_ranks[1].glob("*.json")).read_text())["flopcast"]
 

@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.errors import DataError, FitError
-from scaling.fit import (HOFFMANN_GRID, PRUNE_SCHEDULE, Grid, HuberObjective, batched_lbfgs,
+from scaling.laws.fit import (HOFFMANN_GRID, PRUNE_SCHEDULE, Grid, HuberObjective, batched_lbfgs,
                          fit_parametric, fit_parametric_plain, resample_counts)
-from scaling.isoflop import fit_isoflop, group_budgets
-from scaling.lawdata import (CHINCHILLA_POINTS, law_data, law_data_from_frame, load_law_data,
+from scaling.laws.isoflop import fit_isoflop, group_budgets
+from scaling.laws.points import (CHINCHILLA_POINTS, law_data, law_data_from_frame, load_law_data,
                              parse_columns)
-from scaling.laws import law_presets
+from scaling.laws.forms import law_presets
 
 TRUE = law_presets()["epoch-2024"]
 SMALL_GRID = Grid(a=(0.0, 10.0), b=(0.0, 10.0), e=(0.0, 1.0), alpha=(0.5, 1.0), beta=(0.5, 1.0))

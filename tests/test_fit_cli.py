@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.cli import main
-from scaling.laws import law_presets, load_law
+from scaling.cli.main import main
+from scaling.laws.forms import law_presets, load_law
 
 TRUE = law_presets()["epoch-2024"]
 
@@ -123,7 +123,7 @@ def test_errors_are_one_line_on_stderr(runs_csv, tmp_path, capsys, argv, message
 
 
 def test_the_installed_command_runs(runs_csv):
-    proc = subprocess.run([sys.executable, "-m", "scaling.cli", "fit", str(runs_csv), "--at",
+    proc = subprocess.run([sys.executable, "-m", "scaling.cli.main", "fit", str(runs_csv), "--at",
                            "nonsense"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1

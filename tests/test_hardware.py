@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from tests.records_factory import MACHINE, gemm_record
 from bench.records import write_results
-from scaling.cli import main
-from scaling import datasheets
-from scaling.curves import fit_linear_power, fit_saturating
+from scaling.cli.main import main
+from scaling.hardware import datasheets
+from scaling.hardware.curves import fit_linear_power, fit_saturating
 from scaling.errors import DataError, FitError, UnknownNameError
-from scaling.hardware import build_profile, load_profile, published_profile
-from scaling.records import load_results
+from scaling.hardware.profile import build_profile, load_profile, published_profile
+from scaling.records.load import load_results
 
 # -- curve fits --------------------------------------------------------------------------------
 
@@ -365,8 +365,8 @@ def test_profile_command(results_dir, tmp_path, capsys):
 
 
 def test_scaling_half_never_imports_torch():
-    code = ("import sys; import scaling.hardware, scaling.step, scaling.model, "
-            "scaling.commands.profile, scaling.commands.step, scaling.commands.model; "
-            "scaling.hardware.load_profile('h100-sxm'); "
+    code = ("import sys; import scaling.hardware.profile, scaling.model.step, scaling.model.config, "
+            "scaling.cli.profile, scaling.cli.step, scaling.cli.model; "
+            "scaling.hardware.profile.load_profile('h100-sxm'); "
             "assert 'torch' not in sys.modules and 'triton' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from scaling.budget import BUDGETS, parse_compute
+from scaling.laws.budget import BUDGETS, parse_compute
 from scaling.errors import DataError, UnknownNameError
-from scaling.laws import LossLaw, law_presets, load_law
+from scaling.laws.forms import LossLaw, law_presets, load_law
 
 PARAMETRIC_PRESETS = ("chinchilla-2022", "epoch-2024")
 

@@ -7,13 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from scaling.activations import embedding_bytes, layer_bytes
+from scaling.model.activations import embedding_bytes, layer_bytes
 from scaling.errors import DataError, UnknownNameError
-from scaling.hardware import load_profile
-from scaling.memory import (GIB, RESERVED_GIB, MemoryOptions, device_memory, fits,
+from scaling.hardware.profile import load_profile
+from scaling.model.memory import (GIB, RESERVED_GIB, MemoryOptions, device_memory, fits,
                             memory_breakdown, model_state_bytes, require_fit)
-from scaling.model import ModelConfig, config_for_params, model_preset
-from scaling.validation_runs import validation_runs
+from scaling.model.config import ModelConfig, config_for_params, model_preset
+from scaling.validate.runs import validation_runs
 
 BARE = MemoryOptions(optimizer="adam", fragmentation=0.0, reserved_gib=0.0, balance="uniform")
 

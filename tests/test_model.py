@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.errors import DataError, UnknownNameError
-from scaling.model import ModelConfig, config_for_params, llama_ffn, model_preset
+from scaling.model.config import ModelConfig, config_for_params, llama_ffn, model_preset
 
 # Llama 3 paper: 8B, 70B, 405B parameters; 405B trained on 15.6T tokens at 3.8e25 FLOPs.
 PUBLISHED = {"llama3-8b": 8e9, "llama3-70b": 70e9, "llama3-405b": 405e9}

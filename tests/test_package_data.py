@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling.lawdata import CHINCHILLA_POINTS
+from scaling.laws.points import CHINCHILLA_POINTS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def test_the_wheel_ships_the_chinchilla_points(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     [wheel] = (tmp_path / "dist").glob("flopcast-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        data = archive.read("scaling/data/chinchilla_svg_extracted.csv")
-        readme = archive.read("scaling/data/README.md").decode()
+        data = archive.read("scaling/laws/data/chinchilla_svg_extracted.csv")
+        readme = archive.read("scaling/laws/data/README.md").decode()
     assert data == CHINCHILLA_POINTS.read_bytes()
     assert "epoch-research/analyzing-chinchilla" in readme and "Licence" in readme

@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaling import cli
+from scaling.cli import main as cli
 from scaling.errors import DataError, UnknownNameError
-from scaling.laws import load_law
+from scaling.laws.forms import load_law
 from scaling.labels import LABELS
-from scaling.plan import Knobs, make_plan
+from scaling.plan.planner import Knobs, make_plan
 
 LLAMA3_GPU_HOURS = 30.84e6  # Llama 3.1 model card, 405B
 
@@ -194,7 +194,7 @@ def test_params_and_tokens_take_suffixes(capsys):
 @settings(max_examples=50, deadline=None)
 @given(params=st.floats(1e8, 1e13), layers=st.integers(8, 400), gpus=st.integers(1, 200_000))
 def test_layout_uses_whole_replicas_and_keeps_stages_whole(params, layers, gpus):
-    from scaling.throughput import MIN_LAYERS_PER_STAGE, llama3_layout
+    from scaling.plan.throughput import MIN_LAYERS_PER_STAGE, llama3_layout
 
     lay = llama3_layout(params, layers, gpus)
     replica = lay["tp"] * lay["pp"]
@@ -206,8 +206,8 @@ def test_layout_uses_whole_replicas_and_keeps_stages_whole(params, layers, gpus)
 
 
 def test_measured_spread_gives_intervals_by_hand():
-    from scaling.plan import _cluster
-    from scaling.throughput import Throughput
+    from scaling.plan.planner import _cluster
+    from scaling.plan.throughput import Throughput
 
     def spread(gpus, params):  # a measured throughput of 400 (380..420) TFLOP/s at 600 (550..650) W
         return Throughput(400, 380, 420, "measured", "test", 600, 550, 650, "measured", "test")
@@ -232,9 +232,9 @@ def test_a_step_without_watts_is_a_clear_error(monkeypatch):
     AttributeError on None."""
     from dataclasses import replace as dc_replace
 
-    from scaling import throughput
+    from scaling.plan import throughput
     from scaling.errors import DataError
-    from scaling.hardware import load_profile
+    from scaling.hardware.profile import load_profile
 
     real_step_time = throughput.step_time
     monkeypatch.setattr(throughput, "step_time",
@@ -260,9 +260,9 @@ def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
 
 
 def test_headline_shows_an_interval_wider_than_the_rounding():
-    from scaling.plan import _cluster
-    from scaling.plan_text import headline
-    from scaling.throughput import Throughput
+    from scaling.plan.planner import _cluster
+    from scaling.plan.text import headline
+    from scaling.plan.throughput import Throughput
 
     def spread(gpus, params):
         return Throughput(400, 300, 500, "measured", "test", 600, 600, 600, "measured", "test")

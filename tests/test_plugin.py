@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling.records import load_results
+from scaling.records.load import load_results
 
 REPO = Path(__file__).resolve().parents[1]
 # Three GEMM sizes (a throughput curve needs three) and one attention case.
@@ -185,7 +185,7 @@ def test_without_the_flag_cases_are_skipped():
 
 
 def test_upload_lands_the_same_records_in_the_database(bench_run):
-    from scaling.store import read_records
+    from scaling.records.store import read_records
 
     tmp, proc = bench_run
     assert "upload: 1 uploaded" in proc.stdout
@@ -208,7 +208,7 @@ def test_failed_upload_warns_and_keeps_the_file(tmp_path):
 def test_a_profile_from_this_machine_s_records(bench_run):
     """bench -> results -> scaling, for real: the CPU records make a measured profile whose
     GEMM curve passes through the measured points."""
-    from scaling.hardware import load_profile
+    from scaling.hardware.profile import load_profile
 
     tmp, _ = bench_run
     df = load_results(tmp / "results")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from bench.records import atomic_write_text
 from scaling.errors import ResultsFileError
-from scaling.records import ResultsWarning, best_by_kernel, load_results
+from scaling.records.load import ResultsWarning, best_by_kernel, load_results
 from tests.records_factory import gemm_record, write_run
 
 

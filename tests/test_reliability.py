@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scaling import energy, reliability
+from scaling.plan import energy
+
+from scaling.plan import reliability
 from scaling.errors import DataError
 
 

@@ -11,10 +11,10 @@ from matplotlib import image as mpimg
 
 from bench.records import write_results
 from kernels import flops as kflops
-from scaling import cli
-from scaling import figures
-from scaling.laws import load_law
-from scaling.report import SECTIONS
+from scaling.cli import main as cli
+from scaling.report import figures
+from scaling.laws.forms import load_law
+from scaling.report.page import SECTIONS
 from tests.chromium import CHROMIUM, look, screenshot
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -162,8 +162,8 @@ def test_report_bad_input_is_a_clear_error(tmp_path, capsys):
 
 
 def test_claims_match_the_published_figures():
-    from scaling.plan import make_plan
-    from scaling.report import claims_rows
+    from scaling.plan.planner import make_plan
+    from scaling.report.page import claims_rows
 
     rows = claims_rows(default_plan=make_plan(gpus=[16384, 100_000]))
     ratios = [float(r["ratio"].rstrip("x")) for r in rows]
@@ -189,8 +189,8 @@ def _lines(fig):
 
 
 def test_one_colour_per_implementation_and_fp8_scalings_drawn_apart(tmp_path):
-    from scaling.hardware import load_profile
-    from scaling.records import load_results
+    from scaling.hardware.profile import load_profile
+    from scaling.records.load import load_results
 
     _write(tmp_path, _records(), H100)
     records = load_results([tmp_path / "results"])
@@ -213,8 +213,8 @@ def test_one_colour_per_implementation_and_fp8_scalings_drawn_apart(tmp_path):
 def test_legends_sit_outside_the_data_and_fonts_are_legible(tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from scaling.hardware import load_profile
-    from scaling.records import load_results
+    from scaling.hardware.profile import load_profile
+    from scaling.records.load import load_results
 
     _write(tmp_path, _records(), H100)
     records = load_results([tmp_path / "results"])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scaling.lawdata import CHINCHILLA_POINTS
+from scaling.laws.points import CHINCHILLA_POINTS
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -33,7 +33,7 @@ def documented_text() -> dict[Path, str]:
     """Every file whose text tells a user what to run: READMEs, CI, the code's docstrings, help
     texts and messages, and the tests' expectations of them."""
     paths = [REPO / "README.md", REPO / "results" / "README.md", REPO / ".ci" / "run",
-             *REPO.glob(".ci/*.py"), *REPO.glob("scaling/data/README.md")]
+             *REPO.glob(".ci/*.py"), *REPO.glob("scaling/laws/data/README.md")]
     for folder in ("bench", "kernels", "scaling", "tests"):
         paths += sorted((REPO / folder).rglob("*.py"))
     return {p: p.read_text(encoding="utf-8") for p in paths if p != Path(__file__).resolve()}

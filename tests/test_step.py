@@ -7,12 +7,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from scaling.cli import main
-from scaling.curves import LinearPower, SaturatingCurve
+from scaling.cli.main import main
+from scaling.hardware.curves import LinearPower, SaturatingCurve
 from scaling.errors import DataError, UnknownNameError
-from scaling.hardware import CommCurve, PowerCurve, load_profile
-from scaling.model import ModelConfig, model_preset
-from scaling.step import step_time
+from scaling.hardware.profile import CommCurve, PowerCurve, load_profile
+from scaling.model.config import ModelConfig, model_preset
+from scaling.model.step import step_time
 
 H100 = load_profile("h100-sxm")
 LLAMA3_405B_LAYOUT = dict(tp=8, pp=16, dp=128, seq=8192, batch_tokens=16 * 2 ** 20)
@@ -232,7 +232,7 @@ def test_every_step_label_is_a_label():
 
 def test_the_plans_layout_is_not_given():
     """The planner picks the layout by a rule: its step-model inputs say so."""
-    from scaling.throughput import ThroughputSource
+    from scaling.plan.throughput import ThroughputSource
 
     source = ThroughputSource(H100, precision=None, seq=None)
     source(16384, 405e9)

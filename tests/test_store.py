@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from tests import store_cases as cases
 from tests.pg_server import free_port
-from scaling import database, store
-from scaling.cli import main
+from scaling.records import database
+from scaling.records import store
+from scaling.cli.main import main
 from scaling.errors import DataError, StoreError
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from tests import store_cases as cases
 from tests.pg_server import pg_url, postgres_server  # noqa: F401 (fixtures)
-from scaling import store
-from scaling.cli import main
+from scaling.records import store
+from scaling.cli.main import main
 from scaling.errors import StoreError
 
 pytestmark = pytest.mark.postgres

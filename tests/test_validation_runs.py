@@ -4,8 +4,8 @@ against the arithmetic of the papers (Narayanan et al. 2021, Eqs. (3) and (7))."
 import pytest
 
 from scaling.errors import DataError, UnknownNameError
-from scaling.model import model_preset
-from scaling.validation_runs import (FLOP_CONVENTIONS, LAYOUT_KEYS, VALIDATION_RUNS,
+from scaling.model.config import model_preset
+from scaling.validate.runs import (FLOP_CONVENTIONS, LAYOUT_KEYS, VALIDATION_RUNS,
                                      convert_tflops, flops_per_token, iteration_time_s,
                                      tokens_per_s_per_gpu, validation_run, validation_runs)
 

@@ -1,0 +1,141 @@
+"""`flopcast step`: the step model's per-GPU throughput, MFU and time breakdown."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from scaling.errors import DataError
+from scaling.hardware.profile import load_profile, preset_names
+from scaling.model.config import model_presets, resolve_model
+from scaling.cli.output import fmt_num, format_table, print_json
+from scaling.model.step import OVERRIDES, PRECISIONS, TERM_NAMES, step_time
+from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
+                           parse_count, parse_number, parse_whole, with_interval)
+
+#: The layout flags: (flag, step_time argument, help).
+LAYOUT_FLAGS = (
+    ("--tp", "tp", "tensor parallelism (default 1)"),
+    ("--pp", "pp", "pipeline stages (default 1)"),
+    ("--dp", "dp", "data-parallel replicas (default 1)"),
+    ("--seq", "seq", "sequence length, e.g. 8192 or 8Ki (default: the model's)"),
+    ("--micro-batch", "micro_batch", "sequences per micro-batch (default 1)"),
+    ("--interleave", "interleave", "interleaved pipeline chunks per GPU (default 1: plain 1F1B)"),
+)
+
+
+def register(sub):
+    p = sub.add_parser("step", help="per-GPU training throughput and its breakdown",
+                       description="Model one training step of a transformer on a hardware "
+                                   "profile and parallel layout: GEMMs and attention from the "
+                                   "profile, pipeline bubble, communication, the rest.")
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="model preset: " + ", ".join(sorted(model_presets())))
+    p.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
+                   help="a Llama-like model of N parameters instead (405B, 1.2T)")
+    p.add_argument("--hardware", default="h100-sxm", metavar="PRESET|FILE",
+                   help="preset (" + ", ".join(preset_names()) + "), saved profile, or "
+                        "results file/folder to build one from (default: h100-sxm)")
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16")
+    for flag, _, text in LAYOUT_FLAGS:
+        p.add_argument(flag, type=partial(parse_whole, what=flag), help=text)
+    p.add_argument("--batch-tokens", metavar="B",
+                   help="tokens per optimizer step: 2048x8192 (sequences x length), 16Mi or "
+                        "16777216 (default: Llama 3's 2,048 x 8,192 = 16Mi, Table 4)")
+    p.add_argument("--mfu", type=partial(parse_number, what="--mfu"),
+                   help="override: MFU (e.g. 0.41, Llama 3's figure)")
+    p.add_argument("--tflops-per-gpu", type=partial(parse_number, what="--tflops-per-gpu"),
+                   help="override: per-GPU model TFLOP/s")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any input or term: " + ", ".join(OVERRIDES))
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def parse_batch_tokens(text: str, seq: int) -> int:
+    """Tokens per step (``2048x8192``, ``16Mi``, ``16777216``), which must be a whole number
+    of ``seq``-token sequences; if not, the error suggests the nearest spellings that are."""
+    tokens = parse_whole(text, "--batch-tokens", products=True)
+    if tokens >= seq and tokens % seq == 0:
+        return tokens
+    hints = []
+    binary = binary_spelling(text)
+    if binary and binary[1] % seq == 0:
+        hints.append(f"{binary[0]} ({binary[1] // seq}x{seq} = {binary[1]:,})")
+    nearest = max(1, round(tokens / seq))
+    hints.append(f"{nearest}x{seq} ({nearest * seq:,})")
+    raise DataError(f"--batch-tokens {text} is {tokens:,} tokens, {tokens / seq:,.7g} "
+                    f"sequences of {seq:,}: not a whole number of sequences; did you mean "
+                    + " or ".join(hints) + "?")
+
+
+def _overrides(args) -> dict:
+    out = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise DataError(f"--set expects KEY=VALUE, got '{item}'")
+        out[key.strip()] = parse_number(value.strip(), f"--set {key.strip()}")
+    if args.mfu is not None:
+        out["mfu"] = args.mfu
+    if args.tflops_per_gpu is not None:
+        out["tflops_per_gpu"] = args.tflops_per_gpu
+    return out
+
+
+def run(args) -> int:
+    config = resolve_model(args.name, args.params, args.seq)
+    profile = load_profile(args.hardware)
+    layout = {name: getattr(args, name) for _, name, _ in LAYOUT_FLAGS}
+    seq = layout["seq"] or config.seq
+    if args.batch_tokens is not None:
+        layout["batch_tokens"] = parse_batch_tokens(args.batch_tokens, seq)
+    typed = {name: ("given", f"given: --{name.replace('_', '-')} "
+                             f"{args.batch_tokens if name == 'batch_tokens' else value}")
+             for name, value in layout.items() if value is not None}
+    result = step_time(config, profile, precision=args.precision, **layout,
+                       overrides=_overrides(args), chosen=typed)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(describe(result, profile))
+    return 0
+
+
+def describe(result, profile) -> str:
+    """The step for people: the answer, the terms in words, the labelled inputs."""
+    lay = result.layout
+    lines = [f"{result.model} on {result.hardware} ({profile.label}), {result.precision}: "
+             f"TP {lay['tp']} x PP {lay['pp']} x DP {lay['dp']} = {lay['gpus']:,} GPUs, "
+             f"sequences of {lay['seq']:,}, {lay['batch_tokens']:,} tokens per step "
+             f"({lay['batch_tokens'] // lay['seq']:,} sequences), {lay['micro_batches']} "
+             f"micro-batches of {lay['micro_batch']}, interleave {lay['interleave']}"]
+    total = sum(result.breakdown.values())
+    unit = ("s", 1.0)
+    rows = [{"term": TERM_NAMES.get(k, k), "time": format_seconds(v, unit),
+             "share": f"{100 * v / total:.1f}%"} for k, v in result.breakdown.items()]
+    lines.append(format_table(rows, [("term", "term"), ("time", "per step"), ("share", "share")],
+                              align_right={"time", "share"}))
+    tflops = result.labels["tflops_per_gpu"]
+    lines += ["",
+              f"step time        {format_seconds(result.step_time_s)}",
+              f"per-GPU          " + with_interval(result.tflops_per_gpu,
+                                                   result.intervals["tflops_per_gpu"])
+              + f" TFLOP/s ({tflops['label']}: {tflops['source'].removeprefix('given: ')})"]
+    if result.mfu is not None:
+        lines.append(f"MFU              {100 * result.mfu:.1f}% of the dense {result.precision} "
+                     f"peak {fmt_num(profile.peak_tflops(PRECISIONS[result.precision]))} TFLOP/s")
+    else:
+        lines.append("MFU              - (no datasheet peak for this device)")
+    if result.power_w is not None:
+        lines.append(f"power            {format_watts(result.power_w.value)} per GPU "
+                     f"({result.power_w.label})")
+    lines.append(f"cluster          {format_count(result.tokens_per_s)} tokens/s")
+    lines.append("\nInputs")
+    rows = [{"input": k, "value": "-" if v["value"] is None else format_count(v["value"]),
+             "label": v["label"], "source": v["source"]}
+            for k, v in result.labels.items() if k != "tflops_per_gpu"]
+    lines.append(format_table(rows, [("input", "input"), ("value", "value"), ("label", "label"),
+                                     ("source", "source")], align_right={"value"}))
+    lines += [f"note: {note}" for note in result.notes]
+    return "\n".join(lines)

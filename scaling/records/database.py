@@ -1,0 +1,183 @@
+"""Reaching a results database: its URL, its password, its connection and its locks.
+
+A results database is addressed by a URL. ``sqlite:///results/flopcast.db`` (the default) is
+one file and needs no server; ``postgresql://USER@HOST:PORT/DB`` is a shared server, reached
+through SQLAlchemy and psycopg 3. A bare path means an SQLite file.
+
+Passwords come from the URL, ``PGPASSWORD`` or ``~/.pgpass`` (libpq reads the last two itself)
+and never appear in a message: `mask_url` is the only way a URL is shown, and `mask_text`
+scrubs every spelling of a password from a driver's error before it is shown.
+
+SQLite writers take the write lock up front (``BEGIN IMMEDIATE``) and wait for each other
+(busy timeout, WAL journal); `retry` runs a transaction again while it fails on a lock or
+serialisation conflict. What goes into the database and how it comes back out is
+`scaling.records.store`.
+
+SQLAlchemy is imported by the functions that need it, so that `flopcast upload --help` can
+show `DEFAULT_URL` without loading it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from scaling.errors import StoreError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+DEFAULT_URL = "sqlite:///results/flopcast.db"
+
+# --------------------------------------------------------------------------------------------
+# URLs and secrets
+# --------------------------------------------------------------------------------------------
+
+
+def _given_url(url: str | sa.URL | None) -> sa.URL:
+    """The URL as the user wrote it, parsed; a bare path means an SQLite file."""
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(url, sa.URL):
+        return url
+    text = str(url or DEFAULT_URL)
+    if "://" not in text:
+        text = "sqlite:///" + text
+    try:
+        return sa.make_url(text)
+    except sa_exc.ArgumentError:
+        raise StoreError(f"'{mask_text(text)}' is not a database URL; use sqlite:///PATH or "
+                         "postgresql://USER@HOST:PORT/DB") from None
+
+
+def parse_url(url: str | sa.URL | None) -> sa.URL:
+    """A store URL as SQLAlchemy's URL, with its driver: ``postgresql://`` means psycopg 3."""
+    parsed = _given_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return parsed.set(drivername="postgresql+psycopg")
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        return parsed.set(drivername="sqlite+pysqlite")
+    raise StoreError(f"unsupported database '{parsed.drivername}' in "
+                     f"{parsed.render_as_string(hide_password=True)}; use sqlite:///PATH or "
+                     "postgresql://USER@HOST:PORT/DB")
+
+
+def _secrets(url: sa.URL | None = None) -> list[str]:
+    """Every spelling of a password that could end up in a message."""
+    found = [os.environ.get("PGPASSWORD") or ""]
+    if url is not None and url.password:
+        password = str(url.password)
+        found += [password, quote(password, safe=""), quote(password)]
+    return sorted({s for s in found if s}, key=len, reverse=True)
+
+
+def mask_text(text: str, url: sa.URL | None = None) -> str:
+    """``text`` with every password replaced by ``***``, including any ``user:pass@`` part."""
+    text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", str(text))
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
+
+
+def mask_url(url: str | sa.URL | None) -> str:
+    """The URL as it may be shown: the password, if any, as ``***``."""
+    try:
+        parsed = _given_url(url)
+    except StoreError:
+        return mask_text(str(url))
+    return parsed.render_as_string(hide_password=True)
+
+
+def one_line(exc: BaseException, url: sa.URL) -> str:
+    """The driver's own reason for a failure, on one line, masked."""
+    reason = getattr(exc, "orig", None) or exc
+    return mask_text(" ".join(str(reason).split()), url) or type(reason).__name__
+
+
+# --------------------------------------------------------------------------------------------
+# Connecting
+# --------------------------------------------------------------------------------------------
+
+_BUSY_TIMEOUT_S = 60.0  # how long an SQLite writer waits for the lock before retrying
+_RETRY_DEADLINE_S = 300.0
+
+
+def _sqlite_engine(url: sa.URL, write: bool) -> sa.Engine:
+    """An SQLite engine whose transactions start when SQLAlchemy begins them, with the write
+    lock taken at BEGIN by writers."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S},
+                              poolclass=sa.pool.NullPool)
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event below issue BEGIN, instead of pysqlite's own
+        # deferred one (the SQLAlchemy documentation's recipe for pysqlite transactions).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if write:
+            # WAL lets readers go on while one node writes; it stays set in the file.
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection):
+        # A writer takes the write lock at BEGIN, so two writers never deadlock upgrading
+        # read locks; the busy timeout makes the second wait.
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def open_engine(url: sa.URL, write: bool) -> sa.Engine:
+    """An engine for a parsed store URL; no connection is made yet."""
+    import sqlalchemy as sa
+
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, write)
+    query = dict(url.query)
+    connect_args = {} if "connect_timeout" in query else {"connect_timeout": 10}
+    return sa.create_engine(url, connect_args=connect_args, poolclass=sa.pool.NullPool)
+
+
+def unreachable(url: sa.URL, shown: str, exc: BaseException) -> StoreError:
+    """The error for a database that cannot be reached: where it was looked for, and why."""
+    if url.get_backend_name() == "sqlite":
+        where = url.database
+    else:
+        where = f"host {url.host or 'localhost (socket)'}, port {url.port or 5432}"
+    return StoreError(f"cannot reach the results database {shown} ({where}): "
+                      f"{one_line(exc, url)}")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A lock or serialisation conflict that goes away if the transaction is tried again."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig or exc).lower()
+    if any(f"database {what}" in text for what in ("is locked", "is busy", "table is locked")):
+        return True
+    return getattr(orig, "sqlstate", None) in ("40001", "40P01")  # serialization, deadlock
+
+
+def retry(fn, deadline_s: float = _RETRY_DEADLINE_S):
+    """Run ``fn`` (one whole transaction) again, with jittered back-off, while it fails on a
+    transient lock conflict."""
+    from sqlalchemy import exc as sa_exc
+
+    delay, start = 0.02, time.monotonic()
+    while True:
+        try:
+            return fn()
+        except sa_exc.DBAPIError as exc:
+            if not is_transient(exc) or time.monotonic() - start > deadline_s:
+                raise
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 1.0)

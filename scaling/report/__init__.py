@@ -1,0 +1,1 @@
+"""The HTML report: the page (`page`) and its figures (`figures`)."""

@@ -1,0 +1,1 @@
+"""Published training runs the planner is checked against (`runs`), with their citations."""

@@ -1,0 +1,274 @@
+"""Published training runs the planner is checked against, as data, with their citations.
+
+Three groups, each with the tolerance a prediction must meet:
+
+* ``llama3-table4``: Llama 3 405B on H100 (Dubey et al. 2024, arXiv 2407.21783, Table 4),
+  within 10%;
+* ``megatron-table1``: the GPT rows of Megatron-LM on A100 (Narayanan et al. 2021, SC'21,
+  arXiv 2104.04473, Table 1; micro-batch sizes and interleaving from the authors'
+  ``examples/sc21/run_table_1.sh``), within 15%;
+* ``llama4-behemoth``: Llama 4 Behemoth, FP8 on 32K GPUs at 390 TFLOP/s per GPU (Meta's
+  Llama 4 announcement, as quoted); its layout is not published, so it is reported only.
+
+A run's layout is as published: a value the source does not give is None, with the reason
+in ``layout_sources``; a derived one (DP = GPUs / (TP x PP)) says so. Each run says which
+FLOPs its throughput counts (`FLOP_CONVENTIONS`), and `convert_tflops` turns it into another
+convention, flopcast's by default: **6 FLOPs per active matmul parameter per token plus the
+attention term with causal halving** (`scaling.model.config.ModelConfig.flops_per_token`, DESIGN.md
+"FLOP counting"). The conversion scales by the ratio of FLOPs per token of the two
+conventions for the run's model and sequence length; the work done in a second is the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from scaling.errors import DataError, UnknownNameError
+from scaling.model.config import ModelConfig, model_preset
+
+NARAYANAN = "Narayanan et al. 2021 (SC'21, arXiv 2104.04473)"
+SC21_SCRIPT = ("NVIDIA/Megatron-LM examples/sc21/run_table_1.sh and CONFIG.sh (the authors' "
+               "reproduction script)")
+LLAMA3 = "Llama 3 paper (Dubey et al. 2024, arXiv 2407.21783)"
+
+#: The FLOP conventions published throughputs use, and what each counts per token.
+FLOP_CONVENTIONS = {
+    "flopcast": "6 x active matmul parameters + attention with causal halving "
+                "(3 x 4 x seq x heads x head_dim x layers / 2); ModelConfig.flops_per_token",
+    "model-full-attention": "6 x matmul parameters + attention without causal halving, "
+                            "12 x layers x heads x head_dim x seq (PaLM, Chowdhery et al. "
+                            "2022, App. B, '6N + 12LHQT'; Korthikanti et al. 2022, Eq. (7))",
+    "megatron-hardware": "Narayanan et al. 2021, Eq. (3): 96 B s l h^2 (1 + s/6h + V/16lh) per "
+                         "iteration, four forward passes per layer (forward, backward x2, the "
+                         "recomputed forward) and three for the logit layer; attention without "
+                         "causal halving",
+    "6n": "6 x total parameters, no attention term",
+    "unstated": "the source does not say which FLOPs it counts",
+}
+
+#: Tolerance of each group: a prediction within this fraction of the published figure passes;
+#: None: reported only.
+GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "llama4-behemoth": None}
+LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
+               "global_batch", "recompute")
+
+
+@dataclass(frozen=True)
+class ValidationRun:
+    """One published run: what ran, on what, laid out how, and the throughput it reported.
+    ``global_batch`` is in sequences; ``published_tflops`` is per GPU in the ``flops``
+    convention; ``flops_label`` says whether that convention is stated by the source
+    (published) or flopcast's reading of it (assumed)."""
+
+    name: str
+    group: str
+    citation: str
+    model: str
+    hardware: str
+    gpus: int
+    layout: dict
+    layout_sources: dict
+    precision: str
+    published_tflops: float
+    flops: str
+    flops_label: str
+    flops_source: str
+    published_params: float | None = None
+    hardware_source: str = ""
+    notes: tuple = field(default_factory=tuple)
+
+    @property
+    def tolerance(self) -> float | None:
+        return GROUP_TOLERANCE[self.group]
+
+    def config(self) -> ModelConfig:
+        """The run's model at the run's sequence length."""
+        config = model_preset(self.model)
+        seq = self.layout.get("seq")
+        return config if seq is None else replace(config, seq=seq)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "group": self.group, "citation": self.citation,
+                "model": self.model, "hardware": self.hardware, "gpus": self.gpus,
+                "layout": dict(self.layout), "layout_sources": dict(self.layout_sources),
+                "precision": self.precision, "published_tflops": self.published_tflops,
+                "flops": self.flops, "flops_label": self.flops_label,
+                "flops_source": self.flops_source, "published_params": self.published_params,
+                "tolerance": self.tolerance, "hardware_source": self.hardware_source,
+                "notes": list(self.notes)}
+
+
+# -- FLOPs per token by convention ----------------------------------------------------------
+
+def flops_per_token(config: ModelConfig, convention: str, seq: int | None = None) -> float:
+    """Training FLOPs per token of ``config`` at ``seq`` as ``convention`` counts them."""
+    if convention not in FLOP_CONVENTIONS:
+        raise UnknownNameError("FLOP convention", convention, FLOP_CONVENTIONS)
+    if convention == "unstated":
+        raise DataError("the source does not say which FLOPs it counts, so its throughput "
+                        "cannot be converted; report it as published")
+    if convention == "flopcast":
+        return config.flops_per_token(seq)
+    if convention == "6n":
+        return 6.0 * config.params
+    full_attention = config.attention_flops_per_token(seq, causal=False)
+    if convention == "model-full-attention":
+        return 6.0 * config.matmul_params + full_attention
+    # megatron-hardware: the layers' matmuls and attention four times a forward (2 FLOPs per
+    # weight, 4 s h per layer forward), the logit layer three times (6 V h).
+    head = config.vocab * config.d_model
+    return 8.0 * (config.matmul_params - head) + 6.0 * head + full_attention * 4 / 3
+
+
+def convert_tflops(run: ValidationRun, convention: str = "flopcast") -> float:
+    """The run's per-GPU throughput counted in ``convention`` (flopcast's by default)."""
+    config = run.config()
+    return run.published_tflops * (flops_per_token(config, convention)
+                                   / flops_per_token(config, run.flops))
+
+
+def tokens_per_s_per_gpu(run: ValidationRun) -> float:
+    """Tokens per second per GPU the published throughput implies."""
+    return run.published_tflops * 1e12 / flops_per_token(run.config(), run.flops)
+
+
+def iteration_time_s(run: ValidationRun) -> float:
+    """Seconds per optimizer step the published throughput implies (Narayanan Eq. (4)'s
+    arithmetic: FLOPs per iteration over GPUs x per-GPU rate)."""
+    batch, seq = run.layout["global_batch"], run.layout["seq"]
+    if batch is None or seq is None:
+        raise DataError(f"run '{run.name}' has no published batch and sequence length")
+    return batch * seq / (run.gpus * tokens_per_s_per_gpu(run))
+
+
+# -- the runs ---------------------------------------------------------------------------------
+
+def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: float,
+              mbs: int, layers_per_chunk: int | None, name: str) -> ValidationRun:
+    model = model_preset(name)
+    dp = gpus // (tp * pp)
+    v = 1 if layers_per_chunk is None else model.layers // (pp * layers_per_chunk)
+    row = f"{NARAYANAN}, Table 1, row {params_b:g}B"
+    interleave_source = (
+        f"derived from {SC21_SCRIPT}: --num-layers-per-virtual-pipeline-stage "
+        f"{layers_per_chunk}, v = layers / (PP x layers per chunk)" if layers_per_chunk else
+        f"{SC21_SCRIPT} sets no virtual stages for this row (the paper's Sec. 5.1 says the "
+        f"interleaved schedule was used for Table 1)")
+    return ValidationRun(
+        name=f"megatron-table1-{name.removeprefix('megatron-gpt-')}", group="megatron-table1",
+        citation=row, model=name, hardware="a100-80gb", gpus=gpus,
+        layout={"tp": tp, "pp": pp, "dp": dp, "cp": 1, "ep": 1, "micro_batch": mbs,
+                "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full"},
+        layout_sources={
+            "tp": row, "pp": row, "dp": "derived: GPUs / (TP x PP)", "cp": "none used",
+            "ep": "dense model", "micro_batch": f"{SC21_SCRIPT}: MBS={mbs}",
+            "interleave": interleave_source,
+            "seq": f"{NARAYANAN}, Sec. 5.1: sequence length 2048", "global_batch": row,
+            "recompute": f"{SC21_SCRIPT}: --checkpoint-activations (full recomputation); "
+                         f"Eq. (3) counts the recomputed forward"},
+        precision="fp16", published_tflops=tflops, flops="megatron-hardware",
+        flops_label="published",
+        flops_source=f"{NARAYANAN}, Sec. 5.1 and Eq. (3): hardware FLOPs including the "
+                     f"recomputed forward pass",
+        published_params=params_b * 1e9,
+        hardware_source=f"{NARAYANAN}, Sec. 5: Selene, 8 x 80 GB A100 per node on NVSwitch, "
+                        f"8 x 200 Gb/s HDR InfiniBand per node",
+        notes=(f"{SC21_SCRIPT}: --fp16 (A100 FP16 and BF16 dense peaks are both 312 TFLOP/s)",
+               "throughput end to end: data loading, optimizer, communication and logging "
+               "included (Sec. 5.1)"))
+
+
+#: Narayanan et al. 2021, Table 1 (params, TP, PP, GPUs, batch, TFLOP/s per GPU), with the
+#: micro-batch size and layers per virtual stage of the authors' script.
+_MEGATRON_ROWS = (
+    (1.7, 1, 1, 32, 512, 137, 16, None, "megatron-gpt-1.7b"),
+    (3.6, 2, 1, 64, 512, 138, 16, None, "megatron-gpt-3.6b"),
+    (7.5, 4, 1, 128, 512, 142, 16, None, "megatron-gpt-7.5b"),
+    (18.4, 8, 1, 256, 1024, 135, 8, None, "megatron-gpt-18.4b"),
+    (39.1, 8, 2, 512, 1536, 138, 4, None, "megatron-gpt-39.1b"),
+    (76.1, 8, 4, 1024, 1792, 140, 2, 5, "megatron-gpt-76.1b"),
+    (145.6, 8, 8, 1536, 2304, 148, 2, 5, "megatron-gpt-145.6b"),
+    (310.1, 8, 16, 1920, 2160, 155, 1, 3, "megatron-gpt-310.1b"),
+    (529.6, 8, 35, 2520, 2520, 163, 1, 1, "megatron-gpt-529.6b"),
+    (1008.0, 8, 64, 3072, 3072, 163, 1, None, "megatron-gpt-1t"),
+)
+
+_LLAMA3_TABLE = f"{LLAMA3}, Table 4"
+_LLAMA3_FLOPS = (f"{LLAMA3}, Sec. 3.3.2: 'BF16 Model FLOPs Utilization (MFU; Chowdhery et al. "
+                 f"(2023))'; the paper prints no formula, so PaLM's (App. B: 6N + 12LHQT, "
+                 f"attention without causal halving) is assumed")
+
+
+def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflops: float,
+            recompute: str | None) -> ValidationRun:
+    row = f"{_LLAMA3_TABLE}, row {gpus:,} GPUs" + (f", {seq:,}-token sequences" if cp > 1
+                                                    else "")
+    return ValidationRun(
+        name=name, group="llama3-table4", citation=row, model="llama3-405b",
+        hardware="h100-sxm", gpus=gpus,
+        layout={"tp": 8, "pp": 16, "dp": dp, "cp": cp, "ep": 1, "micro_batch": None,
+                "interleave": None, "seq": seq, "global_batch": dp * per_dp,
+                "recompute": recompute},
+        layout_sources={
+            "tp": row, "pp": row, "cp": row, "ep": "dense model", "seq": row,
+            "dp": row + (" (DP 8 as in the v3 PDF; a v1 conversion prints 4, which would give "
+                         "8,192 GPUs)" if cp > 1 else ""),
+            "micro_batch": "not published",
+            "interleave": f"not published: {LLAMA3}, Sec. 3.3.2 uses an interleaved schedule "
+                          f"with V stages per rank and a tunable number N of contiguous "
+                          f"micro-batches, values not given",
+            "global_batch": f"{row}: DP x batch size per DP ({per_dp}) sequences = 16M tokens",
+            "recompute": (f"{LLAMA3}, Sec. 3.3.2: 'we could pre-train Llama 3 on sequences of "
+                          f"8K tokens without activation checkpointing'") if recompute else
+                         "not published for the long-context stage"},
+        precision="bf16", published_tflops=tflops, flops="model-full-attention",
+        flops_label="assumed", flops_source=_LLAMA3_FLOPS, published_params=405e9,
+        hardware_source=f"{LLAMA3}, Sec. 3.3.1: H100 80GB HBM3 at 700 W, 8 GPUs per server "
+                        f"on NVLink, 400 Gb/s RoCE between GPUs",
+        notes=("data parallelism is FSDP: optimizer state and gradients sharded, weights "
+               "not resharded after the forward (Sec. 3.3.2)",))
+
+
+VALIDATION_RUNS: tuple[ValidationRun, ...] = (
+    _llama3("llama3-table4-8k-gpus", 8192, 1, 64, 8192, 32, 430, "none"),
+    _llama3("llama3-table4-16k-gpus", 16384, 1, 128, 8192, 16, 400, "none"),
+    _llama3("llama3-table4-16k-gpus-131k", 16384, 16, 8, 131072, 16, 380, None),
+    *(_megatron(*row) for row in _MEGATRON_ROWS),
+    ValidationRun(
+        name="llama4-behemoth", group="llama4-behemoth",
+        citation="Meta, 'The Llama 4 herd' (ai.meta.com/blog/llama-4-multimodal-intelligence, "
+                 "2025-04-05), as quoted on lesswrong.com: 'while pre-training our Llama 4 "
+                 "Behemoth model using FP8 and 32K GPUs, we achieved 390 TFLOPs/GPU'",
+        model="llama4-behemoth", hardware="h100-sxm", gpus=32768,
+        layout={k: None for k in LAYOUT_KEYS},
+        layout_sources={k: "not published" for k in LAYOUT_KEYS},
+        precision="fp8", published_tflops=390, flops="unstated", flops_label="published",
+        flops_source="the post does not say which FLOPs '390 TFLOPs/GPU' counts",
+        hardware_source="ASSUMED H100: the quoted sentence names no GPU (commentators infer "
+                        "H100; Meta's earnings calls describe Llama 4 training on H100 "
+                        "clusters); '32K GPUs' read as 32,768",
+        notes=("the model is the assumed llama4-behemoth preset (only 288B active, 16 experts "
+               "and ~2T total are published)",
+               "390 is 19.7% of the H100's FP8 dense peak, 39.4% of its BF16 peak")),
+)
+
+
+def validation_runs(group: str | None = None) -> tuple[ValidationRun, ...]:
+    """Every run, or those of one ``group``."""
+    if group is None:
+        return VALIDATION_RUNS
+    if group not in GROUP_TOLERANCE:
+        raise UnknownNameError("validation group", group, GROUP_TOLERANCE)
+    return tuple(r for r in VALIDATION_RUNS if r.group == group)
+
+
+def validation_run(name: str) -> ValidationRun:
+    for run in VALIDATION_RUNS:
+        if run.name == name:
+            return run
+    raise UnknownNameError("validation run", name, [r.name for r in VALIDATION_RUNS])
+
+
+__all__ = ["ValidationRun", "VALIDATION_RUNS", "FLOP_CONVENTIONS", "GROUP_TOLERANCE",
+           "validation_runs", "validation_run", "flops_per_token", "convert_tflops",
+           "tokens_per_s_per_gpu", "iteration_time_s"]
