@@ -423,7 +423,7 @@ def test_records_feed_the_hardware_profile(four_ranks, tmp_path):
     with times replaced by a latency-bandwidth law t = 50 us + bytes / 2 GB/s (a busy 2-core
     machine times too noisily to fit), so the fitted curve is known by hand."""
     from bench.records import write_results
-    from scaling.hardware.profile import load_profile
+    from scaling.hardware.load import load_profile
     from scaling.records.load import load_results
 
     section = json.loads(next(four_ranks[1].glob("*.json")).read_text())["flopcast"]

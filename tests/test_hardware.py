@@ -16,7 +16,9 @@ from scaling.cli.main import main
 from scaling.hardware import datasheets
 from scaling.hardware.curves import fit_linear_power, fit_saturating
 from scaling.errors import DataError, FitError, UnknownNameError
-from scaling.hardware.profile import build_profile, load_profile, published_profile
+from scaling.hardware.profile import published_profile
+from scaling.hardware.calibration import build_profile
+from scaling.hardware.load import load_profile
 from scaling.records.load import load_results
 
 # -- curve fits --------------------------------------------------------------------------------
@@ -365,8 +367,8 @@ def test_profile_command(results_dir, tmp_path, capsys):
 
 
 def test_scaling_half_never_imports_torch():
-    code = ("import sys; import scaling.hardware.profile, scaling.model.step, scaling.model.config, "
+    code = ("import sys; import scaling.hardware.load, scaling.model.step, scaling.model.config, "
             "scaling.cli.profile, scaling.cli.step, scaling.cli.model; "
-            "scaling.hardware.profile.load_profile('h100-sxm'); "
+            "scaling.hardware.load.load_profile('h100-sxm'); "
             "assert 'torch' not in sys.modules and 'triton' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -9,7 +9,7 @@ import pytest
 
 from scaling.model.activations import embedding_bytes, layer_bytes
 from scaling.errors import DataError, UnknownNameError
-from scaling.hardware.profile import load_profile
+from scaling.hardware.load import load_profile
 from scaling.model.memory import (GIB, RESERVED_GIB, MemoryOptions, device_memory, fits,
                             memory_breakdown, model_state_bytes, require_fit)
 from scaling.model.config import ModelConfig, config_for_params, model_preset

@@ -234,7 +234,7 @@ def test_a_step_without_watts_is_a_clear_error(monkeypatch):
 
     from scaling.plan import throughput
     from scaling.errors import DataError
-    from scaling.hardware.profile import load_profile
+    from scaling.hardware.load import load_profile
 
     real_step_time = throughput.step_time
     monkeypatch.setattr(throughput, "step_time",

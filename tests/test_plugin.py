@@ -208,7 +208,7 @@ def test_failed_upload_warns_and_keeps_the_file(tmp_path):
 def test_a_profile_from_this_machine_s_records(bench_run):
     """bench -> results -> scaling, for real: the CPU records make a measured profile whose
     GEMM curve passes through the measured points."""
-    from scaling.hardware.profile import load_profile
+    from scaling.hardware.load import load_profile
 
     tmp, _ = bench_run
     df = load_results(tmp / "results")

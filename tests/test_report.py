@@ -189,7 +189,7 @@ def _lines(fig):
 
 
 def test_one_colour_per_implementation_and_fp8_scalings_drawn_apart(tmp_path):
-    from scaling.hardware.profile import load_profile
+    from scaling.hardware.load import load_profile
     from scaling.records.load import load_results
 
     _write(tmp_path, _records(), H100)
@@ -213,7 +213,7 @@ def test_one_colour_per_implementation_and_fp8_scalings_drawn_apart(tmp_path):
 def test_legends_sit_outside_the_data_and_fonts_are_legible(tmp_path):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from scaling.hardware.profile import load_profile
+    from scaling.hardware.load import load_profile
     from scaling.records.load import load_results
 
     _write(tmp_path, _records(), H100)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from scaling.cli.main import main
 from scaling.hardware.curves import LinearPower, SaturatingCurve
 from scaling.errors import DataError, UnknownNameError
-from scaling.hardware.profile import CommCurve, PowerCurve, load_profile
+from scaling.hardware.profile import CommCurve, PowerCurve
+from scaling.hardware.load import load_profile
 from scaling.model.config import ModelConfig, model_preset
 from scaling.model.step import step_time
 

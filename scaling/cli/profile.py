@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from scaling.cli.inputs import add_results_arguments, load_records, source_name
 from scaling.errors import DataError
-from scaling.hardware.profile import build_profile, load_profile, preset_names, profile_summary
+from scaling.hardware.profile import preset_names, profile_summary
+from scaling.hardware.calibration import build_profile
+from scaling.hardware.load import load_profile
 from scaling.cli.output import fmt_num, format_table, print_json
 
 # Headline sizes: a 4096^3 GEMM and a Llama 3 405B attention call under TP 8 (one 8K sequence,

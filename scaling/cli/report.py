@@ -33,7 +33,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from scaling.hardware.profile import load_profile
+    from scaling.hardware.load import load_profile
     from scaling.laws.forms import load_law
     from scaling.report.page import SECTIONS, build_report, claims_rows
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 from scaling.errors import DataError
-from scaling.hardware.profile import load_profile, preset_names
+from scaling.hardware.profile import preset_names
+from scaling.hardware.load import load_profile
 from scaling.model.config import model_presets, resolve_model
 from scaling.cli.output import fmt_num, format_table, print_json
 from scaling.model.step import OVERRIDES, PRECISIONS, TERM_NAMES, step_time

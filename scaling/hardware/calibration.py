@@ -22,7 +22,8 @@ import numpy as np
 from scaling.hardware import datasheets
 from scaling.hardware.curves import fit_linear_power, fit_saturating
 from scaling.errors import DataError, FitError
-from scaling.hardware.profile import (CommCurve, Estimate, HardwareProfile, KernelCurve, PowerCurve,
+from scaling.provenance import Figure
+from scaling.hardware.profile import (CommCurve, HardwareProfile, KernelCurve, PowerCurve,
                               canonical_dtype, published_profile)
 
 
@@ -150,12 +151,12 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
         power_missing_reason=reason, skipped=skipped)
 
 
-def _measured_bandwidth(df) -> Estimate | None:
+def _measured_bandwidth(df) -> Figure | None:
     gbps = _finite(_column(df[df["kernel"].isin(["gemm", "attention"])], "gbps"))
     gbps = gbps[np.isfinite(gbps) & (gbps > 0)]
     if gbps.size == 0:
         return None
-    return Estimate.point(float(gbps.max()), "measured",
+    return Figure.point(float(gbps.max()), "measured",
                           "highest bytes/s any kernel record reached (a lower bound on the "
                           "memory bandwidth; the device matches no datasheet preset)")
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from kernels import flops as kflops
 from scaling.errors import UnknownNameError
+from scaling.provenance import Figure
 
 MAMF = ("ml-engineering MAMF table (github.com/stas00/ml-engineering, "
         "compute/accelerator/README.md)")
@@ -338,12 +339,10 @@ def attention_carry(name: str) -> tuple[float, str, str]:
 def default_link(scope: str):
     """Link bandwidth for a device with no figures of its own (an unrecognised measured
     device): the H100 figures, labelled assumed."""
-    from scaling.hardware.profile import Estimate
-
     if scope not in ("intra_node", "inter_node"):
         raise ValueError(f"link scope must be intra_node or inter_node, got {scope!r}")
     fig = DEVICES["h100-sxm"]["links"][scope]
-    return Estimate.point(fig["gbps"], "assumed",
+    return Figure.point(fig["gbps"], "assumed",
                           "device has no link figures; H100 value assumed: " + fig["source"])
 
 

@@ -1,6 +1,6 @@
 """Hardware profiles: what one GPU sustains, by kernel, shape and precision, and at what watts.
 
-A `HardwareProfile` answers four questions, each as an `Estimate` (a value with a ``lo``/``hi``
+A `HardwareProfile` answers four questions, each as an `Figure` (a value with a ``lo``/``hi``
 envelope, a label saying whether it was measured, published or assumed, and its source):
 
 * ``matmul_tflops(m, n, k, dtype)`` and ``attention_tflops(...)``: achieved TFLOP/s of one
@@ -29,6 +29,7 @@ from kernels import flops as kflops  # plain arithmetic, no torch
 from scaling.hardware import datasheets
 from scaling.hardware.curves import LinearPower, SaturatingCurve, fit_saturating
 from scaling.errors import DataError, FitError, UnknownNameError
+from scaling.provenance import Figure
 
 PROFILE_FORMAT = 1
 VENDOR_WORDS = {"NVIDIA", "AMD", "INSTINCT", "INTEL", "TESLA"}
@@ -40,35 +41,6 @@ DTYPE_ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2",
 def canonical_dtype(dtype: str) -> str:
     """Record dtype name for a user-facing one (``fp8`` means ``fp8_e4m3``)."""
     return DTYPE_ALIASES.get(str(dtype).lower(), str(dtype).lower())
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A number with its envelope, its kind (a `scaling.labels` label: a profile's figures are
-    measured, published or assumed; the step model's overrides are given) and source.
-    ``lo == hi == value`` when the source gives a single figure and no spread."""
-
-    value: float
-    lo: float
-    hi: float
-    label: str
-    source: str
-
-    @classmethod
-    def point(cls, value: float, label: str, source: str) -> "Estimate":
-        return cls(float(value), float(value), float(value), label, source)
-
-    def scaled(self, factor: float, source: str | None = None) -> "Estimate":
-        return Estimate(self.value * factor, self.lo * factor, self.hi * factor, self.label,
-                        source or self.source)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Estimate":
-        return cls(float(data["value"]), float(data["lo"]), float(data["hi"]),
-                   str(data["label"]), str(data["source"]))
 
 
 class _Fitted:
@@ -140,10 +112,10 @@ class HardwareProfile:
     label: str  # "measured" | "published"
     device_name: str
     sources: tuple[str, ...] = ()
-    peaks: dict = field(default_factory=dict)  # dtype -> Estimate (dense datasheet TFLOP/s)
-    tdp: Estimate | None = None
-    memory_gbps: Estimate | None = None
-    links: dict = field(default_factory=dict)  # "intra_node" | "inter_node" -> Estimate GB/s
+    peaks: dict = field(default_factory=dict)  # dtype -> Figure (dense datasheet TFLOP/s)
+    tdp: Figure | None = None
+    memory_gbps: Figure | None = None
+    links: dict = field(default_factory=dict)  # "intra_node" | "inter_node" -> Figure GB/s
     gpus_per_node: int = 8
     kernel_curves: tuple[KernelCurve, ...] = ()
     comm_curves: tuple[CommCurve, ...] = ()
@@ -161,7 +133,7 @@ class HardwareProfile:
 
     # -- datasheet figures ------------------------------------------------------------------
 
-    def peak(self, dtype: str) -> Estimate:
+    def peak(self, dtype: str) -> Figure:
         dtype = canonical_dtype(dtype)
         if dtype not in self.peaks:
             has = ", ".join(sorted(self.peaks)) or "none (device not recognised)"
@@ -198,7 +170,7 @@ class HardwareProfile:
         want = " ".join(p for p in (kernel, dtype, impl, direction, variant) if p)
         raise DataError(f"profile '{self.name}' has no data for {want}; it has: {has}")
 
-    def _predict(self, curves: list[KernelCurve], flops: int, bytes_: int) -> Estimate:
+    def _predict(self, curves: list[KernelCurve], flops: int, bytes_: int) -> Figure:
         best = None
         for c in curves:
             rate = c.curve.rate(flops)
@@ -218,11 +190,11 @@ class HardwareProfile:
                 notes.append(f"{flops:.3g} FLOPs is outside the measured "
                              f"{c.curve.size_min:.3g}..{c.curve.size_max:.3g}")
             if best is None or value > best.value:
-                best = Estimate(value, lo, hi, label, "; ".join(notes))
+                best = Figure(value, lo, hi, label, "; ".join(notes))
         return best
 
     def matmul_tflops(self, m: int, n: int, k: int, dtype: str, *, impl: str | None = None,
-                      variant: str | None = None) -> Estimate:
+                      variant: str | None = None) -> Figure:
         """Achieved TFLOP/s of C[m,n] = A[m,k] B[k,n] in ``dtype`` (the fastest
         implementation the profile has, unless ``impl`` is given)."""
         dtype = canonical_dtype(dtype)
@@ -237,7 +209,7 @@ class HardwareProfile:
 
     def attention_tflops(self, batch: int, heads_q: int, heads_kv: int, seq: int,
                          head_dim: int, causal: bool, dtype: str, direction: str = "fwd", *,
-                         impl: str | None = None) -> Estimate:
+                         impl: str | None = None) -> Figure:
         """Achieved TFLOP/s of one attention call (forward or backward)."""
         dtype = canonical_dtype(dtype)
         if direction not in ("fwd", "bwd"):
@@ -265,7 +237,7 @@ class HardwareProfile:
 
     # -- power ------------------------------------------------------------------------------
 
-    def power_w(self, utilisation: float) -> Estimate:
+    def power_w(self, utilisation: float) -> Figure:
         """Board watts at ``utilisation`` (achieved / dense peak TFLOP/s, 0..1)."""
         u = float(utilisation)
         if not 0.0 <= u <= 1.5:
@@ -280,11 +252,11 @@ class HardwareProfile:
             note = "" if line.util_min <= u <= line.util_max else (
                 f"; utilisation {u:.2f} is outside the measured "
                 f"{line.util_min:.2f}..{line.util_max:.2f}")
-            return Estimate(value, max(lo, 0.0), hi, self.power.label,
+            return Figure(value, max(lo, 0.0), hi, self.power.label,
                             self.power.source + note)
         if self.tdp is not None:
             why = self.power_missing_reason or "no power curve"
-            return Estimate.point(self.tdp.value, "assumed",
+            return Figure.point(self.tdp.value, "assumed",
                                   f"TDP as the draw at any load ({why}); TDP: {self.tdp.source}")
         raise DataError(f"profile '{self.name}' has no power data "
                         f"({self.power_missing_reason or 'no power readings'}) and no TDP; "
@@ -292,14 +264,14 @@ class HardwareProfile:
 
     # -- communication ----------------------------------------------------------------------
 
-    def link_gbps(self, scope: str) -> Estimate:
+    def link_gbps(self, scope: str) -> Figure:
         """Per-GPU bus bandwidth of the ``intra_node`` or ``inter_node`` links."""
         if scope in self.links:
             return self.links[scope]
         return datasheets.default_link(scope)
 
     def busbw_gbps(self, collective: str, message_bytes: float, world_size: int, *,
-                   intra_node: bool | None = None) -> Estimate:
+                   intra_node: bool | None = None) -> Figure:
         """Bus bandwidth of ``collective`` over ``world_size`` ranks for one message."""
         if collective not in COLLECTIVES:
             raise UnknownNameError("collective", collective, COLLECTIVES)
@@ -316,7 +288,7 @@ class HardwareProfile:
             rate = c.curve.rate(size)
             note = "" if exact else (f"; measured at world size {c.world_size}, not {world} "
                                      f"(bus bandwidth is normalised to be comparable)")
-            return Estimate(rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi, c.label,
+            return Figure(rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi, c.label,
                             c.source + note)
         if intra_node is None:
             intra_node = world <= self.gpus_per_node
@@ -352,10 +324,10 @@ class HardwareProfile:
             return cls(
                 name=str(data["name"]), label=str(data["label"]),
                 device_name=str(data["device_name"]), sources=tuple(data.get("sources", ())),
-                peaks={k: Estimate.from_dict(v) for k, v in data.get("peaks", {}).items()},
-                tdp=opt(data.get("tdp"), Estimate.from_dict),
-                memory_gbps=opt(data.get("memory_gbps"), Estimate.from_dict),
-                links={k: Estimate.from_dict(v) for k, v in data.get("links", {}).items()},
+                peaks={k: Figure.from_dict(v) for k, v in data.get("peaks", {}).items()},
+                tdp=opt(data.get("tdp"), Figure.from_dict),
+                memory_gbps=opt(data.get("memory_gbps"), Figure.from_dict),
+                links={k: Figure.from_dict(v) for k, v in data.get("links", {}).items()},
                 gpus_per_node=int(data.get("gpus_per_node", 8)),
                 kernel_curves=tuple(KernelCurve.from_dict(c)
                                     for c in data.get("kernel_curves", ())),
@@ -396,11 +368,11 @@ def published_profile(name: str) -> HardwareProfile:
     return HardwareProfile(
         name=name, label="published", device_name=d["device_name"],
         sources=tuple(dict.fromkeys(s for s in d["sources"])),
-        peaks={k: Estimate.point(v, "published", d["peak_source"])
+        peaks={k: Figure.point(v, "published", d["peak_source"])
                for k, v in d["peak_tflops"].items()},
-        tdp=Estimate.point(d["tdp_w"], "published", d["peak_source"]),
-        memory_gbps=Estimate.point(d["memory_gbps"], "published", d["peak_source"]),
-        links={scope: Estimate.point(fig["gbps"], fig["label"], fig["source"])
+        tdp=Figure.point(d["tdp_w"], "published", d["peak_source"]),
+        memory_gbps=Figure.point(d["memory_gbps"], "published", d["peak_source"]),
+        links={scope: Figure.point(fig["gbps"], fig["label"], fig["source"])
                for scope, fig in d["links"].items()},
         gpus_per_node=d["gpus_per_node"],
         kernel_curves=tuple(curves),
@@ -422,63 +394,6 @@ def _published_attention(name: str) -> list[KernelCurve]:
         curves.append(KernelCurve("attention", "bf16", "flash-attn-3", direction, "", mask,
                                   fit, label, how + fa["source"]))
     return curves
-
-
-# -- measured profiles (scaling.hardware.calibration) ---------------------------------------------------
-
-
-def build_profile(records, *, device: str | None = None, preset: str | None = None,
-                  name: str | None = None) -> HardwareProfile:
-    """A measured profile from a results DataFrame; see `scaling.hardware.calibration`."""
-    from scaling.hardware.calibration import build_profile as build
-
-    return build(records, device=device, preset=preset, name=name)
-
-
-# -- loading ---------------------------------------------------------------------------------
-
-
-def load_profile(name_or_path=None, results=None, *, device: str | None = None
-                 ) -> HardwareProfile:
-    """A profile by preset name, from a saved profile JSON, or built from results.
-
-    ``results`` (a DataFrame, or paths for `scaling.records.load.load_results`) builds a measured
-    profile; ``name_or_path`` then may name the preset whose datasheet figures to attach.
-    A path to a results file or folder (rather than a saved profile) is built the same way.
-    """
-    if results is not None:
-        import pandas as pd
-
-        df = results if isinstance(results, pd.DataFrame) else _load_results(results)
-        preset = name_or_path if name_or_path in datasheets.DEVICES else None
-        return build_profile(df, device=device, preset=preset)
-    if name_or_path is None:
-        raise DataError("name a hardware preset (" + ", ".join(preset_names()) +
-                        "), a profile JSON file, or results to build one from")
-    text = str(name_or_path)
-    if text in datasheets.DEVICES:
-        return published_profile(text)
-    path = Path(text)
-    if path.is_dir():
-        return build_profile(_load_results([path]), device=device)
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DataError(f"{path}: cannot read a hardware profile ({exc})") from None
-        if isinstance(data, dict) and "flopcast" in data and "flopcast_profile" not in data:
-            return build_profile(_load_results([path]), device=device)
-        return HardwareProfile.from_dict(data, where=str(path))
-    raise UnknownNameError("hardware profile (preset, profile JSON or results path)", text,
-                           datasheets.DEVICES)
-
-
-def _load_results(paths) -> "object":
-    from scaling.records.load import load_results
-
-    if isinstance(paths, (str, Path)):
-        paths = [paths]
-    return load_results(list(paths))
 
 
 def profile_summary(profile: HardwareProfile) -> dict:
@@ -511,6 +426,6 @@ def profile_summary(profile: HardwareProfile) -> dict:
     }
 
 
-__all__ = ["Estimate", "HardwareProfile", "KernelCurve", "CommCurve", "PowerCurve",
-           "build_profile", "load_profile", "published_profile", "preset_names",
+__all__ = ["Figure", "HardwareProfile", "KernelCurve", "CommCurve", "PowerCurve",
+           "published_profile", "preset_names",
            "profile_summary", "canonical_dtype"]

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaling.errors import DataError, UnknownNameError
-from scaling.hardware.profile import Estimate, HardwareProfile
+from scaling.hardware.profile import HardwareProfile
+from scaling.provenance import Figure
 from scaling.labels import MISSING, modelled_from, weakest
 from scaling.model.config import ModelConfig, Op
 
@@ -123,7 +124,7 @@ class StepResult:
     mfu: float | None  # None without a datasheet peak (an unrecognised measured device)
     breakdown: dict  # term -> seconds per step (sums to the modelled step time)
     intervals: dict  # "step_time_s" | "tflops_per_gpu" | "mfu" -> (lo, hi)
-    power_w: Estimate | None  # None when the profile has neither power data nor TDP
+    power_w: Figure | None  # None when the profile has neither power data nor TDP
     labels: dict  # input -> {"value", "label", "source"}; "tflops_per_gpu": the result's own
     model_flops_per_gpu: float  # model FLOPs of one step on one GPU
     hardware_utilisation: float | None  # executed kernel FLOPs / step / peak (drives power)
@@ -183,7 +184,7 @@ def _int(name: str, value) -> int:
     return int(value)
 
 
-def _trio(estimate: Estimate) -> np.ndarray:
+def _trio(estimate: Figure) -> np.ndarray:
     """(value, fast, slow) rates from an estimate: the times use 1/value, 1/hi, 1/lo."""
     return np.array([estimate.value, estimate.hi, estimate.lo], dtype=float)
 
@@ -192,7 +193,7 @@ def _label(value, label: str, source: str) -> dict:
     return {"value": value, "label": label, "source": source}
 
 
-def _as_label(estimate: Estimate) -> dict:
+def _as_label(estimate: Figure) -> dict:
     return _label(estimate.value, estimate.label, estimate.source)
 
 
@@ -204,9 +205,9 @@ def _curves_text(gemm_label: str, attention_label: str) -> str:
     return f"{gemm_label} GEMM and {attention_label} attention curves"
 
 
-def _override(ov: dict, key: str) -> Estimate:
+def _override(ov: dict, key: str) -> Figure:
     """An override as a figure the user gave."""
-    return Estimate.point(ov[key], "given", f"given: override {key}={ov[key]:g}")
+    return Figure.point(ov[key], "given", f"given: override {key}={ov[key]:g}")
 
 
 def elementwise_bytes_per_token(config: ModelConfig, tp: int) -> float:

@@ -133,7 +133,8 @@ class ThroughputSource:
     def build(cls, hardware, *, results=None, precision: str | None = None,
               seq: int | None = None,
               tflops_per_gpu: float | None = None, mfu: float | None = None):
-        from scaling.hardware.profile import HardwareProfile, load_profile
+        from scaling.hardware.profile import HardwareProfile
+        from scaling.hardware.load import load_profile
 
         if isinstance(hardware, HardwareProfile):
             profile = hardware
