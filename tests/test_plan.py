@@ -208,9 +208,11 @@ def test_layout_uses_whole_replicas_and_keeps_stages_whole(params, layers, gpus)
 def test_measured_spread_gives_intervals_by_hand():
     from scaling.plan.planner import _cluster
     from scaling.plan.throughput import Throughput
+    from scaling.provenance import Figure
 
     def spread(gpus, params):  # a measured throughput of 400 (380..420) TFLOP/s at 600 (550..650) W
-        return Throughput(400, 380, 420, "measured", "test", 600, 550, 650, "measured", "test")
+        return Throughput(Figure(400, 380, 420, "measured", "test"),
+                          Figure(600, 550, 650, "measured", "test"))
 
     labels = {i.name: i.label for i in make_plan(compute="llama3", params=405e9, gpus=[8],
                                                  tflops_per_gpu=400).inputs}
@@ -263,9 +265,11 @@ def test_headline_shows_an_interval_wider_than_the_rounding():
     from scaling.plan.planner import _cluster
     from scaling.plan.text import headline
     from scaling.plan.throughput import Throughput
+    from scaling.provenance import Figure
 
     def spread(gpus, params):
-        return Throughput(400, 300, 500, "measured", "test", 600, 600, 600, "measured", "test")
+        return Throughput(Figure(400, 300, 500, "measured", "test"),
+                          Figure(600, 600, 600, "measured", "test"))
 
     labels = {i.name: i.label for i in make_plan(compute="llama3", params=405e9, gpus=[8],
                                                  tflops_per_gpu=400).inputs}

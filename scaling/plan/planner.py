@@ -271,13 +271,14 @@ def output_labels(inputs: dict[str, str], t: Throughput) -> dict[str, str]:
     reliability_in = (inputs["failures_per_gpu_hour"], inputs["storage_gbps"],
                       inputs["checkpoint_bytes_per_param"], inputs["restart_s"])
     goodput = weakest(*reliability_in, inputs["params"])
-    days = weakest(inputs["compute_flops"], t.label, goodput)
-    avg = weakest(t.power_label, inputs["host_w_per_gpu"], inputs["pue"])
+    days = weakest(inputs["compute_flops"], t.tflops.label, goodput)
+    avg = weakest(t.power_w.label, inputs["host_w_per_gpu"], inputs["pue"])
     cost = weakest(days, avg, inputs["usd_per_gpu_hour"], inputs["usd_per_kwh"])
     return {
-        "gpus": inputs["gpus"] if "days" not in inputs else days, "tflops_per_gpu": t.label,
-        "mfu": weakest(t.label, inputs.get("peak_tflops", "assumed")), "goodput": goodput,
-        "days": days, "gpu_hours": days, "gpu_power_w": t.power_label,
+        "gpus": inputs["gpus"] if "days" not in inputs else days,
+        "tflops_per_gpu": t.tflops.label,
+        "mfu": weakest(t.tflops.label, inputs.get("peak_tflops", "assumed")), "goodput": goodput,
+        "days": days, "gpu_hours": days, "gpu_power_w": t.power_w.label,
         "facility_mw": weakest(inputs["tdp_w"], inputs["host_w_per_gpu"], inputs["pue"]),
         "avg_power_mw": avg, "energy_mwh": weakest(avg, days), "cost_usd": cost,
         "gpu_cost_usd": weakest(days, inputs["usd_per_gpu_hour"]),
@@ -295,12 +296,13 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
              knobs: Knobs, labels: dict[str, str]) -> ClusterPlan:
     """One cluster plan with intervals from the corners of N, throughput and power."""
     central = throughput(gpus, params)
-    values = evaluate(compute_flops, gpus, params, central.tflops, central.power_w, tdp_w, knobs)
+    values = evaluate(compute_flops, gpus, params, central.tflops.value, central.power_w.value,
+                      tdp_w, knobs)
     corners = []
     for n in sorted(set(params_range) | {params}):
         t = central if n == params else throughput(gpus, n)
-        for tf, pw in itertools.product({t.tflops_lo, t.tflops, t.tflops_hi},
-                                        {t.power_w_lo, t.power_w, t.power_w_hi}):
+        for tf, pw in itertools.product({t.tflops.lo, t.tflops.value, t.tflops.hi},
+                                        {t.power_w.lo, t.power_w.value, t.power_w.hi}):
             try:
                 corners.append(evaluate(compute_flops, gpus, n, tf, pw, tdp_w, knobs) | {
                     "mfu": tf / peak if peak else None})
@@ -311,11 +313,12 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
         xs = [c[key] for c in corners if c.get(key) is not None]
         if xs and (min(xs) != max(xs)):
             intervals[key] = (float(min(xs)), float(max(xs)))
-    mfu = central.mfu if central.mfu is not None else (central.tflops / peak if peak else None)
+    mfu = (central.mfu if central.mfu is not None
+           else (central.tflops.value / peak if peak else None))
     return ClusterPlan(
         gpus=int(gpus), mfu=mfu, layout=central.layout, breakdown=central.breakdown,
         labels=output_labels(labels, central),
-        sources={"tflops_per_gpu": central.source, "gpu_power_w": central.power_source},
+        sources={"tflops_per_gpu": central.tflops.source, "gpu_power_w": central.power_w.source},
         intervals=intervals,
         **{k: values[k] for k in UNITS if k not in ("gpus", "mfu")})
 
@@ -340,7 +343,7 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
             rel = knobs.failures(g, params)
         except DataError:
             return math.inf
-        return compute_flops / (g * t.tflops * 1e12 * rel.goodput)
+        return compute_flops / (g * t.tflops.value * 1e12 * rel.goodput)
 
     grid = sorted({int(round(k)) for k in np.geomspace(1.0, max(max_gpus / unit, 1.0), 241)})
     times = [wall_s(k) for k in grid]

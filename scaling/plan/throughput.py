@@ -24,24 +24,18 @@ from typing import Any, Callable
 from scaling.errors import DataError
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
 from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, step_time
+from scaling.provenance import Figure
 
 DEFAULT_PRECISION = "bf16"
 
 
 @dataclass(frozen=True)
 class Throughput:
-    """What one GPU sustains on a cluster: TFLOP/s with its spread, and board watts."""
+    """What one GPU sustains on a cluster: TFLOP/s and board watts, each a `Figure` with its
+    spread, label and source."""
 
-    tflops: float
-    tflops_lo: float
-    tflops_hi: float
-    label: str
-    source: str
-    power_w: float
-    power_w_lo: float
-    power_w_hi: float
-    power_label: str
-    power_source: str
+    tflops: Figure
+    power_w: Figure
     mfu: float | None = None
     layout: dict | None = None
     breakdown: dict | None = None
@@ -175,7 +169,7 @@ class ThroughputSource:
                 t = self.mfu * self.peak.value
                 src = f"given: --mfu {self.mfu:g} x datasheet peak"
             w = self._power(t)
-            return Throughput(t, t, t, "given", src, w.value, w.lo, w.hi, w.label, w.source,
+            return Throughput(Figure.point(t, "given", src, "TFLOP/s"), w,
                               mfu=t / self.peak.value if self.peak is not None else None)
         config = self.config(params)
         layout = llama3_layout(params, config.layers, gpus)
@@ -195,9 +189,8 @@ class ThroughputSource:
                             "(no datasheet peak to place it on its power curve, and no TDP); "
                             "use a profile of a recognised GPU or a published preset")
         modelled = step.labels["tflops_per_gpu"]
-        return Throughput(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
-                          modelled["label"], modelled["source"],
-                          w.value, w.lo, w.hi, w.label, w.source,
+        return Throughput(Figure(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
+                                 modelled["label"], modelled["source"], "TFLOP/s"), w,
                           mfu=t / self.peak.value if self.peak is not None else None,
                           layout=layout, breakdown=dict(step.breakdown))
 
