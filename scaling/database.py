@@ -47,12 +47,17 @@ def _given_url(url: str | sa.URL | None) -> sa.URL:
         return url
     text = str(url or DEFAULT_URL)
     if "://" not in text:
+        if ":" in text:
+            # '::::' or 'host:5432/db' is a mistyped URL far more often than a file name.
+            raise StoreError(f"'{mask_text(text)}' is neither a database URL nor a plain path; "
+                             "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         text = "sqlite:///" + text
     try:
-        return sa.make_url(text)
-    except sa_exc.ArgumentError:
-        raise StoreError(f"'{mask_text(text)}' is not a database URL; use sqlite:///PATH or "
-                         "postgresql://USER@HOST:PORT/DB") from None
+        parsed = sa.make_url(text)
+    except (sa_exc.ArgumentError, ValueError):
+        raise StoreError(f"'{mask_text(text)}' is not a database URL (is the port a "
+                         "number?); use sqlite:///PATH or postgresql://USER@HOST:PORT/DB") from None
+    return parsed
 
 
 def parse_url(url: str | sa.URL | None) -> sa.URL:

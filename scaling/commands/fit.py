@@ -88,6 +88,11 @@ def run(args) -> int:
     budget = parse_compute(args.at) if args.at is not None else None
     if args.bootstrap < 0:
         raise DataError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
+    if args.seed < 0:
+        raise DataError(f"--seed must be 0 or more (numpy's generators take no negative "
+                        f"seeds), not {args.seed}")
+    if args.plot:
+        check_plot_path(args.plot)
     data = load_law_data(args.data, parse_columns(args.columns))
     name = args.name or Path(args.data).stem
     progress = _Progress()
@@ -165,6 +170,22 @@ def _band(law: LossLaw, compute: np.ndarray):
     resamples = {k: np.array([p[k] for p in law.bootstrap])[:, None] for k in law.parameters}
     n, _, _ = optimum(law.form, resamples, compute)
     return np.percentile(n, INTERVAL_PERCENTILES, axis=0)
+
+
+def check_plot_path(path) -> Path:
+    """Refuse, before any fitting, a plot file matplotlib cannot write: an unknown format
+    (``p.txt``) or a folder that does not exist."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in formats:
+        raise DataError(f"--plot {path}: cannot draw a '{kind or 'suffix-less'}' file; end the "
+                        f"name with one of {', '.join('.' + f for f in sorted(formats))}")
+    if not path.parent.is_dir():
+        raise DataError(f"--plot {path}: no folder {path.parent}")
+    return path
 
 
 def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -> Path:
