@@ -268,6 +268,10 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     df["created_utc"] = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
     for col in TIME_FIELDS + ("tflops", "gbps", "flops", "bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
+    # TFLOP/s is recomputed from the record's FLOPs and time, never taken from the file: a
+    # file whose time_s is 1e308 must not keep a rate measured at another time.
+    counted = df["flops"] > 0
+    df["tflops"] = (df["flops"] / df["time_s"] / 1e12).where(counted, df["tflops"])
     compared = fastest_baseline(df)
     df["speedup_vs_baseline"] = compared["speedup_vs_baseline"]
     df["baseline_impl"] = compared["baseline_impl"]
