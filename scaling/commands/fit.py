@@ -20,7 +20,7 @@ import numpy as np
 from scaling.budget import BUDGETS, parse_compute
 from scaling.errors import DataError
 from scaling.fit import HUBER_DELTA, LawFit, fit_parametric
-from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
+from scaling.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets, thin_budgets
 from scaling.lawdata import FIELDS, LawData, load_law_data, parse_columns
 from scaling.laws import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
 from scaling.output import fmt_num, format_table, print_json
@@ -117,6 +117,10 @@ def run(args) -> int:
         print_json(out)
     else:
         print(_text(fit, out))
+    for budget in fit.details.get("skipped_budgets", []):
+        print(f"flopcast fit: warning: skipped the budget of {budget['compute_flops']:.3g} "
+              f"FLOPs: {budget['runs']} run(s), fewer than the 3 distinct sizes an isoFLOP "
+              f"parabola needs", file=sys.stderr)
     for name in fit.details.get("grid_edge", []):
         print(f"flopcast fit: warning: the optimum of '{name}' lies on the edge of the start "
               f"grid; a wider grid might find a better fit", file=sys.stderr)
@@ -225,6 +229,8 @@ def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -
         left.set_xlabel("training compute C (FLOPs)")
     else:
         labels = group_budgets(data.compute, fit.details["budget_tolerance_decades"])
+        keep = thin_budgets(data, labels, fit.details["against"])
+        data, labels = data.subset(np.flatnonzero(keep)), labels[keep]
         x_data = data.params if fit.details["against"] == "params" else data.tokens
         for label, budget_info in zip(np.unique(labels), fit.details["budgets"]):
             c = budget_info["compute_flops"]
