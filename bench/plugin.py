@@ -389,5 +389,8 @@ def _upload(path: Path, url: str, say) -> None:
         report = upload_files([path], url)
         say(f"flopcast: upload: {report.summary()}", green=True)
     except Exception as exc:  # never lose the run over an upload
-        say(f"flopcast: upload to the results database failed ({exc}); the results are safe "
+        from scaling.records.database import mask_text
+
+        say(f"flopcast: upload to the results database failed ({mask_text(exc, url)}); the "
+            f"results are safe "
             f"in {path}: upload later with `flopcast upload {path} --to URL`", yellow=True)

@@ -228,7 +228,8 @@ def test_isoflop_against_tokens_and_with_noise():
 
 def test_isoflop_bad_input():
     runs = isoflop_runs()
-    few = runs.subset(np.r_[0:9, 9:11])  # the second budget keeps only 2 runs
+    few = runs.subset(np.r_[0:9, 9:11])  # the second budget keeps only 2 runs: skipped,
+    # which leaves one budget
     with pytest.raises(DataError, match="budget 3e\\+18 FLOPs has 2 run"):
         fit_isoflop(few)
     with pytest.raises(DataError, match="one compute budget"):

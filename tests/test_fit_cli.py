@@ -127,3 +127,34 @@ def test_the_installed_command_runs(runs_csv):
                            "nonsense"], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_compute_tokens_loss_csv_derives_params(tmp_path, capsys):
+    """Without a params column, N = C / (6 D) (the C = 6 N D convention)."""
+    from scaling.laws.points import load_law_data
+
+    n = np.array([1e8, 4e8, 1.6e9, 2e8, 8e8, 3.2e9, 1.2e8])
+    d = np.array([2e9, 8e9, 3e10, 1e10, 4e9, 6e10, 5e10])
+    path = tmp_path / "ctl.csv"
+    pd.DataFrame({"compute": 6 * n * d, "tokens": d, "loss": TRUE.loss(n, d)}).to_csv(path, index=False)
+    data = load_law_data(path)
+    np.testing.assert_allclose(data.params, n, rtol=1e-12)
+    assert data.columns["params"] == "compute / (6 D)"
+
+
+def test_approach_2_skips_a_thin_budget_with_a_warning(tmp_path, capsys):
+    rows = []
+    for c in (1e18, 1e19, 1e20):
+        n_opt = TRUE.allocate(c).params
+        for f in np.exp(np.linspace(-1.2, 1.2, 7)):
+            rows.append({"params": n_opt * f, "compute": c,
+                         "loss": TRUE.loss(n_opt * f, c / (6 * n_opt * f))})
+    rows += [{"params": 1e10, "compute": 1e22, "loss": 2.0},
+             {"params": 2e10, "compute": 1e22, "loss": 1.99}]
+    path = tmp_path / "thin.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    code, out, err = run_cli(capsys, path, "--approach", "2", "--json")
+    assert code == 0, err
+    assert "skipped the budget of 1e+22 FLOPs: 2 run(s)" in err
+    result = json.loads(out)
+    assert len(result["budgets"]) == 3 and result["skipped_budgets"][0]["runs"] == 2

@@ -246,3 +246,27 @@ def test_numpy_scalars_are_written_as_numbers(tmp_path):
                                             avg_power_w=np.float32("nan"))])
     record = json.loads(path.read_text())["flopcast"]["records"][0]
     assert record["time_s"] == 2e-3 and record["rounds"] == 7 and record["avg_power_w"] is None
+
+
+def test_tflops_are_recomputed_from_flops_and_time_not_read(tmp_path):
+    """A file claiming 131 TFLOP/s for a 1e308 s GEMM gets the rate its FLOPs and time give."""
+    from scaling.records.load import load_results
+    from tests.records_factory import gemm_record, write_run
+
+    record = gemm_record(512)
+    record.update(time_s=1e308, time_s_mean=1e308)
+    write_run(tmp_path, [record, gemm_record(256, time_s=2e-3)])
+    df = load_results(tmp_path).sort_values("flops")
+    assert df["tflops"].tolist() == [2 * 256**3 / 2e-3 / 1e12, 2 * 512**3 / 1e308 / 1e12]
+
+
+def test_peak_refusal_for_given_rates(capsys):
+    """--tflops-per-gpu above the device's dense datasheet peak (H100 SXM BF16: 989, NVIDIA
+    datasheet) is refused in step and plan, one line; at the peak it is accepted."""
+    from scaling.cli.main import main
+
+    for argv in (["step", "--params", "8B"], ["plan"]):
+        assert main(argv + ["--tflops-per-gpu", "1e9"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "989" in err[0] and "peak" in err[0]
+    assert main(["step", "--params", "8B", "--tflops-per-gpu", "989"]) == 0

@@ -20,7 +20,7 @@ import numpy as np
 from scaling.laws.budget import BUDGETS, parse_compute
 from scaling.errors import DataError
 from scaling.laws.fit import HUBER_DELTA, LawFit, fit_parametric
-from scaling.laws.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets
+from scaling.laws.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets, thin_budgets
 from scaling.laws.points import FIELDS, LawData, load_law_data, parse_columns
 from scaling.laws.forms import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
 from scaling.cli.output import fmt_num, format_table, print_json
@@ -88,6 +88,11 @@ def run(args) -> int:
     budget = parse_compute(args.at) if args.at is not None else None
     if args.bootstrap < 0:
         raise DataError(f"--bootstrap must be 0 or more, not {args.bootstrap}")
+    if args.seed < 0:
+        raise DataError(f"--seed must be 0 or more (numpy's generators take no negative "
+                        f"seeds), not {args.seed}")
+    if args.plot:
+        check_plot_path(args.plot)
     data = load_law_data(args.data, parse_columns(args.columns))
     name = args.name or Path(args.data).stem
     progress = _Progress()
@@ -112,6 +117,10 @@ def run(args) -> int:
         print_json(out)
     else:
         print(_text(fit, out))
+    for budget in fit.details.get("skipped_budgets", []):
+        print(f"flopcast fit: warning: skipped the budget of {budget['compute_flops']:.3g} "
+              f"FLOPs: {budget['runs']} run(s), fewer than the 3 distinct sizes an isoFLOP "
+              f"parabola needs", file=sys.stderr)
     for name in fit.details.get("grid_edge", []):
         print(f"flopcast fit: warning: the optimum of '{name}' lies on the edge of the start "
               f"grid; a wider grid might find a better fit", file=sys.stderr)
@@ -167,6 +176,22 @@ def _band(law: LossLaw, compute: np.ndarray):
     return np.percentile(n, INTERVAL_PERCENTILES, axis=0)
 
 
+def check_plot_path(path) -> Path:
+    """Refuse, before any fitting, a plot file matplotlib cannot write: an unknown format
+    (``p.txt``) or a folder that does not exist."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    kind = path.suffix.lower().lstrip(".")
+    if kind not in formats:
+        raise DataError(f"--plot {path}: cannot draw a '{kind or 'suffix-less'}' file; end the "
+                        f"name with one of {', '.join('.' + f for f in sorted(formats))}")
+    if not path.parent.is_dir():
+        raise DataError(f"--plot {path}: no folder {path.parent}")
+    return path
+
+
 def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -> Path:
     """Two panels: the data with the fit (iso-loss contours for Approach 3, isoFLOP parabolas
     for Approach 2), and the compute-optimal frontier extrapolated to ``budget`` (default
@@ -204,6 +229,8 @@ def plot_fit(fit: LawFit, data: LawData, path, *, budget: float | None = None) -
         left.set_xlabel("training compute C (FLOPs)")
     else:
         labels = group_budgets(data.compute, fit.details["budget_tolerance_decades"])
+        keep = thin_budgets(data, labels, fit.details["against"])
+        data, labels = data.subset(np.flatnonzero(keep)), labels[keep]
         x_data = data.params if fit.details["against"] == "params" else data.tokens
         for label, budget_info in zip(np.unique(labels), fit.details["budgets"]):
             c = budget_info["compute_flops"]

@@ -8,6 +8,7 @@ source or filter reaches all of them at once. The loader (pandas) and the databa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import warnings
 from typing import TYPE_CHECKING
@@ -42,6 +43,24 @@ def _filters(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key, None) for key in ("device", "kernel", "since")}
 
 
+@contextlib.contextmanager
+def results_warnings_to_stderr():
+    """Inside: each `ResultsWarning` (a skipped file or folder, a run found twice) becomes one
+    ``flopcast: warning:`` line on stderr, after the block; other warnings are shown as usual."""
+    from scaling.records.load import ResultsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResultsWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ResultsWarning):
+                    print(f"flopcast: warning: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+
+
 def load_records(args: argparse.Namespace, paths=None) -> pd.DataFrame:
     """The records the command's arguments point at, as the loader's DataFrame. Warnings
     (skipped files, runs found twice) go to stderr, one line each. With ``--from URL`` the
@@ -56,17 +75,11 @@ def load_records(args: argparse.Namespace, paths=None) -> pd.DataFrame:
         from scaling.records.store import read_records
 
         return read_records(url, **filters)
-    from scaling.records.load import ResultsWarning, load_results
+    from scaling.records.load import load_results
 
     paths = paths if paths is not None else args.paths
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResultsWarning)
+    with results_warnings_to_stderr():
         df = load_results(paths, skip_invalid=getattr(args, "skip_invalid", False))
-    for w in caught:
-        if issubclass(w.category, ResultsWarning):
-            print(f"flopcast: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if any(value is not None for value in filters.values()):
         from scaling.records.store import filter_records
 

@@ -25,6 +25,14 @@ def _restart_min(text) -> float:
     return parse_duration(text, "--restart-min", unit="m") / 60.0
 
 
+def _seq(text) -> int:
+    """``--seq``: a whole, positive number of tokens (0 would silently mean the default)."""
+    seq = parse_whole(text, "--seq")
+    if seq < 1:
+        raise DataError(f"--seq must be at least 1 token, not {seq}")
+    return seq
+
+
 def _number(flag: str):
     return partial(parse_number, what=flag)
 
@@ -74,7 +82,7 @@ def add_plan_arguments(p) -> None:
                    help="sustained TFLOP/s per GPU, instead of the step model (Llama 3: 400)")
     h.add_argument("--mfu", type=_number("--mfu"),
                    help="model FLOPs utilisation, instead of the step model")
-    h.add_argument("--seq", type=partial(parse_whole, what="--seq"),
+    h.add_argument("--seq", type=_seq,
                    help="training sequence length, e.g. 8192 or 8Ki (default 8192)")
     c = p.add_argument_group("cluster")
     c.add_argument("--gpus", nargs="+", action="extend", metavar="N",

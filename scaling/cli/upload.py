@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+from scaling.cli.inputs import results_warnings_to_stderr
 from scaling.records.database import DEFAULT_URL
 from scaling.cli.output import format_table, print_json
 
@@ -35,7 +36,8 @@ def register(sub):
 def run(args) -> int:
     from scaling.records.store import UPLOADED, upload_files
 
-    report = upload_files(args.paths, args.url)
+    with results_warnings_to_stderr():
+        report = upload_files(args.paths, args.url)
     for outcome in report.skipped:
         print(f"flopcast upload: skipped {outcome.file}: {outcome.message}", file=sys.stderr)
     if args.json:

@@ -343,8 +343,14 @@ class HardwareProfile:
     def save(self, path) -> Path:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        try:
+            tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            if tmp.parent.is_dir():
+                tmp.unlink(missing_ok=True)
+            raise DataError(f"{path}: cannot write the profile: {exc.strerror or exc}; "
+                            "give a path in a folder that exists and is writable") from None
         return path
 
 

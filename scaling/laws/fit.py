@@ -324,6 +324,9 @@ class LawFit:
 def _check_points(data: LawData, needed: int, what: str):
     if len(data) < needed:
         raise DataError(f"{data.source}: {len(data)} runs, but {what} needs at least {needed}")
+    if np.unique(data.loss).size < 2:
+        raise DataError(f"{data.source}: every run has the same loss ({data.loss[0]:g}); a "
+                        f"loss law needs losses that fall with N and D")
     for field in ("params", "tokens"):
         if np.unique(getattr(data, field)).size < 2:
             raise DataError(f"{data.source}: every run has the same {field} "

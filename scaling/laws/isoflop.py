@@ -34,6 +34,17 @@ def group_budgets(compute: np.ndarray, tolerance_decades: float = BUDGET_TOLERAN
     return labels
 
 
+def thin_budgets(data: LawData, labels, against: str) -> np.ndarray:
+    """Which runs belong to a budget with at least 3 distinct sizes (what a parabola needs)."""
+    x_all = data.params if against == "params" else data.tokens
+    keep = np.ones(labels.size, dtype=bool)
+    for label in np.unique(labels):
+        rows = labels == label
+        if np.unique(x_all[rows]).size < 3:
+            keep[rows] = False
+    return keep
+
+
 def _isoflop_minima(data: LawData, labels, against):
     """Per budget: (compute, N_opt, D_opt, min loss, parabola, x-range), or raise."""
     x_all = np.log(data.params if against == "params" else data.tokens)
@@ -90,13 +101,26 @@ def fit_isoflop(data: LawData, *, against: str = "params", drop_highest: int = 0
         raise DataError(f"--bootstrap needs at least 2 resamples, not {bootstrap}")
     data = data.drop_highest(drop_highest)
     labels = group_budgets(data.compute, budget_tolerance)
+    keep = thin_budgets(data, labels, against)
+    skipped = [{"compute_flops": float(np.exp(np.mean(np.log(data.compute[labels == k])))),
+                "runs": int((labels == k).sum())}
+               for k in np.unique(labels[~keep])]
+    if skipped and np.unique(labels[keep]).size < 2:
+        thin = "; ".join(f"budget {b['compute_flops']:.3g} FLOPs has {b['runs']} run(s)"
+                         for b in skipped)
+        raise DataError(f"{data.source}: fewer than 2 budgets have the 3 distinct {against} "
+                        f"an isoFLOP parabola needs ({thin}); add runs, or group budgets "
+                        f"with a larger tolerance")
+    if skipped:  # fit the budgets that can be fitted; the command warns about the others
+        data, labels = data.subset(np.flatnonzero(keep)), labels[keep]
     if np.unique(labels).size < 2:
         raise DataError(f"{data.source}: all runs share one compute budget; Approach 2 needs "
                         f"at least 2 budgets to fit how N_opt grows with compute")
     minima = _isoflop_minima(data, labels, against)
     a, g, b, g_tokens, rss = _power_fit(minima)
     details = {"budgets": minima, "against": against, "params_coef": g,
-               "budget_tolerance_decades": budget_tolerance, "drop_highest": drop_highest}
+               "budget_tolerance_decades": budget_tolerance, "drop_highest": drop_highest,
+               "skipped_budgets": skipped}
     fit_info = {"approach": 2, "objective": rss, "n_points": len(data), "data": data.source,
                 "against": against, "params_coef": g, "params_exp": a}
     samples = None

@@ -83,7 +83,7 @@ class LawData:
         return self.subset(np.sort(np.argsort(self.loss, kind="stable")[:len(self) - k]))
 
 
-def law_data(params, tokens=None, loss=None, compute=None, *, source="data",
+def law_data(params=None, tokens=None, loss=None, compute=None, *, source="data",
              columns=None, rows=None) -> LawData:
     """Checked ``LawData`` from arrays. ``tokens`` may be None when ``compute`` is given
     (D = C / 6N); ``compute`` defaults to 6 N D."""
@@ -94,6 +94,9 @@ def law_data(params, tokens=None, loss=None, compute=None, *, source="data",
         if values is None:
             continue
         arrays[field] = _checked(values, source, columns.get(field, field), rows)
+    if "params" not in arrays and "compute" in arrays and "tokens" in arrays:
+        arrays["params"] = arrays["compute"] / (6.0 * arrays["tokens"])  # C = 6 N D
+        columns["params"] = f"{columns.get('compute', 'compute')} / (6 D)"
     if "params" not in arrays or "loss" not in arrays:
         raise DataError(f"{source}: needs a params and a loss column")
     if "tokens" not in arrays:
@@ -176,7 +179,8 @@ def law_data_from_frame(frame: pd.DataFrame, columns: dict | None = None, *,
             if alias in by_key and by_key[alias] not in found.values():
                 found[field] = by_key[alias]
                 break
-    missing = [f for f in ("params", "loss") if f not in found]
+    missing = [f for f in ("params", "loss") if f not in found
+               and not (f == "params" and "tokens" in found and "compute" in found)]
     if "tokens" not in found and "compute" not in found:
         missing.append("tokens (or compute)")
     if missing:

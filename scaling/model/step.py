@@ -242,6 +242,18 @@ def _layout(config: ModelConfig, passed: dict, chosen: dict | None) -> tuple[dic
     return values, labels
 
 
+def refuse_above_peak(tflops_per_gpu, mfu, peak, precision: str) -> None:
+    """A given per-GPU rate cannot pass the device's dense datasheet peak (physics: MFU counts
+    model FLOPs against that peak), nor can MFU pass 1; ``peak`` None: nothing to check."""
+    if mfu is not None and not 0 < mfu <= 1:
+        raise DataError(f"--mfu {mfu:g} is not a fraction of the peak: give a value in (0, 1], "
+                        "e.g. 0.41 (Llama 3)")
+    if tflops_per_gpu is not None and peak is not None and tflops_per_gpu > peak.value:
+        raise DataError(f"--tflops-per-gpu {tflops_per_gpu:g} is above the device's {precision} "
+                        f"dense peak of {peak.value:g} TFLOP/s ({peak.source}); no GPU sustains "
+                        "more than its peak")
+
+
 def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str = "bf16",
               tp: int | None = None, pp: int | None = None, dp: int | None = None,
               seq: int | None = None, batch_tokens: int | None = None,
@@ -423,6 +435,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                                       f"step model from {_curves_text(*kernels)} on "
                                       f"{profile.name} ({profile.label} profile)")
     if "mfu" in ov or "tflops_per_gpu" in ov:
+        refuse_above_peak(ov.get("tflops_per_gpu"), ov.get("mfu"), peak, precision)
         value = ov["tflops_per_gpu"] if "tflops_per_gpu" in ov else ov["mfu"] * peak.value
         key = "tflops_per_gpu" if "tflops_per_gpu" in ov else "mfu"
         labels[key] = _as_label(_override(ov, key))

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from scaling.errors import DataError
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
-from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, step_time
+from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak, step_time
 from scaling.provenance import Figure
 
 DEFAULT_PRECISION = "bf16"
@@ -115,6 +115,7 @@ class ThroughputSource:
             if mfu is not None:
                 raise  # --mfu needs a datasheet peak
             self.peak = None
+        refuse_above_peak(tflops_per_gpu, mfu, self.peak, self.precision)
         self.tdp = profile.tdp
         if self.tdp is None:
             raise DataError(f"hardware profile '{profile.name}' has no TDP, so no facility "

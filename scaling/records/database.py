@@ -24,7 +24,7 @@ import random
 import re
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from scaling.errors import StoreError
 
@@ -38,6 +38,27 @@ DEFAULT_URL = "sqlite:///results/flopcast.db"
 # --------------------------------------------------------------------------------------------
 
 
+# ``scheme://user:password@host...``, the password running to the *last* '@' of the URL, so
+# that a raw '@' in a password (``u:p@ss@host``) is read, and masked, as part of it.
+_USERINFO = re.compile(r"(?P<head>\b[A-Za-z][\w+.-]*://[^:/@\s]*):(?P<password>\S*)@")
+# ``password=...`` as a URL query parameter or a libpq key=value conninfo entry, quoted or not.
+_PASSWORD_PARAM = re.compile(r"(?i)(?P<head>\bpassword\s*=\s*)"
+                             r"(?P<password>'(?:\\.|[^'\\])*'|[^&\s'\"]+)")
+
+# A libpq key=value connection string (``host=db password=... dbname=x``).
+_CONNINFO = re.compile(r"(?i)\b(host|hostaddr|port|dbname|user|password|sslmode)\s*=")
+
+
+def _quote_raw_at(text: str) -> str:
+    """``u:p@ss@host`` with the password's raw '@' percent-encoded, so that the URL parser takes
+    the last '@' as the end of the credentials (as a user who typed it meant)."""
+    match = _USERINFO.match(text)
+    if not match or "@" not in match["password"]:
+        return text
+    return (f"{match['head']}:{match['password'].replace('@', '%40')}@"
+            + text[match.end():])
+
+
 def _given_url(url: str | sa.URL | None) -> sa.URL:
     """The URL as the user wrote it, parsed; a bare path means an SQLite file."""
     import sqlalchemy as sa
@@ -47,12 +68,21 @@ def _given_url(url: str | sa.URL | None) -> sa.URL:
         return url
     text = str(url or DEFAULT_URL)
     if "://" not in text:
+        if _CONNINFO.search(text):
+            raise StoreError(f"'{mask_text(text)}' is a libpq key=value string; flopcast takes "
+                             "a URL: postgresql://USER@HOST:PORT/DB (the password from "
+                             "PGPASSWORD or ~/.pgpass)")
+        if ":" in text:
+            # '::::' or 'host:5432/db' is a mistyped URL far more often than a file name.
+            raise StoreError(f"'{mask_text(text)}' is neither a database URL nor a plain path; "
+                             "use sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
         text = "sqlite:///" + text
     try:
-        return sa.make_url(text)
-    except sa_exc.ArgumentError:
-        raise StoreError(f"'{mask_text(text)}' is not a database URL; use sqlite:///PATH or "
-                         "postgresql://USER@HOST:PORT/DB") from None
+        parsed = sa.make_url(_quote_raw_at(text))
+    except (sa_exc.ArgumentError, ValueError):
+        raise StoreError(f"'{mask_text(text)}' is not a database URL (is the port a "
+                         "number?); use sqlite:///PATH or postgresql://USER@HOST:PORT/DB") from None
+    return parsed
 
 
 def parse_url(url: str | sa.URL | None) -> sa.URL:
@@ -67,18 +97,28 @@ def parse_url(url: str | sa.URL | None) -> sa.URL:
                      "postgresql://USER@HOST:PORT/DB")
 
 
-def _secrets(url: sa.URL | None = None) -> list[str]:
-    """Every spelling of a password that could end up in a message."""
+def _secrets(url: str | sa.URL | None = None) -> list[str]:
+    """Every spelling of a password that could end up in a message: ``PGPASSWORD``, and the
+    URL's own (its credentials or its ``password=`` parameter), raw and percent-encoded."""
     found = [os.environ.get("PGPASSWORD") or ""]
-    if url is not None and url.password:
-        password = str(url.password)
-        found += [password, quote(password, safe=""), quote(password)]
+    passwords = []
+    if url is not None and not isinstance(url, str):
+        passwords.append(str(url.password or ""))
+        passwords += [str(v) for k, v in url.query.items() if k.lower() == "password"]
+    elif url:
+        passwords += [m["password"] for m in _USERINFO.finditer(url)]
+        passwords += [m["password"].strip("'") for m in _PASSWORD_PARAM.finditer(url)]
+    for password in filter(None, passwords):
+        found += [password, unquote(password), quote(password, safe=""), quote(password)]
     return sorted({s for s in found if s}, key=len, reverse=True)
 
 
-def mask_text(text: str, url: sa.URL | None = None) -> str:
-    """``text`` with every password replaced by ``***``, including any ``user:pass@`` part."""
-    text = re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", str(text))
+def mask_text(text: str, url: str | sa.URL | None = None) -> str:
+    """``text`` with every password replaced by ``***``: the ``user:pass@`` part of any URL in
+    it, any ``password=`` parameter or conninfo entry, ``PGPASSWORD``'s value, and every
+    spelling of ``url``'s password. The one way anything that may hold a secret is shown."""
+    text = _USERINFO.sub(r"\g<head>:***@", str(text))
+    text = _PASSWORD_PARAM.sub(r"\g<head>***", text)
     for secret in _secrets(url):
         text = text.replace(secret, "***")
     return text
@@ -90,7 +130,9 @@ def mask_url(url: str | sa.URL | None) -> str:
         parsed = _given_url(url)
     except StoreError:
         return mask_text(str(url))
-    return parsed.render_as_string(hide_password=True)
+    # Masked by its structure (credentials, password= parameters), not by searching the
+    # password's text, which a short password would find inside the host or port.
+    return mask_text(parsed.render_as_string(hide_password=True))
 
 
 def one_line(exc: BaseException, url: sa.URL) -> str:
@@ -153,7 +195,8 @@ def unreachable(url: sa.URL, shown: str, exc: BaseException) -> StoreError:
     if url.get_backend_name() == "sqlite":
         where = url.database
     else:
-        where = f"host {url.host or 'localhost (socket)'}, port {url.port or 5432}"
+        where = mask_text(f"host {url.host or 'localhost (socket)'}, port {url.port or 5432}",
+                          url)
     return StoreError(f"cannot reach the results database {shown} ({where}): "
                       f"{one_line(exc, url)}")
 

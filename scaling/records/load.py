@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -50,17 +52,48 @@ class ResultsWarning(UserWarning):
 
 def results_files(paths: Iterable[str | Path]) -> list[Path]:
     """The files to load: files as given, directories expanded to their ``*.json`` (recursively),
-    in a stable order."""
+    in a stable order. What cannot be a results file is skipped with a `ResultsWarning`, never
+    silently and never by blocking: a FIFO, socket or device (reading one may wait forever),
+    and a folder that cannot be listed (no read permission)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found += sorted(p for p in path.rglob("*.json") if p.is_file())
-        elif path.exists():
+            found += _json_files_under(path)
+        elif path.is_file():
             found.append(path)
+        elif path.exists():
+            _warn_not_regular(path)
         else:
             raise ResultsFileError(path, "no such file or directory")
     return found
+
+
+def _warn_not_regular(path: Path) -> None:
+    warnings.warn(f"skipped {path}: not a regular file (a FIFO, socket or device); give the "
+                  "results file itself", ResultsWarning, stacklevel=3)
+
+
+def _json_files_under(root: Path) -> list[Path]:
+    """``*.json`` files below ``root``, sorted; unreadable folders and non-regular files are
+    warned about and skipped."""
+    def unreadable(exc: OSError) -> None:
+        warnings.warn(f"skipped folder {exc.filename}: cannot be read "
+                      f"({exc.strerror or exc}); its results files were not loaded",
+                      ResultsWarning, stacklevel=2)
+
+    found = []
+    for folder, dirs, names in os.walk(root, onerror=unreadable):
+        dirs.sort()
+        for name in names:
+            if not name.endswith(".json"):
+                continue
+            path = Path(folder) / name
+            if path.is_file():
+                found.append(path)
+            elif path.exists():
+                _warn_not_regular(path)
+    return sorted(found)
 
 
 def _reject_constant(token: str):
@@ -79,6 +112,10 @@ def read_section(path: Path) -> dict:
         document = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise ResultsFileError(path, f"not valid JSON (truncated or corrupted?): {exc}") from None
+    except RecursionError:
+        raise ResultsFileError(path, "not a results file: JSON nested too deeply to read "
+                                     f"(past Python's limit of {sys.getrecursionlimit()} "
+                                     "levels)") from None
     if not isinstance(document, dict) or "flopcast" not in document:
         raise ResultsFileError(path, "no 'flopcast' section: not a flopcast results file "
                                      "(write one with `python -m pytest --benchmark`)",
@@ -231,6 +268,10 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     df["created_utc"] = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
     for col in TIME_FIELDS + ("tflops", "gbps", "flops", "bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
+    # TFLOP/s is recomputed from the record's FLOPs and time, never taken from the file: a
+    # file whose time_s is 1e308 must not keep a rate measured at another time.
+    counted = df["flops"] > 0
+    df["tflops"] = (df["flops"] / df["time_s"] / 1e12).where(counted, df["tflops"])
     compared = fastest_baseline(df)
     df["speedup_vs_baseline"] = compared["speedup_vs_baseline"]
     df["baseline_impl"] = compared["baseline_impl"]

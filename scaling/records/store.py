@@ -131,7 +131,12 @@ class Store:
                 raise StoreError(f"no results database at {path} ({self.shown}); upload "
                                  "results there first with `flopcast upload --to URL`")
             if write:
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise StoreError(f"cannot create the folder of the results database "
+                                     f"{self.shown} ({Path(path).parent}): "
+                                     f"{exc.strerror or exc}") from None
         self.engine = open_engine(self.url, write)
         self._connect_check()
         if write:
@@ -407,9 +412,16 @@ def parse_since(text) -> datetime:
         stamp = pd.Timestamp(text)
     else:
         try:  # an age, read as every duration is
-            return _utcnow() - timedelta(seconds=parse_duration(text, "--since", unit=None))
+            age_s = parse_duration(text, "--since", unit=None)
         except DataError:
-            pass  # not an age: a date or a time
+            age_s = None  # not an age: a date or a time
+        if age_s is not None:
+            try:
+                return _utcnow() - timedelta(seconds=age_s)
+            except OverflowError:
+                raise DataError(f"--since '{text}' reaches back before the year 1; give an "
+                                "age within 9999 years, or leave --since out for every "
+                                "run") from None
         try:
             stamp = pd.Timestamp(str(text).strip())
         except ValueError:
