@@ -10,6 +10,7 @@ import math
 import re
 from typing import NamedTuple
 
+from scaling import references
 from scaling.errors import DataError, UnknownNameError
 from scaling.units import parse_count
 
@@ -21,14 +22,9 @@ class Budget(NamedTuple):
 
 #: Named budgets. Values are FLOPs of the whole training run.
 BUDGETS: dict[str, Budget] = {
-    "llama3": Budget(
-        3.8e25,
-        "Llama 3 405B pre-training compute, 3.8e25 FLOPs "
-        "(Llama Team 2024, The Llama 3 Herd of Models, arXiv 2407.21783, Sec. 3.2.1)"),
-    "10x-llama3": Budget(
-        3.8e26,
-        "ten times Llama 3 405B's 3.8e25 FLOPs: the compute Meta said Llama 4 would need "
-        "(Meta Q2 2024 earnings call)"),
+    "llama3": Budget(references.LLAMA3_COMPUTE_FLOPS.value, references.LLAMA3_COMPUTE_FLOPS.source),
+    "10x-llama3": Budget(references.LLAMA4_COMPUTE_FLOPS.value,
+                         references.LLAMA4_COMPUTE_FLOPS.source),
 }
 
 #: Budgets outside this range are almost certainly a typo (1e18 is a laptop-hour of

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from scaling import references
 from scaling.errors import DataError
 
 # NVIDIA DGX H100 datasheet: system power ~10.2 kW max with 8 H100 SXM GPUs at 700 W TDP each.
 DGX_H100_SYSTEM_W = 10_200.0
 DGX_H100_GPUS = 8
-H100_TDP_W = 700.0
+H100_TDP_W = references.H100_TDP_W.value
 HOST_W_PER_GPU = DGX_H100_SYSTEM_W / DGX_H100_GPUS - H100_TDP_W  # 575 W
 HOST_SOURCE = ("published: NVIDIA DGX H100 datasheet, ~10.2 kW max for 8 GPUs = 1,275 W per "
                "GPU all-in, less the 700 W GPU TDP")

@@ -31,13 +31,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from scaling import references
 from scaling.errors import DataError
 
 # Llama 3 paper (arXiv 2407.21783), Sec. 3.3.4 and Table 5: 419 unexpected interruptions in a
-# 54-day snapshot of pre-training on up to 16,384 H100 GPUs (466 with the 47 planned ones).
-LLAMA3_UNEXPECTED_INTERRUPTIONS = 419
-LLAMA3_SNAPSHOT_DAYS = 54
-LLAMA3_GPUS = 16_384
+# 54-day snapshot of pre-training on up to 16,384 H100 GPUs (`scaling.references`).
+LLAMA3_UNEXPECTED_INTERRUPTIONS = int(references.LLAMA3_UNEXPECTED_INTERRUPTIONS.value)
+LLAMA3_SNAPSHOT_DAYS = int(references.LLAMA3_SNAPSHOT_DAYS.value)
+LLAMA3_GPUS = int(references.LLAMA3_GPUS.value)
 LLAMA3_FAILURES_PER_GPU_HOUR = LLAMA3_UNEXPECTED_INTERRUPTIONS / (
     LLAMA3_SNAPSHOT_DAYS * 24 * LLAMA3_GPUS)  # ~1.97e-5 per GPU-hour
 FAILURE_RATE_SOURCE = ("derived from Llama 3 (arXiv 2407.21783, Sec. 3.3.4): 419 unexpected "

@@ -21,6 +21,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from scaling import references
 from scaling.errors import DataError
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
 from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak, step_time
@@ -48,7 +49,7 @@ ThroughputFn = Callable[[float, float], Throughput]  # (gpus, params) -> Through
 #: batch of 2,048 x 8,192 = 16Mi tokens (`scaling.model.step.DEFAULT_BATCH_TOKENS`; the paper's
 #: "16M"), and per data-parallel replica one sequence per pipeline stage per step
 #: (128 x 16 x 8,192 = 16Mi).
-TENSOR_PARALLEL = 8
+TENSOR_PARALLEL = int(references.LLAMA3_TENSOR_PARALLEL.value)
 #: Weights and gradients (bf16, 4 bytes per parameter) per GPU kept under 16 GB, a fifth of
 #: an 80 GB H100, which gives Llama 3 405B's 16 pipeline stages (405e9 * 4 / 8 / 16 = 12.7 GB).
 STAGE_BYTES = 16e9

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 from matplotlib.ticker import PercentFormatter
 
+from scaling import references
 from scaling.errors import FlopcastError
 from scaling.model.step import TERM_NAMES
 from scaling.units import format_count, format_flops
@@ -254,7 +255,9 @@ def power_figure(records: pd.DataFrame, profiles: Sequence = ()) -> Figure:
 
 # -- the loss law ------------------------------------------------------------------------------
 
-def law_figure(law, compute_flops: float, *, llama3=(3.8e25, 405e9, 15.6e12),
+def law_figure(law, compute_flops: float, *,
+               llama3=(references.LLAMA3_COMPUTE_FLOPS.value, references.LLAMA3_PARAMS.value,
+                       references.LLAMA3_TOKENS.value),
                points: int = 41) -> Figure:
     """The compute-optimal frontier of a law from 1e20 to 1e28 FLOPs (with its bootstrap band
     when it has one), the chosen budget, and Llama 3 405B's published N and D

@@ -30,10 +30,8 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from scaling import references
 from scaling.report import figures
-
-from scaling.plan import reliability
-from scaling.laws.budget import BUDGETS
 from scaling.errors import DataError, FlopcastError
 from scaling.labels import LABELS
 from scaling.plan.text import TABLE, headlines, input_text, layout_text, summary, table_rows
@@ -44,16 +42,18 @@ SECTIONS = ("answer", "throughput", "power", "law", "step", "plan", "claims", "i
 REPORT_NAME = "report.html"
 
 # Published reference figures the claims table compares with (DESIGN.md, "Reference figures").
-LLAMA3_COMPUTE_FLOPS = BUDGETS["llama3"].compute_flops  # Llama 3 paper (scaling.laws.budget)
-LLAMA3_PARAMS = 405e9                  # Llama 3 paper
-LLAMA3_TOKENS = 15.6e12                # Llama 3 paper
-LLAMA3_GPU_HOURS = 30.84e6             # Llama 3.1 model card, 405B
-LLAMA3_GPUS = reliability.LLAMA3_GPUS  # Llama 3 paper (scaling.plan.reliability)
-LLAMA3_TFLOPS_PER_GPU = 400.0          # Llama 3 paper, Table 4 (16,384 GPUs, 41% MFU)
-LLAMA3_EFFECTIVE_TIME = 0.90           # Llama 3 paper: ">90% effective training time"
-LLAMA4_GPUS = 100_000                  # Meta earnings calls: a cluster of >100,000 H100
-CLUSTER_100K_MW = 150.0                # SemiAnalysis 2024 press estimate
-EL_CAPITAN_MW = 30.0                   # SemiAnalysis 2024, for comparison
+# Published reference figures the claims table compares with, with their sources, from
+# `scaling.references` (DESIGN.md, "Reference figures").
+LLAMA3_COMPUTE_FLOPS = references.LLAMA3_COMPUTE_FLOPS.value
+LLAMA3_PARAMS = references.LLAMA3_PARAMS.value
+LLAMA3_TOKENS = references.LLAMA3_TOKENS.value
+LLAMA3_GPU_HOURS = references.LLAMA3_GPU_HOURS.value
+LLAMA3_GPUS = int(references.LLAMA3_GPUS.value)
+LLAMA3_TFLOPS_PER_GPU = references.LLAMA3_TFLOPS_PER_GPU.value
+LLAMA3_EFFECTIVE_TIME = references.LLAMA3_EFFECTIVE_TIME.value
+LLAMA4_GPUS = int(references.LLAMA4_GPUS.value)
+CLUSTER_100K_MW = references.CLUSTER_100K_MW.value
+EL_CAPITAN_MW = references.EL_CAPITAN_MW.value
 
 
 # -- pieces of the page ------------------------------------------------------------------------
