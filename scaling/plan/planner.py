@@ -31,15 +31,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from scaling.plan import energy
-
-from scaling.plan import reliability
+from scaling.plan import energy, reliability
 from scaling.laws.budget import BUDGETS, parse_compute
 from scaling.errors import DataError, UnknownNameError
 from scaling.labels import weakest
 from scaling.laws.forms import FLOPS_PER_PARAM_TOKEN, LossLaw, load_law
 from scaling.model.step import PRECISIONS
 from scaling.plan.throughput import Throughput, ThroughputFn, ThroughputSource
+from scaling.provenance import Figure
 from scaling.units import format_flops
 
 #: The default run: ten times Llama 3 405B's compute (scaling.laws.budget).
@@ -67,19 +66,20 @@ INTERVAL_FIELDS = ("tflops_per_gpu", "mfu", "goodput", "days", "gpu_hours", "ene
 
 
 @dataclass(frozen=True)
-class Input:
-    """One labelled input of a plan."""
+class Input(Figure):
+    """One input of a plan: a `Figure` with the name the plan knows it by. Its value may be a
+    count, a list of cluster sizes or a word (the precision), so it has no envelope of its own
+    (``lo == hi == value``)."""
 
-    name: str
-    value: Any
-    unit: str
-    label: str  # one of scaling.labels.LABELS
-    source: str
+    name: str = ""
+
+    @classmethod
+    def of(cls, name: str, value: Any, unit: str, label: str, source: str) -> "Input":
+        return cls(value, value, value, label, source, unit, name)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "value": self.value, "unit": self.unit,
                 "label": self.label, "source": self.source}
-
 
 
 @dataclass(frozen=True)
@@ -171,34 +171,34 @@ def _budget(compute, params, tokens, law: LossLaw):
     if params is not None and tokens is not None:
         c = parse_compute(FLOPS_PER_PARAM_TOKEN * params * tokens)
         given = "given: --params and --tokens, C = 6 N D"
-        inputs = [Input("compute_flops", c, "FLOPs", "given", given),
-                  Input("params", params, "parameters", "given", "given: --params"),
-                  Input("tokens", tokens, "tokens", "given", "given: --tokens")]
+        inputs = [Input.of("compute_flops", c, "FLOPs", "given", given),
+                  Input.of("params", params, "parameters", "given", "given: --params"),
+                  Input.of("tokens", tokens, "tokens", "given", "given: --tokens")]
         loss = law.loss(params, tokens) if law.form == "parametric" else None
         return c, float(params), float(tokens), loss, {}, inputs
     compute = DEFAULT_COMPUTE if compute is None else compute
     c = parse_compute(compute)
     name = str(compute).strip().lower() if isinstance(compute, str) else None
-    budget_in = (Input("compute_flops", c, "FLOPs", "published", BUDGETS[name].source)
+    budget_in = (Input.of("compute_flops", c, "FLOPs", "published", BUDGETS[name].source)
                  if name in BUDGETS else
-                 Input("compute_flops", c, "FLOPs", "given", f"given: --compute {compute}"))
+                 Input.of("compute_flops", c, "FLOPs", "given", f"given: --compute {compute}"))
     if params is not None or tokens is not None:
         n = params if params is not None else c / (FLOPS_PER_PARAM_TOKEN * tokens)
         d = tokens if tokens is not None else c / (FLOPS_PER_PARAM_TOKEN * params)
         flag = "--params" if params is not None else "--tokens"
         other = weakest("given", budget_in.label)  # from the budget and the given one
         inputs = [budget_in,
-                  Input("params", n, "parameters", "given" if params is not None else other,
+                  Input.of("params", n, "parameters", "given" if params is not None else other,
                         f"given: {flag}" + ("" if params is not None else ", C = 6 N D")),
-                  Input("tokens", d, "tokens", "given" if tokens is not None else other,
+                  Input.of("tokens", d, "tokens", "given" if tokens is not None else other,
                         f"given: {flag}" + ("" if tokens is not None else ", C = 6 N D"))]
         loss = law.loss(n, d) if law.form == "parametric" else None
         return c, float(n), float(d), loss, {}, inputs
     alloc = law.allocate(c)
     how = f"compute-optimal under loss law '{law.name}' ({law.source})"
     inputs = [budget_in,
-              Input("params", alloc.params, "parameters", law.label, how),
-              Input("tokens", alloc.tokens, "tokens", law.label, how)]
+              Input.of("params", alloc.params, "parameters", law.label, how),
+              Input.of("tokens", alloc.tokens, "tokens", law.label, how)]
     return c, alloc.params, alloc.tokens, alloc.loss, dict(alloc.intervals), inputs
 
 
@@ -410,9 +410,9 @@ def knob_inputs(knobs: Knobs) -> list[Input]:
         value = getattr(knobs, name)
         typed = name in knobs.given or value != default
         shown = f"{value / 60:g}" if name == "restart_s" else f"{value:g}"
-        out.append(Input(name, value, unit, "given", f"given: {flag} {shown}") if typed
-                   else Input(name, value, unit, label, source))
-    out.append(Input("checkpoint_bytes_per_param", reliability.CHECKPOINT_BYTES_PER_PARAM,
+        out.append(Input.of(name, value, unit, "given", f"given: {flag} {shown}") if typed
+                   else Input.of(name, value, unit, label, source))
+    out.append(Input.of("checkpoint_bytes_per_param", reliability.CHECKPOINT_BYTES_PER_PARAM,
                      "bytes per parameter", "assumed", reliability.CHECKPOINT_SOURCE))
     return out
 
@@ -441,14 +441,14 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
     c, n, d, loss, intervals, inputs = _budget(compute, params, tokens, law_obj)
     source = ThroughputSource.build(hardware, results=results, precision=precision, seq=seq,
                                     tflops_per_gpu=tflops_per_gpu, mfu=mfu)
-    inputs += [Input(*item) for item in source.inputs()] + knob_inputs(knobs)
+    inputs += [Input.of(*item) for item in source.inputs()] + knob_inputs(knobs)
     if days is not None:
         counts = (solve_gpus(c, days, n, source, knobs, unit=source.replica_gpus(n)),)
-        inputs.append(Input("days", days, "days", "given", "given: --days (GPU count solved)"))
+        inputs.append(Input.of("days", days, "days", "given", "given: --days (GPU count solved)"))
     else:
         counts = check_gpus(DEFAULT_GPUS if gpus is None else gpus)
-        inputs.append(Input("gpus", counts, "GPUs", "assumed", GPUS_SOURCE) if gpus is None
-                      else Input("gpus", counts, "GPUs", "given", "given: --gpus"))
+        inputs.append(Input.of("gpus", counts, "GPUs", "assumed", GPUS_SOURCE) if gpus is None
+                      else Input.of("gpus", counts, "GPUs", "given", "given: --gpus"))
     labels = {item.name: item.label for item in inputs}
     plans = tuple(_cluster(c, g, n, intervals.get("params", ()), source, source.tdp_w,
                            source.peak_tflops, knobs, labels) for g in counts)
