@@ -7,8 +7,9 @@ baselines (and gets a speedup column) by registering one function.
 
 A family may have several baselines: SDPA's backends (flash, cuDNN, memory-efficient, math)
 are each one, and a result's ``speedup_vs_baseline`` is taken over the fastest of them
-measured for the same problem (`scaling.records.load.fastest_baseline`). Every spec a registered builder returns carries
-``baseline`` from its registration, so the result record says it.
+measured for the same problem (`scaling.records.load.fastest_baseline`). Every spec a
+registered builder returns carries ``baseline`` from its registration, so the result record
+says it.
 """
 
 from __future__ import annotations

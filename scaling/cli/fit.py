@@ -64,8 +64,8 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw the data, the fit and the frontier")
     p.add_argument("--save", metavar="LAW.json",
-                   help="save the fitted law (with its bootstrap) as JSON; scaling.laws.forms.load_law "
-                        "and the planner read it")
+                   help="save the fitted law (with its bootstrap) as JSON; "
+                        "scaling.laws.forms.load_law and the planner read it")
     p.set_defaults(func=run)
 
 
