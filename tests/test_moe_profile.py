@@ -3,11 +3,13 @@ TFLOP/s against tokens per expert fitted from records, saved and loaded, and the
 expert term timed with it (or, labelled, with the dense GEMM curve) against hand arithmetic."""
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
 
 from bench.records import write_results
+from scaling import figures
 from scaling.cli import main
 from scaling.curves import SaturatingCurve
 from scaling.errors import DataError, FitError
@@ -205,3 +207,36 @@ def test_dense_models_have_no_expert_term():
     assert "expert_gemm_s" not in r.breakdown and "expert_gemm_tflops" not in r.labels
     with pytest.raises(DataError, match="has no experts"):
         step_time(dense, H100, batch_tokens=8 * 256, overrides={"expert_gemm_s": 1.0})
+
+
+# -- the report ----------------------------------------------------------------------------------
+
+
+def test_report_draws_the_grouped_curve_beside_dense_gemm(results_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["report", "--results", str(results_dir), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    text = (out / "report.html").read_text()
+    section = text[text.index('<h3 id="grouped">'):text.index('<section id="power">')]
+    assert "against tokens per expert" in section and "dense GEMM curve" in section
+    images = re.findall(r'<img[^>]*alt="grouped GEMM, (bf16|fp8_e4m3)"', section)
+    assert sorted(images) == ["bf16", "fp8_e4m3"]
+    # The skewed dX series had one size, so no curve: the panel says so, and why.
+    assert "Not fitted: torch, dX, zipf1.0 (only 1 distinct problem size" in section
+
+
+def test_grouped_panel_draws_points_fit_and_dense_reference(results_dir):
+    records = load_results([results_dir])
+    profile = build_profile(records)
+    panels = dict((title, fig) for title, _, fig in figures.grouped_panels(records, [profile]))
+    ax = panels["grouped GEMM, bf16"].axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "torch, forward, balanced, measured" in labels
+    assert "torch, forward, balanced, fit to measured" in labels
+    assert f"dense GEMM T x {N} x {K}, fit to measured" in labels
+    fit = ax.get_lines()[labels.index("torch, forward, balanced, fit to measured")]
+    x, y = fit.get_data()
+    assert y == pytest.approx([rate(BF16, v) for v in x], rel=1e-6)
+    dense = ax.get_lines()[labels.index(f"dense GEMM T x {N} x {K}, fit to measured")]
+    x, y = dense.get_data()
+    assert y[-1] == pytest.approx(profile.matmul_tflops(round(x[-1]), N, K, "bf16").value)
