@@ -212,6 +212,9 @@ def _throughput_panel(title, part, curves, dtype, colour) -> Figure:
 
 GROUPED_MARKERS = {"fwd": "o", "bwd_dx": "^", "bwd_dw": "s"}
 GROUPED_WORDS = {"fwd": "forward", "bwd_dx": "dX", "bwd_dw": "dW"}
+#: Fitted grouped curves: solid for the forward, dotted-dense for the two backward GEMMs (the
+#: dense reference lines are grey dashes).
+GROUPED_LINES = {"fwd": "-", "bwd_dx": (0, (1, 1)), "bwd_dw": (0, (3, 1, 1, 1))}
 
 
 def _grouped_measured(records: pd.DataFrame | None) -> pd.DataFrame | None:
@@ -288,10 +291,9 @@ def _grouped_panel(title, part, curves, profiles, dtype, colour) -> Figure:
     for prof, found in curves:
         for c in found:
             xs = np.geomspace(min(lo, c.curve.size_min), max(hi, c.curve.size_max), 60)
-            ax.plot(xs, [c.curve.rate(x) for x in xs], "-", color=colour[c.impl],
-                    marker=GROUPED_MARKERS.get(c.direction), markevery=12, mfc="white", ms=5,
-                    label=f"{c.impl}, {GROUPED_WORDS.get(c.direction, c.direction)}, "
-                          f"{c.routing}, {_who(prof)}")
+            words = GROUPED_WORDS.get(c.direction, c.direction)
+            ax.plot(xs, [c.curve.rate(x) for x in xs], ls=GROUPED_LINES.get(c.direction, "-"),
+                    color=colour[c.impl], label=f"{c.impl}, {words}, {c.routing}, {_who(prof)}")
     shape = _grouped_shape(part, curves)
     if shape is not None:
         n, k = shape
