@@ -91,19 +91,31 @@ def full() -> list[tuple]:
             for case in model_cases(name, tokens)]
 
 
+#: Quick-sweep token counts of the balanced forward grouped GEMM and of balanced dispatch and
+#: combine: three sizes each (32, 128 and 512 tokens per expert over 4 experts), the fewest a
+#: throughput curve against tokens per expert is fitted from (`scaling.hardware.curves`).
+QUICK_GEMM_TOKENS = (128, 512, 2048)
+QUICK_ROUTING_TOKENS = (256, 512, 1024)
+
+
 def quick(device_type: str = "cpu") -> list[tuple]:
     """Small problems, well under a second each on a 2-core CPU: the grouped GEMM forward
-    (balanced and skewed, BF16, and FP8 skewed) and both backward GEMMs (skewed; in FP8 too off
-    the CPU), dispatch and combine (balanced and skewed)."""
+    (balanced at three sizes in BF16 and FP8, and skewed) and both backward GEMMs (skewed; in
+    FP8 too off the CPU), dispatch and combine (balanced at three sizes, and skewed)."""
     gemm = {"tokens": 512, "experts": 4, "n": 256, "k": 128}
-    runs = [("bf16", "fwd", "balanced"), ("bf16", "fwd", "zipf1.0"),
-            ("bf16", "bwd_dx", "zipf1.0"), ("bf16", "bwd_dw", "zipf1.0"),
-            ("fp8_e4m3", "fwd", "zipf1.0")]
+    runs = [("bf16", "fwd", "zipf1.0"), ("bf16", "bwd_dx", "zipf1.0"),
+            ("bf16", "bwd_dw", "zipf1.0"), ("fp8_e4m3", "fwd", "zipf1.0")]
     if device_type != "cpu":
         runs += [("fp8_e4m3", direction, "zipf1.0") for direction in DIRECTIONS[1:]]
-    cases = [("grouped_gemm", {**gemm, "dtype": dtype, "direction": direction, "variant": routing},
-              "small") for dtype, direction, routing in runs]
+    cases = [("grouped_gemm", {**gemm, "tokens": tokens, "dtype": dtype, "direction": "fwd",
+                               "variant": "balanced"}, "small")
+             for dtype in GEMM_DTYPES for tokens in QUICK_GEMM_TOKENS]
+    cases += [("grouped_gemm", {**gemm, "dtype": dtype, "direction": direction,
+                                "variant": routing}, "small")
+              for dtype, direction, routing in runs]
     routing = {"tokens": 1024, "d_model": 256, "experts": 16, "top_k": 4, "dtype": "bf16"}
     for family in ("moe_dispatch", "moe_combine"):
-        cases += [(family, {**routing, "variant": r}, "small") for r in ROUTINGS]
+        cases += [(family, {**routing, "tokens": tokens, "variant": "balanced"}, "small")
+                  for tokens in QUICK_ROUTING_TOKENS]
+        cases += [(family, {**routing, "variant": r}, "small") for r in ROUTINGS[1:]]
     return cases

@@ -85,6 +85,24 @@ def run(args) -> int:
                               ("label", "label")]))
     print(f"(headline: GEMM {'x'.join(map(str, GEMM_HEADLINE))}; attention 1 x 8192 tokens, "
           f"16 q / 1 kv heads, head dim 128)")
+    if summary["grouped"]:
+        rows = [dict(r, spread=f"{r['ratio_lo']:.2f}..{r['ratio_hi']:.2f}",
+                     measured=f"{fmt_num(r['tokens_per_expert_min'])}.."
+                              f"{fmt_num(r['tokens_per_expert_max'])}")
+                for r in summary["grouped"]]
+        print("\nGrouped GEMM (MoE experts): TFLOP/s = plateau x T / (T + T_half), "
+              "T = tokens per expert")
+        print(format_table(rows, [("key", "curve"), ("plateau_tflops", "plateau"),
+                                  ("half_tokens_per_expert", "T_half"),
+                                  ("measured", "T measured"), ("points", "points"),
+                                  ("spread", "meas/fit"), ("label", "label")]))
+    if summary["routing"]:
+        print("\nMoE dispatch and combine (memory-bound): GB/s = plateau x bytes / "
+              "(bytes + half)")
+        print(format_table(summary["routing"], [("key", "kernel"),
+                                                ("plateau_gbps", "plateau GB/s"),
+                                                ("half_bytes", "half bytes"),
+                                                ("points", "points"), ("label", "label")]))
     if summary["comm"]:
         print("\nCollective bus bandwidth: GB/s = plateau x bytes / (bytes + half)")
         print(format_table(summary["comm"], [("collective", "collective"),

@@ -8,7 +8,10 @@ implementation has its own curve from its own records (each of SDPA's pinned bac
 implementation, so no record counts twice), and a prediction takes the fastest curve at the
 size asked (`HardwareProfile`); collective
 records (``bench.comm``) give bus bandwidth against message size per collective and world
-size; records with steady-window power give watts against utilisation. A recognised device
+size; grouped-GEMM records (mixture-of-experts experts, `kernels.grouped_gemm`) give TFLOP/s
+against tokens per expert per dtype, implementation, direction and routing, and MoE dispatch and
+combine records GB/s against bytes per call; records with steady-window power give watts
+against utilisation. A recognised device
 gets its datasheet figures (peaks, TDP, memory and link bandwidth) from the matching preset,
 labelled published; an unrecognised one gets none, and says so where they are needed.
 """
@@ -23,8 +26,9 @@ from scaling.hardware import datasheets
 from scaling.hardware.curves import fit_linear_power, fit_saturating
 from scaling.errors import DataError, FitError
 from scaling.provenance import Figure
-from scaling.hardware.profile import (CommCurve, HardwareProfile, KernelCurve, PowerCurve,
-                              canonical_dtype, published_profile)
+from scaling.hardware.profile import (CommCurve, GroupedCurve, HardwareProfile, KernelCurve,
+                                      PowerCurve, RoutingCurve, canonical_dtype,
+                                      published_profile)
 
 
 def _column(df, name, default=np.nan):
@@ -57,6 +61,32 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
     matching the device name, if any). Groups with too few distinct sizes are listed in
     ``skipped`` and asking for them raises `FitError`.
     """
+    _check_records(records)
+    device_name = _pick_device(records, device)
+    df = records[records["device_name"].astype(str) == device_name]
+    preset = preset or datasheets.preset_for_device(device_name)
+    facts = published_profile(preset) if preset else None
+    files = sorted(set(_texts(_column(df, "file", None))))
+    files_note = f"{len(files)} results file(s)" if files else "records given directly"
+    fits = _Fits(device_name, files_note)
+    curves = _kernel_curves(df, fits)
+    grouped = _grouped_curves(df, fits)
+    routing = _routing_curves(df, fits)
+    comm = _comm_curves(df, fits)
+    power, reason = _fit_power(df, facts, device_name, files_note)
+    return HardwareProfile(
+        name=name or f"measured:{device_name}", label="measured", device_name=device_name,
+        sources=tuple(files) + ((f"datasheet figures of preset '{preset}'",) if facts else ()),
+        peaks=dict(facts.peaks) if facts else {}, tdp=facts.tdp if facts else None,
+        memory_gbps=facts.memory_gbps if facts else _measured_bandwidth(df),
+        links=dict(facts.links) if facts else {},
+        gpus_per_node=facts.gpus_per_node if facts else 8,
+        kernel_curves=tuple(curves), comm_curves=tuple(comm), power=power,
+        power_missing_reason=reason, skipped=fits.skipped, grouped_curves=tuple(grouped),
+        routing_curves=tuple(routing))
+
+
+def _check_records(records) -> None:
     import pandas as pd
 
     if not isinstance(records, pd.DataFrame):
@@ -67,7 +97,10 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
     for col in ("kernel", "dtype", "device_name"):
         if col not in records.columns:
             raise DataError(f"records lack the column '{col}' (results/README.md, 'Loading')")
-    df = records
+
+
+def _pick_device(df, device: str | None) -> str:
+    """The one device the profile is of: ``device`` (a substring of its name) or the only one."""
     names = sorted({str(v) for v in df["device_name"].dropna()})
     if device is not None:
         matching = [n for n in names if device.lower() in n.lower()]
@@ -78,77 +111,130 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
     if len(names) != 1:
         raise DataError(f"records hold {len(names)} devices ({', '.join(names) or 'none'}); "
                         f"pick one (device=... / --device NAME)")
-    device_name = names[0]
-    df = df[df["device_name"].astype(str) == device_name]
-    preset = preset or datasheets.preset_for_device(device_name)
-    facts = published_profile(preset) if preset else None
-    files = sorted(set(_texts(_column(df, "file", None))))
-    files_note = f"{len(files)} results file(s)" if files else "records given directly"
+    return names[0]
 
-    # Kernel throughput curves.
-    curves, skipped = [], {}
-    kernel_rows = df[df["kernel"].isin(["gemm", "attention"])].copy()
-    if not kernel_rows.empty:
-        kernel_rows["_tflops"] = _finite(_column(kernel_rows, "tflops"))
-        kernel_rows["_flops"] = _finite(_column(kernel_rows, "flops"))
-        kernel_rows = kernel_rows[(kernel_rows["_tflops"] > 0) & (kernel_rows["_flops"] > 0)]
-        for col, default in (("impl", ""), ("direction", "fwd"), ("variant", "")):
-            kernel_rows[col] = [default if v is None or str(v) == "nan" else str(v)
-                                for v in _column(kernel_rows, col, default)]
-        groups = kernel_rows.groupby(["kernel", "dtype", "impl", "direction", "variant"],
-                                     sort=True)
-        for (kernel, dtype, impl, direction, variant), g in groups:
-            key = " ".join(p for p in (kernel, dtype, impl, direction, variant) if p)
-            what = f"{key} on {device_name}"
-            try:
-                fit = fit_saturating(g["_flops"], g["_tflops"], what=what)
-            except FitError as exc:
-                skipped[key] = str(exc)
-                continue
+
+class _Fits:
+    """Saturating fits for one device: each returns the curve, or None with the reason kept
+    in ``skipped`` under the curve's key."""
+
+    def __init__(self, device_name: str, files_note: str):
+        self.device_name, self.files_note, self.skipped = device_name, files_note, {}
+
+    def fit(self, key: str, sizes, rates):
+        try:
+            return fit_saturating(sizes, rates, what=f"{key} on {self.device_name}")
+        except FitError as exc:
+            self.skipped[key] = str(exc)
+            return None
+
+    def source(self, n: int, extra: str = "") -> str:
+        return f"{n} records{extra}, {self.files_note}"
+
+
+def _text_columns(rows, defaults) -> None:
+    """Fill the text columns ``defaults`` names (column -> default) in place, as text."""
+    for col, default in defaults.items():
+        rows[col] = [default if v is None or str(v) == "nan" else str(v)
+                     for v in _column(rows, col, default)]
+
+
+def _kernel_curves(df, fits: _Fits) -> list[KernelCurve]:
+    """GEMM and attention: TFLOP/s against FLOPs per call, per dtype, impl, direction and
+    variant."""
+    rows = df[df["kernel"].isin(["gemm", "attention"])].copy()
+    if rows.empty:
+        return []
+    rows["_tflops"] = _finite(_column(rows, "tflops"))
+    rows["_flops"] = _finite(_column(rows, "flops"))
+    rows = rows[(rows["_tflops"] > 0) & (rows["_flops"] > 0)].copy()
+    _text_columns(rows, {"impl": "", "direction": "fwd", "variant": ""})
+    curves = []
+    for (kernel, dtype, impl, direction, variant), g in rows.groupby(
+            ["kernel", "dtype", "impl", "direction", "variant"], sort=True):
+        key = " ".join(p for p in (kernel, dtype, impl, direction, variant) if p)
+        fit = fits.fit(key, g["_flops"], g["_tflops"])
+        if fit is not None:
             curves.append(KernelCurve(kernel, dtype, impl, direction, variant, "", fit,
-                                      "measured", f"{len(g)} records, {files_note}"))
+                                      "measured", fits.source(len(g))))
+    return curves
 
-    # Collective bus bandwidth curves (records written by bench.comm).
+
+def _grouped_curves(df, fits: _Fits) -> list[GroupedCurve]:
+    """Grouped GEMM (`kernels.grouped_gemm`): TFLOP/s against tokens per expert (the shape's
+    ``tokens / experts``, exact, where ``tokens_per_expert_mean`` is rounded), per dtype,
+    impl, direction and routing."""
+    rows = df[df["kernel"] == "grouped_gemm"].copy()
+    if rows.empty:
+        return []
+    rows["_tflops"] = _finite(_column(rows, "tflops"))
+    rows["_tpe"] = (_finite(_column(rows, "shape_tokens"))
+                    / _finite(_column(rows, "shape_experts")))
+    rows["_n"] = _finite(_column(rows, "shape_n"))
+    rows["_k"] = _finite(_column(rows, "shape_k"))
+    rows = rows[(rows["_tflops"] > 0) & (rows["_tpe"] > 0) & np.isfinite(rows["_n"])
+                & np.isfinite(rows["_k"])].copy()
+    _text_columns(rows, {"impl": "", "direction": "fwd", "variant": "balanced"})
+    curves = []
+    for (dtype, impl, direction, routing), g in rows.groupby(
+            ["dtype", "impl", "direction", "variant"], sort=True):
+        key = " ".join(p for p in ("grouped_gemm", dtype, impl, direction, routing) if p)
+        fit = fits.fit(key, g["_tpe"], g["_tflops"])
+        if fit is None:
+            continue
+        shapes = tuple(sorted({(int(n), int(k)) for n, k in zip(g["_n"], g["_k"])}))
+        curves.append(GroupedCurve(dtype, impl, direction, routing, shapes, fit, "measured",
+                                   fits.source(len(g), " against tokens per expert")))
+    return curves
+
+
+def _routing_curves(df, fits: _Fits) -> list[RoutingCurve]:
+    """MoE dispatch and combine (`kernels.moe_dispatch`): memory-bound, GB/s against bytes
+    per call, per kernel, dtype, impl and routing."""
+    rows = df[df["kernel"].isin(["moe_dispatch", "moe_combine"])].copy()
+    if rows.empty:
+        return []
+    rows["_gbps"] = _finite(_column(rows, "gbps"))
+    rows["_bytes"] = _finite(_column(rows, "bytes"))
+    rows = rows[(rows["_gbps"] > 0) & (rows["_bytes"] > 0)].copy()
+    _text_columns(rows, {"impl": "", "variant": "balanced"})
+    curves = []
+    for (kernel, dtype, impl, routing), g in rows.groupby(
+            ["kernel", "dtype", "impl", "variant"], sort=True):
+        key = " ".join(p for p in (kernel, dtype, impl, routing) if p)
+        fit = fits.fit(key, g["_bytes"], g["_gbps"])
+        if fit is not None:
+            curves.append(RoutingCurve(kernel, dtype, impl, routing, fit, "measured",
+                                       fits.source(len(g), " against bytes per call")))
+    return curves
+
+
+def _comm_curves(df, fits: _Fits) -> list[CommCurve]:
+    """Collective bus bandwidth against message bytes (records written by bench.comm), per
+    collective and world size."""
+    rows = df[df["kernel"] == "comm"].copy()
+    if rows.empty:
+        return []
+    rows["_busbw"] = _finite(_column(rows, "busbw_gbps"))
+    size = _finite(_column(rows, "shape_message_bytes"))
+    alt = _finite(_column(rows, "message_bytes"))
+    rows["_bytes"] = np.where(np.isfinite(size), size, alt)
+    world = _finite(_column(rows, "shape_world_size"))
+    alt = _finite(_column(rows, "world_size"))
+    rows["_world"] = np.where(np.isfinite(world), world, alt)
+    rows["_nodes"] = _finite(_column(rows, "nodes"))
+    rows = rows[(rows["_busbw"] > 0) & (rows["_bytes"] > 0) & (rows["_world"] >= 1)]
     comm = []
-    comm_rows = df[df["kernel"] == "comm"].copy()
-    if not comm_rows.empty:
-        comm_rows["_busbw"] = _finite(_column(comm_rows, "busbw_gbps"))
-        size = _finite(_column(comm_rows, "shape_message_bytes"))
-        alt = _finite(_column(comm_rows, "message_bytes"))
-        comm_rows["_bytes"] = np.where(np.isfinite(size), size, alt)
-        world = _finite(_column(comm_rows, "shape_world_size"))
-        alt = _finite(_column(comm_rows, "world_size"))
-        comm_rows["_world"] = np.where(np.isfinite(world), world, alt)
-        comm_rows["_nodes"] = _finite(_column(comm_rows, "nodes"))
-        comm_rows = comm_rows[(comm_rows["_busbw"] > 0) & (comm_rows["_bytes"] > 0)
-                              & (comm_rows["_world"] >= 1)]
-        for (collective, world), g in comm_rows.groupby(["variant", "_world"], sort=True):
-            key = f"comm {collective} world {int(world)}"
-            try:
-                fit = fit_saturating(g["_bytes"], g["_busbw"], what=f"{key} on {device_name}")
-            except FitError as exc:
-                skipped[key] = str(exc)
-                continue
-            nodes = g["_nodes"].max()
-            backend = ",".join(sorted(set(_texts(_column(g, "backend", "")))))
-            comm.append(CommCurve(str(collective), int(world),
-                                  int(nodes) if math.isfinite(nodes) else 1, backend, fit,
-                                  "measured", f"{len(g)} records ({backend or 'backend ?'}), "
-                                              f"{files_note}"))
-
-    # Power against utilisation.
-    power, reason = _fit_power(df, facts, device_name, files_note)
-
-    peaks = dict(facts.peaks) if facts else {}
-    memory = facts.memory_gbps if facts else _measured_bandwidth(df)
-    return HardwareProfile(
-        name=name or f"measured:{device_name}", label="measured", device_name=device_name,
-        sources=tuple(files) + ((f"datasheet figures of preset '{preset}'",) if facts else ()),
-        peaks=peaks, tdp=facts.tdp if facts else None, memory_gbps=memory,
-        links=dict(facts.links) if facts else {},
-        gpus_per_node=facts.gpus_per_node if facts else 8,
-        kernel_curves=tuple(curves), comm_curves=tuple(comm), power=power,
-        power_missing_reason=reason, skipped=skipped)
+    for (collective, world), g in rows.groupby(["variant", "_world"], sort=True):
+        fit = fits.fit(f"comm {collective} world {int(world)}", g["_bytes"], g["_busbw"])
+        if fit is None:
+            continue
+        nodes = g["_nodes"].max()
+        backend = ",".join(sorted(set(_texts(_column(g, "backend", "")))))
+        comm.append(CommCurve(str(collective), int(world),
+                              int(nodes) if math.isfinite(nodes) else 1, backend, fit,
+                              "measured", fits.source(len(g), f" ({backend or 'backend ?'})")))
+    return comm
 
 
 def _measured_bandwidth(df) -> Figure | None:

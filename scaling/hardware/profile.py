@@ -7,6 +7,10 @@ envelope, a label saying whether it was measured, published or assumed, and its 
   call of that shape, from a saturating throughput curve against FLOPs per call
   (`scaling.hardware.curves`) capped by a roofline, ``flops / bytes * memory bandwidth``, where the
   bandwidth is a datasheet figure;
+* ``grouped_gemm_tflops(tokens_per_expert, n, k, dtype, direction)``: achieved TFLOP/s of one
+  expert's GEMM inside a mixture-of-experts grouped GEMM, from a curve against tokens per
+  expert fitted to grouped-GEMM records (measured profiles only; a published preset has none);
+  ``routing_gbps`` the same for token dispatch and combine, in GB/s against bytes per call;
 * ``power_w(utilisation)``: board watts at a fraction of the dense datasheet peak;
 * ``busbw_gbps(collective, message_bytes, world_size)``: collective bus bandwidth
   (nccl-tests' definition), measured by ``bench.comm`` when the profile has it, else the link
@@ -33,6 +37,8 @@ from scaling.provenance import Figure
 
 PROFILE_FORMAT = 1
 VENDOR_WORDS = {"NVIDIA", "AMD", "INSTINCT", "INTEL", "TESLA"}
+#: A grouped GEMM's three GEMMs (`kernels.grouped_gemm`): Y = XW, dX = dY W^T, dW = X^T dY.
+GROUPED_DIRECTIONS = ("fwd", "bwd_dx", "bwd_dw")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
 DTYPE_ALIASES = {"fp8": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2",
                  "bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
@@ -72,6 +78,52 @@ class KernelCurve(_Fitted):
     def key(self) -> str:
         parts = [self.kernel, self.dtype, self.impl, self.direction, self.variant, self.mask]
         return " ".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class GroupedCurve(_Fitted):
+    """Achieved TFLOP/s of a grouped (mixture-of-experts) GEMM against *tokens per expert*,
+    the rows each expert's GEMM gets (``tokens / experts`` of a record's shape): the size
+    that decides whether an expert GEMM is overhead- or compute-bound. ``direction`` is the
+    grouped GEMM's own (``fwd``, ``bwd_dx``, ``bwd_dw``), ``routing`` the records' variant
+    (``balanced``, ``zipf1.0``), ``shapes`` the (n, k) the records measured."""
+
+    dtype: str
+    impl: str
+    direction: str
+    routing: str
+    shapes: tuple
+    curve: SaturatingCurve
+    label: str
+    source: str
+
+    @property
+    def key(self) -> str:
+        return " ".join(p for p in ("grouped_gemm", self.dtype, self.impl, self.direction,
+                                    self.routing) if p)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**dict(data, curve=SaturatingCurve.from_dict(data["curve"]),
+                          shapes=tuple(tuple(int(v) for v in s) for s in data["shapes"])))
+
+
+@dataclass(frozen=True)
+class RoutingCurve(_Fitted):
+    """Achieved GB/s of a memory-bound MoE routing kernel (``moe_dispatch``, ``moe_combine``)
+    against bytes moved per call."""
+
+    kernel: str
+    dtype: str
+    impl: str
+    routing: str
+    curve: SaturatingCurve
+    label: str
+    source: str
+
+    @property
+    def key(self) -> str:
+        return " ".join(p for p in (self.kernel, self.dtype, self.impl, self.routing) if p)
 
 
 @dataclass(frozen=True)
@@ -122,6 +174,8 @@ class HardwareProfile:
     power: PowerCurve | None = None
     power_missing_reason: str | None = None
     skipped: dict = field(default_factory=dict)  # curve key -> why it was not fitted
+    grouped_curves: tuple[GroupedCurve, ...] = ()
+    routing_curves: tuple[RoutingCurve, ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -235,6 +289,74 @@ class HardwareProfile:
         est = self._predict(curves, flops, bytes_)
         return replace(est, source=f"no {mask}-mask data, used the other mask; {est.source}")
 
+    # -- mixture-of-experts kernels -----------------------------------------------------------
+
+    def grouped_gemm_tflops(self, tokens_per_expert: float, n: int, k: int, dtype: str,
+                            direction: str = "fwd", *, routing: str = "balanced") -> Figure:
+        """Achieved TFLOP/s of one expert's GEMM in a grouped GEMM, ``tokens_per_expert``
+        rows by the forward's (n, k), from the grouped-GEMM curves of ``direction`` (the
+        fastest implementation; ``routing``'s curves when there are any, else another
+        routing's, said so). Raises `DataError` when the profile has no grouped-GEMM curve
+        of that dtype and direction (`FitError` when its records could not be fitted)."""
+        dtype = canonical_dtype(dtype)
+        if direction not in GROUPED_DIRECTIONS:
+            raise UnknownNameError("grouped GEMM direction", direction, GROUPED_DIRECTIONS)
+        rows = float(tokens_per_expert)
+        if not rows > 0:
+            raise DataError(f"tokens per expert must be positive, got {tokens_per_expert!r}")
+        found = [c for c in self.grouped_curves
+                 if c.dtype == dtype and c.direction == direction]
+        if not found:
+            prefix = f"grouped_gemm {dtype} "
+            for key, reason in self.skipped.items():
+                if key.startswith(prefix) and f" {direction}" in key:
+                    raise FitError(reason)
+            has = ", ".join(sorted(c.key for c in self.grouped_curves)) or "no grouped-GEMM curves"
+            raise DataError(f"profile '{self.name}' has no grouped-GEMM data for {dtype} "
+                            f"{direction}; it has: {has}")
+        same = [c for c in found if c.routing == routing]
+        note = "" if same else f"; no {routing} routing measured, used {found[0].routing}"
+        try:
+            flops = kflops.gemm_flops(max(1, round(rows)), int(n), int(k))
+            out = "bf16" if dtype.startswith("fp8") else dtype
+            bytes_ = kflops.gemm_bytes(max(1, round(rows)), int(n), int(k), dtype, out)
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"grouped GEMM {rows:g}x{n}x{k} {dtype}: {exc}") from None
+        best = None
+        for c in same or found:
+            rate = c.curve.rate(rows)
+            value, lo, hi = rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi
+            notes, label = [f"{c.key}: {c.source}"], c.label
+            if self.memory_gbps is not None and self.memory_gbps.label == "published":
+                cap = flops / bytes_ * self.memory_gbps.value * 1e9 / 1e12
+                if cap < value:
+                    notes.append(f"capped by {bytes_:.3g} bytes at "
+                                 f"{self.memory_gbps.value:.4g} GB/s ({self.memory_gbps.label})")
+                    label = self.memory_gbps.label
+                value, lo, hi = min(value, cap), min(lo, cap), min(hi, cap)
+            if c.curve.points and not c.curve.in_range(rows):
+                notes.append(f"{rows:.4g} tokens per expert is outside the measured "
+                             f"{c.curve.size_min:.4g}..{c.curve.size_max:.4g}")
+            if (int(n), int(k)) not in c.shapes:
+                notes.append("measured at (n, k) " + ", ".join(f"{a}x{b}" for a, b in c.shapes)
+                             + f", not {int(n)}x{int(k)}")
+            if best is None or value > best.value:
+                best = Figure(value, lo, hi, label, "; ".join(notes) + note)
+        return best
+
+    def routing_gbps(self, kernel: str, bytes_per_call: float, *, routing: str = "balanced"
+                     ) -> Figure:
+        """Achieved GB/s of MoE token dispatch or combine moving ``bytes_per_call``."""
+        found = [c for c in self.routing_curves if c.kernel == kernel]
+        if not found:
+            has = ", ".join(sorted(c.key for c in self.routing_curves)) or "none"
+            raise DataError(f"profile '{self.name}' has no {kernel} data; it has: {has}")
+        same = [c for c in found if c.routing == routing] or found
+        c = max(same, key=lambda c: c.curve.rate(bytes_per_call))
+        rate = c.curve.rate(bytes_per_call)
+        return Figure(rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi, c.label,
+                        f"{c.key}: {c.source}")
+
     # -- power ------------------------------------------------------------------------------
 
     def power_w(self, utilisation: float) -> Figure:
@@ -311,6 +433,8 @@ class HardwareProfile:
             "power": None if self.power is None else self.power.to_dict(),
             "power_missing_reason": self.power_missing_reason,
             "skipped": dict(self.skipped),
+            "grouped_curves": [c.to_dict() for c in self.grouped_curves],
+            "routing_curves": [c.to_dict() for c in self.routing_curves],
         }
 
     @classmethod
@@ -335,6 +459,11 @@ class HardwareProfile:
                 power=opt(data.get("power"), PowerCurve.from_dict),
                 power_missing_reason=data.get("power_missing_reason"),
                 skipped=dict(data.get("skipped", {})),
+                # Profiles saved before the MoE families have neither list.
+                grouped_curves=tuple(GroupedCurve.from_dict(c)
+                                     for c in data.get("grouped_curves", ())),
+                routing_curves=tuple(RoutingCurve.from_dict(c)
+                                     for c in data.get("routing_curves", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"{where}: malformed hardware profile ({type(exc).__name__}: "
@@ -427,11 +556,26 @@ def profile_summary(profile: HardwareProfile) -> dict:
             "idle_w": profile.power.line.idle_w, "busy_w": profile.power.line.busy_w,
             "basis": profile.power.basis, "points": profile.power.line.points,
             "label": profile.power.label, "source": profile.power.source},
+        "grouped": [
+            {"key": c.key, "dtype": c.dtype, "impl": c.impl, "direction": c.direction,
+             "routing": c.routing, "shapes": [list(s) for s in c.shapes],
+             "plateau_tflops": c.curve.plateau, "half_tokens_per_expert": c.curve.half_size,
+             "tokens_per_expert_min": c.curve.size_min,
+             "tokens_per_expert_max": c.curve.size_max, "ratio_lo": c.curve.ratio_lo,
+             "ratio_hi": c.curve.ratio_hi, "points": c.curve.points, "label": c.label,
+             "source": c.source}
+            for c in profile.grouped_curves],
+        "routing": [
+            {"key": c.key, "kernel": c.kernel, "dtype": c.dtype, "impl": c.impl,
+             "routing": c.routing, "plateau_gbps": c.curve.plateau,
+             "half_bytes": c.curve.half_size, "points": c.curve.points, "label": c.label,
+             "source": c.source}
+            for c in profile.routing_curves],
         "power_missing_reason": profile.power_missing_reason,
         "skipped": dict(profile.skipped),
     }
 
 
-__all__ = ["Figure", "HardwareProfile", "KernelCurve", "CommCurve", "PowerCurve",
-           "published_profile", "preset_names",
+__all__ = ["HardwareProfile", "KernelCurve", "CommCurve", "PowerCurve",
+           "GroupedCurve", "RoutingCurve", "published_profile", "preset_names",
            "profile_summary", "canonical_dtype"]

@@ -13,6 +13,11 @@ micro-batch on one pipeline stage:
   micro-batch on one tensor-parallel GPU, each timed at the throughput the profile predicts
   for that shape (``layers / pp`` layers per stage, the output projection shared out: a
   balanced pipeline, as Llama 3 balanced its first and last stages);
+* **MoE expert GEMMs** (a mixture-of-experts layer's routed experts, forward, dX and dW),
+  timed with the profile's grouped-GEMM curve, TFLOP/s against tokens per expert
+  (`HardwareProfile.grouped_gemm_tflops`), at the tokens per expert of the model's balanced
+  routing; a profile without one (every published preset) times them with its dense GEMM
+  curve at the experts' shapes, and the labels and notes say which;
 * **elementwise traffic** (RMSNorm, residual adds, rotary embedding, SwiGLU, the loss
   softmax) as bytes over memory bandwidth, 3x the forward bytes for forward and backward;
 * **tensor-parallel communication**: Megatron sequence parallelism (Korthikanti et al. 2022),
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaling.errors import DataError, UnknownNameError
+from scaling.errors import DataError, FlopcastError, UnknownNameError
 from scaling.hardware.profile import HardwareProfile
 from scaling.provenance import Figure
 from scaling.labels import MISSING, modelled_from, weakest
@@ -64,11 +69,11 @@ ASSUMED_OVERLAP = {
     "dp_overlap": "no overlap of the once-per-step data-parallel collectives (conservative)",
 }
 
-BREAKDOWN_TERMS = ("gemm_s", "attention_s", "elementwise_s", "tp_comm_s", "pp_comm_s",
+BREAKDOWN_TERMS = ("gemm_s", "attention_s", "expert_gemm_s", "elementwise_s", "tp_comm_s", "pp_comm_s",
                    "pipeline_bubble_s", "dp_comm_s", "optimizer_s")
 #: The terms of a step as people name them (tables, the report).
 TERM_NAMES = {
-    "gemm_s": "GEMMs", "attention_s": "attention",
+    "gemm_s": "GEMMs", "attention_s": "attention", "expert_gemm_s": "MoE expert GEMMs",
     "elementwise_s": "elementwise (norms, rotary, SwiGLU, softmax)",
     "tp_comm_s": "tensor-parallel communication", "pp_comm_s": "pipeline sends",
     "pipeline_bubble_s": "pipeline bubble", "dp_comm_s": "data-parallel communication",
@@ -98,7 +103,8 @@ LAYOUT_DEFAULTS = {
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
-    "gemm_tflops": "TFLOP/s of every GEMM",
+    "gemm_tflops": "TFLOP/s of every GEMM (the MoE experts' too, unless expert_gemm_tflops)",
+    "expert_gemm_tflops": "TFLOP/s of the MoE routed experts' GEMMs",
     "attention_tflops": "TFLOP/s of every attention call",
     "memory_gbps": "memory bandwidth for elementwise and optimizer traffic",
     "tp_busbw_gbps": "bus bandwidth of tensor-parallel collectives",
@@ -169,7 +175,8 @@ def _check_overrides(overrides: dict | None) -> dict:
             raise DataError(f"override {key} must be finite and >= 0, got {value!r}")
         if key in _FRACTIONS and not v <= 1:
             raise DataError(f"override {key} is a fraction in [0, 1], got {value!r}")
-        if key in ("mfu", "tflops_per_gpu", "gemm_tflops", "attention_tflops", "memory_gbps",
+        if key in ("mfu", "tflops_per_gpu", "gemm_tflops", "expert_gemm_tflops",
+                   "attention_tflops", "memory_gbps",
                    "tp_busbw_gbps", "dp_busbw_gbps", "pp_gbps") and v == 0:
             raise DataError(f"override {key} must be positive, got {value!r}")
         if key == "bubble_fraction" and v >= 1:
@@ -254,6 +261,35 @@ def refuse_above_peak(tflops_per_gpu, mfu, peak, precision: str) -> None:
                         "more than its peak")
 
 
+@dataclass
+class _Step:
+    """What every term of one step reads: the inputs, the layout, and the labels and notes
+    the terms add to."""
+
+    config: ModelConfig
+    profile: HardwareProfile
+    precision: str
+    ov: dict
+    lay: dict
+    labels: dict
+    notes: list
+    m: int  # micro-batches per pipeline per step
+    gemm_dtype: str
+    attn_dtype: str = "bf16"
+
+    @property
+    def tokens_mb(self) -> int:
+        return self.lay["micro_batch"] * self.lay["seq"]
+
+    @property
+    def layers_per_stage(self) -> float:
+        return self.config.layers / self.lay["pp"]
+
+    @property
+    def gpus(self) -> int:
+        return self.lay["tp"] * self.lay["pp"] * self.lay["dp"]
+
+
 def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str = "bf16",
               tp: int | None = None, pp: int | None = None, dp: int | None = None,
               seq: int | None = None, batch_tokens: int | None = None,
@@ -262,209 +298,39 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule)."""
-    if precision not in PRECISIONS:
-        raise UnknownNameError("precision", precision, PRECISIONS)
-    ov = _check_overrides(overrides)
-    lay, labels = _layout(config, dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
-                                       micro_batch=micro_batch, interleave=interleave), chosen)
-    tp, pp, dp, seq = lay["tp"], lay["pp"], lay["dp"], lay["seq"]
-    batch_tokens, micro_batch = lay["batch_tokens"], lay["micro_batch"]
-    interleave = lay["interleave"]
-    gpus = tp * pp * dp
-    per_replica = batch_tokens / (seq * dp * micro_batch)
-    if per_replica < 1 or not float(per_replica).is_integer():
-        raise DataError(f"batch_tokens {batch_tokens} must be a whole number of micro-batches "
-                        f"of {micro_batch} x {seq} tokens on each of {dp} data-parallel "
-                        f"replicas (a multiple of {seq * dp * micro_batch})")
-    m = int(per_replica)
-    if config.layers < pp or interleave > math.ceil(config.layers / pp):
-        raise DataError(f"{config.layers} layers cannot fill {pp} pipeline stages x "
-                        f"{interleave} interleaved chunks")
-    gemm_dtype, attn_dtype = PRECISIONS[precision], "bf16"
-    notes = []
-    try:
-        peak = profile.peak(gemm_dtype)
-        peak_label = _as_label(peak)
-    except DataError as exc:  # an unrecognised measured device: no MFU, no utilisation
-        if "mfu" in ov:
-            raise
-        peak, peak_label = None, _label(None, MISSING, str(exc))
-        notes.append(f"no MFU: {exc}")
-    labels["peak_tflops"] = peak_label
-    if precision == "fp8":
-        notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
-                     "recipes such as Transformer Engine's)")
-
-    # -- kernels of one micro-batch -------------------------------------------------------
-    rates: dict[tuple, np.ndarray] = {}
-    kinds_labels: dict[str, set] = {"gemm": set(), "attention": set()}
-    kinds_sources: dict[str, set] = {"gemm": set(), "attention": set()}
-
-    def op_time(op: Op) -> np.ndarray:
-        key = (op.kind, op.direction, tuple(sorted(op.shape.items())))
-        if key not in rates:
-            if op.kind == "gemm" and "gemm_tflops" in ov:
-                est = _override(ov, "gemm_tflops")
-            elif op.kind == "attention" and "attention_tflops" in ov:
-                est = _override(ov, "attention_tflops")
-            elif op.kind == "gemm":
-                s = op.shape
-                est = profile.matmul_tflops(s["m"], s["n"], s["k"], gemm_dtype)
-            else:
-                est = profile.attention_tflops(dtype=attn_dtype, direction=op.direction,
-                                               **op.shape)
-            rates[key] = _trio(est)
-            kinds_labels[op.kind].add(est.label)
-            kinds_sources[op.kind].add(est.source.split(": ", 1)[0])
-        return op.count * op.flops / (rates[key] * 1e12)
-
-    layer_ops = config.layer_ops(micro_batch, seq, tp)
-    head_ops = config.head_ops(micro_batch, seq, tp)
-    per_layer = {"gemm": np.zeros(3), "attention": np.zeros(3)}
-    flops_layer = {"gemm": 0.0, "attention": 0.0}
-    for op in layer_ops:
-        per_layer[op.kind] += op_time(op)
-        flops_layer[op.kind] += op.count * op.flops
-    head_gemm = sum((op_time(op) for op in head_ops), np.zeros(3))
-    hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
-    layers_per_stage = config.layers / pp
-    mb_gemm = (config.layers * per_layer["gemm"] + head_gemm) / pp
-    mb_attn = layers_per_stage * per_layer["attention"]
-    hw_flops_mb = (config.layers * sum(flops_layer.values()) + hw_flops_head) / pp
-    for kind in ("gemm", "attention"):
-        flops = (config.layers * flops_layer[kind] + (hw_flops_head if kind == "gemm" else 0)) / pp
-        t = mb_gemm if kind == "gemm" else mb_attn
-        kinds = sorted(kinds_labels[kind])
-        labels[f"{kind}_tflops"] = _label(
-            flops / t[0] / 1e12, weakest(*kinds),
-            "time-weighted over the step's shapes"
-            + (f" ({' and '.join(kinds)} curves)" if len(kinds) > 1 else "") + "; "
-            + "; ".join(sorted(kinds_sources[kind])))
-
-    # -- elementwise traffic ----------------------------------------------------------------
-    if "memory_gbps" in ov:
-        memory = _override(ov, "memory_gbps")
-    elif profile.memory_gbps is not None:
-        memory = profile.memory_gbps
-    else:
-        raise DataError(f"profile '{profile.name}' has no memory bandwidth; pass "
-                        f"overrides={{'memory_gbps': ...}} (--set memory_gbps=...)")
-    labels["memory_gbps"] = _as_label(memory)
-    tokens_mb = micro_batch * seq
-    logits_bytes = 3 * tokens_mb * math.ceil(config.vocab / tp) * 4  # FP32 softmax fwd+bwd
-    elem_bytes = (3 * layers_per_stage * elementwise_bytes_per_token(config, tp) * tokens_mb
-                  + logits_bytes / pp)
-    mb_elem = np.full(3, elem_bytes / (memory.value * 1e9))
-    labels["elementwise_bytes_per_microbatch"] = _label(
-        elem_bytes, "assumed", "norms, residuals, rotary, SwiGLU and loss softmax read and "
-                               "written once each (no fusion beyond that)")
-
-    # -- tensor-parallel communication ------------------------------------------------------
-    overlaps = {}
-    for key in ("tp_overlap", "pp_overlap", "dp_overlap"):
-        overlaps[key] = ov.get(key, 0.0)
-        labels[key] = (_as_label(_override(ov, key)) if key in ov
-                       else _label(overlaps[key], "assumed", ASSUMED_OVERLAP[key]))
-    mb_tp = np.zeros(3)
-    if tp > 1:
-        msg = tokens_mb * config.d_model * ACT_BYTES
-        intra = tp <= profile.gpus_per_node
-        if "tp_busbw_gbps" in ov:
-            ag = rs = _override(ov, "tp_busbw_gbps")
-        else:
-            ag = profile.busbw_gbps("all_gather", msg, tp, intra_node=intra)
-            rs = profile.busbw_gbps("reduce_scatter", msg, tp, intra_node=intra)
-        frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw
-        per_layer_tp = 4 * (msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9))
-        mb_tp = layers_per_stage * per_layer_tp * (1 - overlaps["tp_overlap"])
-        labels["tp_busbw_gbps"] = _as_label(ag)
-
-    # -- pipeline sends ---------------------------------------------------------------------
-    mb_pp = np.zeros(3)
-    if pp > 1:
-        act = tokens_mb * config.d_model * ACT_BYTES / tp  # sequence-parallel shard
-        link = (_override(ov, "pp_gbps") if "pp_gbps" in ov
-                else profile.link_gbps("inter_node" if tp * pp > profile.gpus_per_node
-                                       else "intra_node"))
-        mb_pp = 2 * interleave * act / (_trio(link) * 1e9) * (1 - overlaps["pp_overlap"])
-        labels["pp_gbps"] = _as_label(link)
-
-    t_mb = mb_gemm + mb_attn + mb_elem + mb_tp + mb_pp
-
-    # -- pipeline bubble --------------------------------------------------------------------
-    busy = m * t_mb
-    if "bubble_fraction" in ov:
-        f = ov["bubble_fraction"]
-        bubble = busy * f / (1 - f)
-        labels["bubble_fraction"] = _as_label(_override(ov, "bubble_fraction"))
-    else:
-        bubble = (pp - 1) / interleave * t_mb
-        labels["bubble_fraction"] = _label(
-            float(bubble[0] / (busy[0] + bubble[0])), "assumed",
-            "(p - 1) / (v m + p - 1), 1F1B with v interleaved chunks (Narayanan et al. 2021)")
-
-    # -- data parallelism and the optimizer -------------------------------------------------
-    params_local = config.params / (tp * pp)
-    dp_comm = np.zeros(3)
-    if dp > 1:
-        intra = gpus <= profile.gpus_per_node
-        sizes = (("reduce_scatter", DP_GRAD_BYTES), ("all_gather", DP_PARAM_BYTES))
-        for collective, width in sizes:
-            size = params_local * width
-            bw = (_override(ov, "dp_busbw_gbps")
-                  if "dp_busbw_gbps" in ov
-                  else profile.busbw_gbps(collective, size, dp, intra_node=intra))
-            dp_comm = dp_comm + size * (dp - 1) / dp / (_trio(bw) * 1e9)
-        dp_comm = dp_comm * (1 - overlaps["dp_overlap"])
-        labels["dp_busbw_gbps"] = _as_label(bw)
-    optimizer = np.full(3, params_local / dp * OPTIMIZER_BYTES_PER_PARAM / (memory.value * 1e9))
-
-    terms = {"gemm_s": m * mb_gemm, "attention_s": m * mb_attn, "elementwise_s": m * mb_elem,
-             "tp_comm_s": m * mb_tp, "pp_comm_s": m * mb_pp, "pipeline_bubble_s": bubble,
-             "dp_comm_s": dp_comm, "optimizer_s": optimizer}
-    for term in BREAKDOWN_TERMS:
-        if term in ov:
-            terms[term] = np.full(3, ov[term])
-            labels[term] = _as_label(_override(ov, term))
+    st = _setup(config, profile, precision, overrides, chosen,
+                dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
+                     micro_batch=micro_batch, interleave=interleave))
+    peak = _peak(st)
+    kernels = _kernel_terms(st)
+    memory = _memory_bandwidth(st)
+    mb = {"gemm_s": kernels["gemm"], "attention_s": kernels["attention"]}
+    if "expert" in kernels:
+        mb["expert_gemm_s"] = kernels["expert"]
+    mb["elementwise_s"] = _elementwise_term(st, memory)
+    overlaps = _overlaps(st)
+    mb.update(tp_comm_s=_tp_comm_term(st, overlaps["tp_overlap"]),
+              pp_comm_s=_pp_comm_term(st, overlaps["pp_overlap"]))
+    t_mb = sum(mb.values())
+    terms = {k: st.m * v for k, v in mb.items()}
+    terms["pipeline_bubble_s"] = _bubble_term(st, t_mb)
+    terms["dp_comm_s"] = _dp_comm_term(st, overlaps["dp_overlap"])
+    terms["optimizer_s"] = _optimizer_term(st, memory)
+    _override_terms(st, terms)
     step = sum(terms.values())
-
-    model_flops = config.flops_per_token(seq) * batch_tokens / gpus
-    tflops = model_flops / step / 1e12
-    kernels = (labels["gemm_tflops"]["label"], labels["attention_tflops"]["label"])
-    labels["tflops_per_gpu"] = _label(float(tflops[0]), modelled_from(*kernels),
-                                      f"step model from {_curves_text(*kernels)} on "
-                                      f"{profile.name} ({profile.label} profile)")
-    if "mfu" in ov or "tflops_per_gpu" in ov:
-        refuse_above_peak(ov.get("tflops_per_gpu"), ov.get("mfu"), peak, precision)
-        value = ov["tflops_per_gpu"] if "tflops_per_gpu" in ov else ov["mfu"] * peak.value
-        key = "tflops_per_gpu" if "tflops_per_gpu" in ov else "mfu"
-        labels[key] = _as_label(_override(ov, key))
-        if key == "mfu":
-            labels["tflops_per_gpu"] = _label(value, "given", labels["mfu"]["source"]
-                                              + " x the datasheet peak")
-        notes.append(f"throughput set by the {key} override; the breakdown is the model's "
-                     f"and sums to {step[0]:.4g} s, not to step_time_s")
-        tflops = np.full(3, value)
-        step = model_flops / (tflops * 1e12)
+    model_flops = config.flops_per_token(st.lay["seq"]) * st.lay["batch_tokens"] / st.gpus
+    tflops, step = _throughput(st, step, model_flops, peak)
     mfu = tflops / peak.value if peak is not None else np.full(3, math.nan)
-    hw_util = (float(m * hw_flops_mb / (step[0] * 1e12) / peak.value) if peak is not None
-               else None)
-    try:
-        # Without a peak, utilisation is unknown: only a load-independent figure (TDP) fits.
-        power = profile.power_w(min(hw_util, 1.0) if hw_util is not None else 1.0)
-        if hw_util is None and power.label == "measured":
-            raise DataError("utilisation unknown without a datasheet peak")
-        labels["power_w"] = _as_label(power)
-    except DataError as exc:
-        power = None
-        labels["power_w"] = _label(None, MISSING, str(exc))
-        notes.append(f"no power figure: {exc}")
-
+    hw_util = (float(st.m * kernels["flops"] / (step[0] * 1e12) / peak.value)
+               if peak is not None else None)
+    power = _power(st, hw_util)
+    lay = st.lay
     return StepResult(
         model=config.name, hardware=profile.name, precision=precision,
-        layout={"tp": tp, "pp": pp, "dp": dp, "gpus": gpus, "seq": seq,
-                "batch_tokens": batch_tokens, "micro_batch": micro_batch,
-                "micro_batches": m, "interleave": interleave},
+        layout={"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "gpus": st.gpus,
+                "seq": lay["seq"], "batch_tokens": lay["batch_tokens"],
+                "micro_batch": lay["micro_batch"], "micro_batches": st.m,
+                "interleave": lay["interleave"]},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -472,5 +338,338 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                    "tflops_per_gpu": (float(tflops.min()), float(tflops.max())),
                    "mfu": ((float(mfu.min()), float(mfu.max())) if peak is not None
                            else (None, None))},
-        power_w=power, labels=labels, model_flops_per_gpu=float(model_flops),
-        hardware_utilisation=hw_util, tokens_per_s=batch_tokens / float(step[0]), notes=notes)
+        power_w=power, labels=st.labels, model_flops_per_gpu=float(model_flops),
+        hardware_utilisation=hw_util, tokens_per_s=lay["batch_tokens"] / float(step[0]),
+        notes=st.notes)
+
+
+def _setup(config, profile, precision, overrides, chosen, passed) -> _Step:
+    """Check the precision, overrides and layout; the micro-batches each pipeline runs."""
+    if precision not in PRECISIONS:
+        raise UnknownNameError("precision", precision, PRECISIONS)
+    ov = _check_overrides(overrides)
+    lay, labels = _layout(config, passed, chosen)
+    seq, dp, micro_batch, pp = lay["seq"], lay["dp"], lay["micro_batch"], lay["pp"]
+    per_replica = lay["batch_tokens"] / (seq * dp * micro_batch)
+    if per_replica < 1 or not float(per_replica).is_integer():
+        raise DataError(f"batch_tokens {lay['batch_tokens']} must be a whole number of "
+                        f"micro-batches of {micro_batch} x {seq} tokens on each of {dp} "
+                        f"data-parallel replicas (a multiple of {seq * dp * micro_batch})")
+    if config.layers < pp or lay["interleave"] > math.ceil(config.layers / pp):
+        raise DataError(f"{config.layers} layers cannot fill {pp} pipeline stages x "
+                        f"{lay['interleave']} interleaved chunks")
+    if "expert_gemm_s" in ov and not config.is_moe:
+        raise DataError(f"override expert_gemm_s: model '{config.name}' has no experts")
+    notes = []
+    if precision == "fp8":
+        notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
+                     "recipes such as Transformer Engine's)")
+    return _Step(config, profile, precision, ov, lay, labels, notes, int(per_replica),
+                 PRECISIONS[precision])
+
+
+def _peak(st: _Step) -> Figure | None:
+    """The dense datasheet peak of the GEMM dtype, or None (no MFU) for a device without one."""
+    try:
+        peak = st.profile.peak(st.gemm_dtype)
+        st.labels["peak_tflops"] = _as_label(peak)
+        return peak
+    except DataError as exc:  # an unrecognised measured device: no MFU, no utilisation
+        if "mfu" in st.ov:
+            raise
+        st.labels["peak_tflops"] = _label(None, MISSING, str(exc))
+        st.notes.append(f"no MFU: {exc}")
+        return None
+
+
+# -- kernels of one micro-batch ---------------------------------------------------------------
+
+def is_expert_op(op: Op) -> bool:
+    """Whether ``op`` is one of a routed expert's GEMMs (`ModelConfig.layer_ops` names them
+    ``expert_...``), timed by `_expert_term` rather than as a dense GEMM."""
+    return op.kind == "gemm" and op.name.startswith("expert_")
+
+
+class _Rates:
+    """TFLOP/s per distinct kernel call, as (value, fast, slow), and the labels and sources
+    of the curves that gave them, per kind of kernel."""
+
+    def __init__(self, st: _Step):
+        self.st, self.cache = st, {}
+        self.labels = {"gemm": set(), "attention": set()}
+        self.sources = {"gemm": set(), "attention": set()}
+
+    def estimate(self, op: Op) -> Figure:
+        ov, profile = self.st.ov, self.st.profile
+        if op.kind == "gemm" and "gemm_tflops" in ov:
+            return _override(ov, "gemm_tflops")
+        if op.kind == "attention" and "attention_tflops" in ov:
+            return _override(ov, "attention_tflops")
+        if op.kind == "gemm":
+            s = op.shape
+            return profile.matmul_tflops(s["m"], s["n"], s["k"], self.st.gemm_dtype)
+        return profile.attention_tflops(dtype=self.st.attn_dtype, direction=op.direction,
+                                        **op.shape)
+
+    def time(self, op: Op) -> np.ndarray:
+        key = (op.kind, op.direction, tuple(sorted(op.shape.items())))
+        if key not in self.cache:
+            est = self.estimate(op)
+            self.cache[key] = _trio(est)
+            self.labels[op.kind].add(est.label)
+            self.sources[op.kind].add(est.source.split(": ", 1)[0])
+        return op.count * op.flops / (self.cache[key] * 1e12)
+
+
+def _kernel_terms(st: _Step) -> dict:
+    """Seconds of one micro-batch on one stage for the dense GEMMs, attention and (MoE) the
+    expert GEMMs, and the kernel FLOPs they execute (``flops``, for utilisation)."""
+    config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
+    layer_ops = config.layer_ops(st.lay["micro_batch"], st.lay["seq"], tp)
+    head_ops = config.head_ops(st.lay["micro_batch"], st.lay["seq"], tp)
+    experts = [op for op in layer_ops if is_expert_op(op)]
+    rates = _Rates(st)
+    per_layer = {"gemm": np.zeros(3), "attention": np.zeros(3)}
+    flops_layer = {"gemm": 0.0, "attention": 0.0}
+    for op in layer_ops:
+        if not is_expert_op(op):
+            per_layer[op.kind] += rates.time(op)
+            flops_layer[op.kind] += op.count * op.flops
+    head_gemm = sum((rates.time(op) for op in head_ops), np.zeros(3))
+    hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
+    out = {"gemm": (config.layers * per_layer["gemm"] + head_gemm) / pp,
+           "attention": st.layers_per_stage * per_layer["attention"]}
+    flops = {"gemm": (config.layers * flops_layer["gemm"] + hw_flops_head) / pp,
+             "attention": config.layers * flops_layer["attention"] / pp}
+    for kind in ("gemm", "attention"):
+        _kind_label(st, rates, kind, flops[kind], out[kind])
+    flops_expert = 0.0
+    if experts:
+        per_layer_expert, flops_expert = _expert_term(st, experts)
+        out["expert"] = st.layers_per_stage * per_layer_expert
+    out["flops"] = (config.layers * (flops_layer["gemm"] + flops_layer["attention"]
+                                     + flops_expert) + hw_flops_head) / pp
+    return out
+
+
+def _kind_label(st: _Step, rates: _Rates, kind: str, flops: float, t: np.ndarray) -> None:
+    kinds = sorted(rates.labels[kind])
+    st.labels[f"{kind}_tflops"] = _label(
+        flops / t[0] / 1e12, weakest(*kinds),
+        "time-weighted over the step's shapes"
+        + (f" ({' and '.join(kinds)} curves)" if len(kinds) > 1 else "") + "; "
+        + "; ".join(sorted(rates.sources[kind])))
+
+
+#: A dense op's name suffix (`scaling.model.config._with_backward`) -> the grouped GEMM's direction.
+_GROUPED_DIRECTION = {"": "fwd", ".dgrad": "bwd_dx", ".wgrad": "bwd_dw"}
+
+
+def _expert_term(st: _Step, experts: list[Op]) -> tuple[np.ndarray, float]:
+    """Seconds and FLOPs of one MoE layer's routed-expert GEMMs (each expert's gate/up and
+    down projections, forward, dX and dW, ``count`` experts each) on one GPU.
+
+    Timed with the profile's grouped-GEMM curve (`HardwareProfile.grouped_gemm_tflops`) at
+    the tokens per expert the layout gives (the model's balanced routing) where the profile
+    has one, else with the dense GEMM curve at the same shapes, and labelled which."""
+    forward = {op.name: op.shape for op in experts if op.direction == "fwd"}
+    total, flops, labels, curves, dense = np.zeros(3), 0.0, set(), set(), {}
+    for op in experts:
+        base, dot, suffix = op.name.partition(".")
+        fwd, direction = forward[base], _GROUPED_DIRECTION[dot + suffix]
+        est, curve, why = _expert_rate(st, op, fwd["m"], fwd["n"], fwd["k"], direction)
+        if why:
+            dense.setdefault(direction, why)
+        labels.add(est.label)
+        curves.add(curve)
+        total = total + op.count * op.flops / (_trio(est) * 1e12)
+        flops += op.count * op.flops
+    tokens_per_expert = next(iter(forward.values()))["m"]
+    st.labels["expert_gemm_tflops"] = _label(
+        flops / total[0] / 1e12, weakest(*labels),
+        f"time-weighted over the experts' GEMMs at {tokens_per_expert} tokens per expert; "
+        + "; ".join(sorted(curves)))
+    if dense:
+        which = ", ".join(d for d in _GROUPED_DIRECTION.values() if d in dense)
+        whys = "; ".join(dict.fromkeys(dense.values()))
+        if not any(c.dtype == st.gemm_dtype for c in st.profile.grouped_curves):
+            whys = f"the profile has no grouped-GEMM curve in {st.gemm_dtype}"
+        st.notes.append(f"MoE expert GEMMs ({which}) timed with the dense GEMM curve at the "
+                        f"experts' shapes: {whys}")
+    return total, flops
+
+
+def _expert_rate(st: _Step, op: Op, tokens_per_expert: int, n: int, k: int,
+                 direction: str) -> tuple[Figure, str, str | None]:
+    """TFLOP/s of one expert GEMM, which curve gave it (an override, the grouped-GEMM curve,
+    or the dense GEMM curve at the op's own shape) and, for the dense one, why."""
+    for key in ("expert_gemm_tflops", "gemm_tflops"):
+        if key in st.ov:
+            return _override(st.ov, key), f"given: override {key}", None
+    try:
+        est = st.profile.grouped_gemm_tflops(tokens_per_expert, n, k, st.gemm_dtype, direction)
+        return est, "grouped-GEMM curve " + est.source.split(": ", 1)[0], None
+    except FlopcastError as exc:
+        s = op.shape
+        dense = st.profile.matmul_tflops(s["m"], s["n"], s["k"], st.gemm_dtype)
+        return (dense, "dense GEMM curve at the experts' shapes " + dense.source.split(": ", 1)[0],
+                str(exc))
+
+
+# -- memory traffic and communication ---------------------------------------------------------
+
+def _memory_bandwidth(st: _Step) -> Figure:
+    ov, profile = st.ov, st.profile
+    if "memory_gbps" in ov:
+        memory = _override(ov, "memory_gbps")
+    elif profile.memory_gbps is not None:
+        memory = profile.memory_gbps
+    else:
+        raise DataError(f"profile '{profile.name}' has no memory bandwidth; pass "
+                        f"overrides={{'memory_gbps': ...}} (--set memory_gbps=...)")
+    st.labels["memory_gbps"] = _as_label(memory)
+    return memory
+
+
+def _elementwise_term(st: _Step, memory: Figure) -> np.ndarray:
+    """Seconds of one micro-batch's elementwise traffic on one stage."""
+    config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
+    logits_bytes = 3 * st.tokens_mb * math.ceil(config.vocab / tp) * 4  # FP32 softmax fwd+bwd
+    elem_bytes = (3 * st.layers_per_stage * elementwise_bytes_per_token(config, tp)
+                  * st.tokens_mb + logits_bytes / pp)
+    st.labels["elementwise_bytes_per_microbatch"] = _label(
+        elem_bytes, "assumed", "norms, residuals, rotary, SwiGLU and loss softmax read and "
+                               "written once each (no fusion beyond that)")
+    return np.full(3, elem_bytes / (memory.value * 1e9))
+
+
+def _overlaps(st: _Step) -> dict:
+    overlaps = {}
+    for key in ("tp_overlap", "pp_overlap", "dp_overlap"):
+        overlaps[key] = st.ov.get(key, 0.0)
+        st.labels[key] = (_as_label(_override(st.ov, key)) if key in st.ov
+                          else _label(overlaps[key], "assumed", ASSUMED_OVERLAP[key]))
+    return overlaps
+
+
+def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
+    """Seconds of one micro-batch's sequence-parallel collectives on one stage."""
+    tp, profile, ov = st.lay["tp"], st.profile, st.ov
+    if tp == 1:
+        return np.zeros(3)
+    msg = st.tokens_mb * st.config.d_model * ACT_BYTES
+    intra = tp <= profile.gpus_per_node
+    if "tp_busbw_gbps" in ov:
+        ag = rs = _override(ov, "tp_busbw_gbps")
+    else:
+        ag = profile.busbw_gbps("all_gather", msg, tp, intra_node=intra)
+        rs = profile.busbw_gbps("reduce_scatter", msg, tp, intra_node=intra)
+    frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw
+    per_layer_tp = 4 * (msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9))
+    st.labels["tp_busbw_gbps"] = _as_label(ag)
+    return st.layers_per_stage * per_layer_tp * (1 - overlap)
+
+
+def _pp_comm_term(st: _Step, overlap: float) -> np.ndarray:
+    """Seconds of one micro-batch's pipeline sends on one stage."""
+    tp, pp, profile = st.lay["tp"], st.lay["pp"], st.profile
+    if pp == 1:
+        return np.zeros(3)
+    act = st.tokens_mb * st.config.d_model * ACT_BYTES / tp  # sequence-parallel shard
+    link = (_override(st.ov, "pp_gbps") if "pp_gbps" in st.ov
+            else profile.link_gbps("inter_node" if tp * pp > profile.gpus_per_node
+                                   else "intra_node"))
+    st.labels["pp_gbps"] = _as_label(link)
+    return 2 * st.lay["interleave"] * act / (_trio(link) * 1e9) * (1 - overlap)
+
+
+def _bubble_term(st: _Step, t_mb: np.ndarray) -> np.ndarray:
+    """Seconds per step the pipeline idles: (p - 1) / v micro-batch times."""
+    busy = st.m * t_mb
+    if "bubble_fraction" in st.ov:
+        f = st.ov["bubble_fraction"]
+        st.labels["bubble_fraction"] = _as_label(_override(st.ov, "bubble_fraction"))
+        return busy * f / (1 - f)
+    bubble = (st.lay["pp"] - 1) / st.lay["interleave"] * t_mb
+    st.labels["bubble_fraction"] = _label(
+        float(bubble[0] / (busy[0] + bubble[0])), "assumed",
+        "(p - 1) / (v m + p - 1), 1F1B with v interleaved chunks (Narayanan et al. 2021)")
+    return bubble
+
+
+def _params_local(st: _Step) -> float:
+    return st.config.params / (st.lay["tp"] * st.lay["pp"])
+
+
+def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
+    """Seconds per step of the FSDP gradient reduce-scatter and parameter all-gather."""
+    dp, profile = st.lay["dp"], st.profile
+    if dp == 1:
+        return np.zeros(3)
+    intra = st.gpus <= profile.gpus_per_node
+    dp_comm = np.zeros(3)
+    for collective, width in (("reduce_scatter", DP_GRAD_BYTES), ("all_gather", DP_PARAM_BYTES)):
+        size = _params_local(st) * width
+        bw = (_override(st.ov, "dp_busbw_gbps") if "dp_busbw_gbps" in st.ov
+              else profile.busbw_gbps(collective, size, dp, intra_node=intra))
+        dp_comm = dp_comm + size * (dp - 1) / dp / (_trio(bw) * 1e9)
+    st.labels["dp_busbw_gbps"] = _as_label(bw)
+    return dp_comm * (1 - overlap)
+
+
+def _optimizer_term(st: _Step, memory: Figure) -> np.ndarray:
+    """Seconds per step of Adam's memory traffic over this GPU's parameter shard."""
+    return np.full(3, _params_local(st) / st.lay["dp"] * OPTIMIZER_BYTES_PER_PARAM
+                   / (memory.value * 1e9))
+
+
+def _override_terms(st: _Step, terms: dict) -> None:
+    for term in BREAKDOWN_TERMS:
+        if term in st.ov:
+            terms[term] = np.full(3, st.ov[term])
+            st.labels[term] = _as_label(_override(st.ov, term))
+
+
+# -- what the step time implies ---------------------------------------------------------------
+
+def _throughput(st: _Step, step: np.ndarray, model_flops: float, peak: Figure | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-GPU model TFLOP/s and the step time, the modelled ones or those an ``mfu`` or
+    ``tflops_per_gpu`` override sets."""
+    ov, labels = st.ov, st.labels
+    tflops = model_flops / step / 1e12
+    kernels = [labels["gemm_tflops"]["label"], labels["attention_tflops"]["label"]]
+    curves = _curves_text(*kernels)
+    if "expert_gemm_tflops" in labels:
+        kernels.append(labels["expert_gemm_tflops"]["label"])
+        curves += f", {labels['expert_gemm_tflops']['label']} expert GEMM rates"
+    labels["tflops_per_gpu"] = _label(float(tflops[0]), modelled_from(*kernels),
+                                      f"step model from {curves} on "
+                                      f"{st.profile.name} ({st.profile.label} profile)")
+    if "mfu" in ov or "tflops_per_gpu" in ov:
+        refuse_above_peak(ov.get("tflops_per_gpu"), ov.get("mfu"), peak, st.precision)
+        value = ov["tflops_per_gpu"] if "tflops_per_gpu" in ov else ov["mfu"] * peak.value
+        key = "tflops_per_gpu" if "tflops_per_gpu" in ov else "mfu"
+        labels[key] = _as_label(_override(ov, key))
+        if key == "mfu":
+            labels["tflops_per_gpu"] = _label(value, "given", labels["mfu"]["source"]
+                                              + " x the datasheet peak")
+        st.notes.append(f"throughput set by the {key} override; the breakdown is the model's "
+                        f"and sums to {step[0]:.4g} s, not to step_time_s")
+        tflops = np.full(3, value)
+        step = model_flops / (tflops * 1e12)
+    return tflops, step
+
+
+def _power(st: _Step, hw_util: float | None) -> Figure | None:
+    try:
+        # Without a peak, utilisation is unknown: only a load-independent figure (TDP) fits.
+        power = st.profile.power_w(min(hw_util, 1.0) if hw_util is not None else 1.0)
+        if hw_util is None and power.label == "measured":
+            raise DataError("utilisation unknown without a datasheet peak")
+        st.labels["power_w"] = _as_label(power)
+        return power
+    except DataError as exc:
+        st.labels["power_w"] = _label(None, MISSING, str(exc))
+        st.notes.append(f"no power figure: {exc}")
+        return None

@@ -209,6 +209,112 @@ def _throughput_panel(title, part, curves, dtype, colour) -> Figure:
     return fig
 
 
+# -- grouped GEMM (mixture-of-experts experts) -------------------------------------------------
+
+GROUPED_MARKERS = {"fwd": "o", "bwd_dx": "^", "bwd_dw": "s"}
+GROUPED_WORDS = {"fwd": "forward", "bwd_dx": "dX", "bwd_dw": "dW"}
+#: Fitted grouped curves: solid for the forward, dotted-dense for the two backward GEMMs (the
+#: dense reference lines are grey dashes).
+GROUPED_LINES = {"fwd": "-", "bwd_dx": (0, (1, 1)), "bwd_dw": (0, (3, 1, 1, 1))}
+
+
+def _grouped_measured(records: pd.DataFrame | None) -> pd.DataFrame | None:
+    if records is None or records.empty or "tflops" not in records \
+            or not {"shape_tokens", "shape_experts"} <= set(records.columns):
+        return None
+    df = records[(records["kernel"] == "grouped_gemm") & records["tflops"].notna()].copy()
+    df["tokens_per_expert"] = (df["shape_tokens"].astype(float)
+                               / df["shape_experts"].astype(float))
+    df["variant"] = df["variant"].fillna("balanced").astype(str)
+    return df[df["tokens_per_expert"] > 0]
+
+
+def grouped_panels(records: pd.DataFrame | None,
+                   profiles: Sequence = ()) -> list[tuple[str, str, Figure]]:
+    """(title, note, figure) per dtype of grouped-GEMM (MoE expert) measurements: achieved
+    TFLOP/s against tokens per expert, the measured points (marker: forward, dX, dW; hollow:
+    skewed routing), each profile's fitted grouped-GEMM curves, and beside them the dense
+    GEMM curve of each profile at the same shapes (one expert's GEMM as a plain matmul of
+    tokens-per-expert rows), which the step model falls back to without a grouped curve."""
+    df = _grouped_measured(records)
+    dtypes = set() if df is None else set(df["dtype"])
+    dtypes |= {c.dtype for prof in profiles for c in prof.grouped_curves}
+    impls = set() if df is None else set(df["impl"])
+    impls |= {c.impl for prof in profiles for c in prof.grouped_curves}
+    colour = colours_for(impls)
+    panels = []
+    for dtype in sorted(dtypes):
+        part = None if df is None else df[df["dtype"] == dtype]
+        curves = [(p, [c for c in p.grouped_curves if c.dtype == dtype]) for p in profiles]
+        why = [_grouped_not_fitted(key, reason) for prof in profiles
+               for key, reason in sorted(prof.skipped.items())
+               if key.startswith(f"grouped_gemm {dtype} ")]
+        title = f"({chr(97 + len(panels))}) grouped GEMM (MoE experts), {dtype}"
+        panels.append((f"grouped GEMM, {dtype}",
+                       "Not fitted: " + "; ".join(why) + "." if why else "",
+                       _grouped_panel(title, part, curves, profiles, dtype, colour)))
+    return panels
+
+
+def _grouped_not_fitted(key: str, reason: str) -> str:
+    """``torch, dX, zipf1.0 (only 1 distinct ...)`` from ``grouped_gemm bf16 torch bwd_dx
+    zipf1.0`` and its reason."""
+    parts = key.split()
+    why = reason.split(": ", 1)[1] if ": " in reason else reason
+    words = [GROUPED_WORDS.get(p, p) for p in parts[2:]]
+    return f"{', '.join(words)} ({why.split('; ')[0].rstrip('.')})"
+
+
+def _grouped_shape(part, curves) -> tuple[int, int] | None:
+    """The (n, k) the dense reference line is drawn at: the most measured one."""
+    if part is not None and not part.empty and {"shape_n", "shape_k"} <= set(part.columns):
+        n, k = part.groupby(["shape_n", "shape_k"]).size().idxmax()
+        return int(n), int(k)
+    shapes = [s for _, found in curves for c in found for s in c.shapes]
+    return shapes[0] if shapes else None
+
+
+def _grouped_panel(title, part, curves, profiles, dtype, colour) -> Figure:
+    fig = Figure(figsize=(5.4, 3.0))
+    ax = fig.add_subplot()
+    lo, hi = 8.0, 65536.0
+    if part is not None and not part.empty:
+        lo = float(part["tokens_per_expert"].min()) / 2
+        hi = float(part["tokens_per_expert"].max()) * 2
+        for (impl, direction, routing), g in part.groupby(["impl", "direction", "variant"]):
+            skewed = routing != "balanced"
+            ax.plot(g["tokens_per_expert"], g["tflops"],
+                    GROUPED_MARKERS.get(direction, "D"), ls="none", color=colour[impl],
+                    mfc="white" if skewed else colour[impl], mec=colour[impl] if skewed
+                    else "white", mew=1.2 if skewed else 0.6, ms=7,
+                    label=f"{impl}, {GROUPED_WORDS.get(direction, direction)}, {routing}, "
+                          "measured")
+    for prof, found in curves:
+        for c in found:
+            xs = np.geomspace(min(lo, c.curve.size_min), max(hi, c.curve.size_max), 60)
+            words = GROUPED_WORDS.get(c.direction, c.direction)
+            ax.plot(xs, [c.curve.rate(x) for x in xs], ls=GROUPED_LINES.get(c.direction, "-"),
+                    color=colour[c.impl], label=f"{c.impl}, {words}, {c.routing}, {_who(prof)}")
+    shape = _grouped_shape(part, curves)
+    if shape is not None:
+        n, k = shape
+        xs = np.geomspace(lo, hi, 40)
+        for prof in profiles:
+            try:
+                ys = [prof.matmul_tflops(max(1, round(x)), n, k, dtype).value for x in xs]
+            except FlopcastError:  # no dense GEMM curve of this dtype
+                continue
+            ax.plot(xs, ys, "--" if prof.label != "measured" else "-.", color="0.35", lw=1.4,
+                    label=f"dense GEMM T x {n} x {k}, {_who(prof)}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_title(title, loc="left")
+    ax.set_xlabel("tokens per expert (rows of each expert's GEMM)")
+    ax.set_ylabel("achieved TFLOP/s")
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=1, borderaxespad=0.0)
+    return fig
+
+
 # -- power -------------------------------------------------------------------------------------
 
 def measured_power(records: pd.DataFrame | None) -> pd.DataFrame:

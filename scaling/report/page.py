@@ -350,7 +350,25 @@ def throughput_section(records: pd.DataFrame | None, profiles: Sequence) -> str:
             'per call. Points: measured' + (f" on {html.escape(on)}" if on else "")
             + ". Solid lines: curves fitted to them; dashed lines: the published preset's "
             "curves; dotted: datasheet dense peaks. One colour per implementation; marker "
-            "shapes tell FP8 scalings and attention masks apart.</p>" + _figures(panels))
+            "shapes tell FP8 scalings and attention masks apart.</p>" + _figures(panels)
+            + grouped_section(records, profiles))
+
+
+def grouped_section(records: pd.DataFrame | None, profiles: Sequence) -> str:
+    """Grouped GEMM (the MoE experts) against tokens per expert, beside the dense GEMM curve
+    at the same shapes; empty when nothing measured or fitted one."""
+    with figures.style():
+        panels = [(title, note, figures.picture(fig))
+                  for title, note, fig in figures.grouped_panels(records, profiles)]
+    if not panels:
+        return ""
+    return ('<h3 id="grouped">Mixture-of-experts grouped GEMM against tokens per expert</h3>'
+            '<p class="caption">Achieved TFLOP/s of the experts\' grouped GEMM (forward, dX, '
+            "dW) against tokens per expert, the rows each expert's GEMM gets. Points: measured "
+            "(hollow: skewed routing); solid lines: curves fitted to them, which the step "
+            "model times MoE expert GEMMs with; grey lines: each profile's dense GEMM curve at "
+            "the same shapes, what the step model uses when a profile has no grouped "
+            "curve.</p>" + _figures(panels))
 
 
 def power_section(records: pd.DataFrame | None, profiles: Sequence) -> str:
