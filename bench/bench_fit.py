@@ -66,3 +66,52 @@ def test_fit_bootstrap(benchmark, flopcast_session):
         "bootstrap_failed": fit.details["bootstrap_failed"],
         "intervals": fit.details["intervals"],
     })
+
+
+PER_ROW_ROWS = 20_000  # distinct (N, D): every row is a point of the Huber sum
+PER_ROW_REPEATS = 4082  # the 245 Chinchilla points repeated: 1,000,090 rows, merged to 245
+
+
+def _distinct_rows(count: int, seed: int = 0):
+    """``count`` runs of distinct (N, D) on the Epoch AI 2024 refit law (Besiroglu et al.
+    2024), 0.3% log-normal noise: a fit that costs per row, with nothing to merge."""
+    import math
+
+    import numpy as np
+
+    from scaling.laws.forms import law_presets
+    from scaling.laws.points import law_data
+
+    rng = np.random.default_rng(seed)
+    n = np.exp(rng.uniform(math.log(5e7), math.log(1e10), count))
+    d = n * np.exp(rng.uniform(math.log(2), math.log(200), count))
+    loss = law_presets()["epoch-2024"].loss(n, d) * np.exp(rng.normal(0, 0.003, count))
+    return law_data(n, d, loss, source=f"{count} synthetic runs")
+
+
+def test_fit_time_per_row(benchmark, flopcast_session):
+    """Approach 3's time per input row: on distinct points (each row costs) and on one
+    million rows of repeated points (merged: the cost is per distinct point)."""
+    import numpy as np
+
+    from scaling.laws.points import law_data
+
+    distinct = _distinct_rows(PER_ROW_ROWS)
+    chinchilla, _, label = fit_data()
+    repeated = law_data(*(np.tile(getattr(chinchilla, k), PER_ROW_REPEATS)
+                          for k in ("params", "tokens", "loss")), source=f"{label} repeated")
+    benchmark.group = case_group(_record(0, "approach3-per-row", {}, {}))
+    fit = benchmark.pedantic(fit_parametric, args=(distinct,), rounds=1, iterations=1)
+    distinct_s = benchmark.stats.stats.median
+    began = time.perf_counter()
+    merged = fit_parametric(repeated)
+    repeated_s = time.perf_counter() - began
+    assert merged.details["points_fitted"] == len(chinchilla)
+    benchmark.extra_info["flopcast"] = _record(fit.n_points, "approach3-per-row",
+                                               {"repeated_rows": len(repeated)}, {
+        "data": distinct.source, "objective": fit.objective,
+        "time_s_per_row": distinct_s / len(distinct),
+        "repeated_data": repeated.source, "repeated_time_s": repeated_s,
+        "repeated_time_s_per_row": repeated_s / len(repeated),
+        "repeated_points_fitted": merged.details["points_fitted"],
+    })

@@ -21,7 +21,7 @@ from scaling.laws.budget import BUDGETS, parse_compute
 from scaling.errors import DataError
 from scaling.laws.fit import HUBER_DELTA, LawFit, fit_parametric
 from scaling.laws.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets, thin_budgets
-from scaling.laws.points import FIELDS, LawData, load_law_data, parse_columns
+from scaling.laws.points import FIELDS, LawData, load_law_data, parse_columns, parse_where
 from scaling.laws.forms import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
 from scaling.cli.output import fmt_num, format_table, print_json
 from scaling.units import format_count, format_flops, parse_number, parse_whole
@@ -60,6 +60,13 @@ def register(subparsers) -> None:
     p.add_argument("--columns", metavar="MAP",
                    help=f"column names the guesser misses, FIELD=COLUMN,... with FIELD one of "
                         f"{', '.join(FIELDS)} (e.g. 'params=Model Size,loss=val_loss')")
+    p.add_argument("--where", action="append", metavar="COLUMN=VALUE", default=[],
+                   help="fit only the rows where COLUMN has VALUE (e.g. --where "
+                        "condition=raw_loss, --where lr=3e-4); repeat to combine")
+    p.add_argument("--no-merge", dest="merge", action="store_false",
+                   help="Approach 3: fit every row as its own point, instead of runs with the "
+                        "same (N, D) as one point weighted by their count (the same fit when "
+                        "their losses are equal; see scaling.laws.fit)")
     p.add_argument("--name", help="name of the fitted law (default: the data file's stem)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw the data, the fit and the frontier")
@@ -93,21 +100,29 @@ def run(args) -> int:
                         f"seeds), not {args.seed}")
     if args.plot:
         check_plot_path(args.plot)
-    data = load_law_data(args.data, parse_columns(args.columns))
-    name = args.name or Path(args.data).stem
     progress = _Progress()
+    data = load_law_data(args.data, parse_columns(args.columns), parse_where(args.where))
+    name = args.name or Path(args.data).stem
+    _warn_repeats(data)
     if args.approach == 3:
         fit = fit_parametric(data, delta=args.delta, drop_highest=args.drop_highest,
                              bootstrap=args.bootstrap, seed=args.seed, progress=progress,
-                             name=name)
+                             name=name, merge=args.merge)
     else:
         fit = fit_isoflop(data, against=args.against, drop_highest=args.drop_highest,
                           budget_tolerance=args.budget_tolerance, bootstrap=args.bootstrap,
                           seed=args.seed, progress=progress, name=name)
     out = fit.to_dict()
     out["data"] = {"path": str(args.data), "columns": data.columns}
+    extrapolation = None
     if budget is not None:
         out["allocation"] = fit.law.allocate(budget).to_dict()
+        extrapolation = extrapolation_decades(budget, data)
+        out["allocation"]["decades_beyond_data"] = extrapolation
+    if data.repeats:
+        out["repeats"] = data.repeats
+    if args.where:
+        out["data"]["where"] = list(args.where)
     if args.save:
         out["saved"] = str(fit.law.save(args.save))
     if args.plot:
@@ -121,10 +136,44 @@ def run(args) -> int:
         print(f"flopcast fit: warning: skipped the budget of {budget['compute_flops']:.3g} "
               f"FLOPs: {budget['runs']} run(s), fewer than the 3 distinct sizes an isoFLOP "
               f"parabola needs", file=sys.stderr)
+    if extrapolation is not None and extrapolation > EXTRAPOLATION_WARN_DECADES:
+        print(f"flopcast fit: warning: --at {budget:.3g} FLOPs is {extrapolation:.1f} decades "
+              f"beyond the largest compute in the data ({data.compute.max():.3g} FLOPs): the "
+              f"allocation is an extrapolation of the fitted law, not a measurement",
+              file=sys.stderr)
     for name in fit.details.get("grid_edge", []):
         print(f"flopcast fit: warning: the optimum of '{name}' lies on the edge of the start "
               f"grid; a wider grid might find a better fit", file=sys.stderr)
     return 0
+
+
+#: Decades of compute beyond the data's largest run past which ``--at`` warns. A stated
+#: assumption: within one decade the law is checked by nearby runs; beyond it, not.
+EXTRAPOLATION_WARN_DECADES = 1.0
+
+
+def extrapolation_decades(budget: float, data: LawData) -> float:
+    """How many decades ``budget`` lies beyond the data's largest compute (negative inside)."""
+    return math.log10(budget / float(data.compute.max()))
+
+
+def _warn_repeats(data: LawData) -> None:
+    """Runs sharing (N, D) with different losses: one law assumes one condition."""
+    repeats = data.repeats
+    if not repeats:
+        return
+    line = (f"flopcast fit: warning: {repeats['points']:,} (N, D) points appear in "
+            f"{repeats['rows']:,} runs with different losses")
+    varying = repeats["varying"]
+    if varying:
+        column, values = next(iter(varying.items()))
+        first = values.split(", ")[0]
+        line += (f"; they differ in {', '.join(repr(c) for c in varying)} ('{column}': "
+                 f"{values}): a loss law assumes one condition, so fit one at a time with "
+                 f"--where {column}={first}")
+    else:
+        line += "; no other column tells them apart (repeated seeds?)"
+    print(line, file=sys.stderr)
 
 
 def _text(fit: LawFit, out: dict) -> str:
@@ -137,6 +186,8 @@ def _text(fit: LawFit, out: dict) -> str:
     lines = [f"{law.source}", f"{fit.n_points} runs, objective {fit.objective:.6g}, "
                                f"{fit.seconds:.2f} s"]
     if fit.approach == 3:
+        if out.get("rows_merged"):
+            lines.append(out["merge"])
         lines.append(f"starts: {out['starts']} ({out['starts_converged']} converged, "
                      f"{out['starts_pruned']} pruned early); local minima "
                      f"{', '.join(f'{m:.4g}' for m in out['local_minima'])}")

@@ -91,9 +91,9 @@ def source_name(args: argparse.Namespace) -> str:
     """Where the records came from, fit to print (a database URL with its password masked)."""
     url = getattr(args, "from_url", None)
     if url:
-        from scaling.records.database import mask_url
+        from scaling.records.database import describe_url
 
-        return mask_url(url)
+        return describe_url(url)
     return ", ".join(map(str, getattr(args, "paths", None) or []))
 
 

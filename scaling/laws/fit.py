@@ -26,6 +26,17 @@ integer weights (how often each point was drawn), so all resamples run as one ba
 started from the distinct local minima that the full-data fit found rather than from the whole
 grid (a test checks that this finds the whole grid's optimum of each resample).
 
+**Repeated points.** Runs with identical (N, D) share one prediction, so they are fitted as
+one point with weight = their count at their mean log-loss (`merge_repeats`). Where a group's
+losses are identical (a file with repeated rows) this is exact: count x Huber(r) is the sum of
+the rows' equal terms, the same objective and the same optimum. Where they differ (seeds, or
+conditions the file stacks) it is exact only while every residual of the group is within
+delta: there sum_i Huber(r - y_i) = sum_i (r - y_i)^2 / 2 = count (r - mean y)^2 / 2 + const,
+the same gradient; beyond delta the per-row Huber is linear in each residual and pulls towards
+the group's median instead, so the optimum can move. ``merge=False`` fits the rows as they
+are. Merging makes a fit cost per distinct point, not per row: a million-row file of 245
+distinct points fits as fast as the 245.
+
 Both approaches return a `LawFit`; Approach 2 (isoFLOP parabolas) is in `scaling.laws.isoflop`.
 """
 
@@ -99,17 +110,81 @@ HOFFMANN_GRID = Grid(a=_steps(0, 25, 5), b=_steps(0, 25, 5), e=_steps(-1, 1, 0.5
 # -- the objective -------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class MergedPoints:
+    """Runs with identical (N, D) as one point each (see the module's note on repeats)."""
+
+    log_n: np.ndarray
+    log_d: np.ndarray
+    log_l: np.ndarray      # the group's mean log-loss
+    counts: np.ndarray     # rows per point (float, a Huber weight)
+    rows: int              # rows before merging
+    spread_groups: int     # points whose rows had different losses
+
+    @property
+    def merged_rows(self) -> int:
+        return self.rows - self.counts.size
+
+    def describe(self) -> str:
+        if not self.merged_rows:
+            return f"{self.rows} runs, no two with the same (N, D)"
+        text = (f"merged {self.rows:,} runs into {self.counts.size:,} points of distinct "
+                f"(N, D), each weighted by its count in the Huber sum")
+        if self.spread_groups:
+            text += (f"; {self.spread_groups:,} of them had different losses, fitted at their "
+                     f"mean log-loss (the per-row fit only where residuals are within delta)")
+        else:
+            text += " (identical losses: exactly the per-row fit)"
+        return text
+
+
+def merge_repeats(data: LawData, merge: bool = True) -> MergedPoints:
+    """One point per distinct (N, D): mean log-loss, weight = count (``merge=False``: every
+    row its own point, weight 1)."""
+    log_n, log_d, log_l = np.log(data.params), np.log(data.tokens), np.log(data.loss)
+    rows = log_l.size
+    if not merge:
+        return MergedPoints(log_n, log_d, log_l, np.ones(rows), rows, 0)
+    # Sort by (N, D) and cut where either changes (np.unique(axis=0) does the same, slower).
+    order = np.lexsort((data.tokens, data.params))
+    n_sorted, d_sorted = data.params[order], data.tokens[order]
+    new = np.ones(rows, dtype=bool)
+    new[1:] = (n_sorted[1:] != n_sorted[:-1]) | (d_sorted[1:] != d_sorted[:-1])
+    if new.all():  # nothing to merge: keep the rows' order
+        return MergedPoints(log_n, log_d, log_l, np.ones(rows), rows, 0)
+    inverse = np.empty(rows, dtype=np.intp)
+    inverse[order] = np.cumsum(new) - 1
+    first = order[new]
+    unique = np.stack([data.params[first], data.tokens[first]], axis=1)
+    counts = np.bincount(inverse)
+    mean = np.bincount(inverse, weights=log_l, minlength=counts.size) / counts
+    lo = np.full(counts.size, np.inf)
+    hi = np.full(counts.size, -np.inf)
+    np.minimum.at(lo, inverse, log_l)
+    np.maximum.at(hi, inverse, log_l)
+    return MergedPoints(np.log(unique[:, 0]), np.log(unique[:, 1]), mean,
+                        counts.astype(float), rows, int(np.sum(hi > lo)))
+
+
 class HuberObjective:
     """Sum over points of Huber(LSE(a - alpha log N, b - beta log D, e) - log L), for many x
-    at once, with its analytic gradient. Optional per-row point weights (bootstrap counts)."""
+    at once, with its analytic gradient. Runs with the same (N, D) are one point weighted by
+    their count (`merge_repeats`); optional per-row point weights (bootstrap counts) replace
+    those counts."""
 
-    def __init__(self, data: LawData, delta: float = HUBER_DELTA, chunk_elements: int = 1 << 14):
-        self.log_n = np.log(data.params)
-        self.log_d = np.log(data.tokens)
-        self.log_l = np.log(data.loss)
+    #: A batch of more elements (starts x points) than this reports progress as it goes.
+    PROGRESS_ELEMENTS = 1 << 24
+
+    def __init__(self, data: LawData, delta: float = HUBER_DELTA, chunk_elements: int = 1 << 14,
+                 merge: bool = True, progress: Progress | None = None):
+        self.points = merge_repeats(data, merge)
+        self.log_n, self.log_d, self.log_l = self.points.log_n, self.points.log_d, self.points.log_l
+        counts = self.points.counts
+        self.counts = None if self.points.merged_rows == 0 else counts
         self.delta = float(delta)
         self.rows_per_chunk = max(1, chunk_elements // self.log_n.size)
         self.evaluations = 0  # rows evaluated so far
+        self.progress = progress
 
     def __call__(self, x: np.ndarray) -> tuple[float, np.ndarray]:
         """One x: (objective, gradient); the form scipy.optimize.minimize(jac=True) takes."""
@@ -121,10 +196,16 @@ class HuberObjective:
         overflows; the line search treats that as 'too far'."""
         f = np.empty(x.shape[0])
         g = np.empty(x.shape)
+        report = (self.progress is not None
+                  and x.shape[0] * self.log_n.size > self.PROGRESS_ELEMENTS)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for start in range(0, x.shape[0], self.rows_per_chunk):
                 rows = slice(start, start + self.rows_per_chunk)
-                self._chunk(x[rows], None if weights is None else weights[rows], f[rows], g[rows])
+                w = self.counts if weights is None else weights[rows]
+                self._chunk(x[rows], w, f[rows], g[rows])
+                if report:
+                    self.progress(f"evaluated {min(start + self.rows_per_chunk, x.shape[0])} "
+                                  f"of {x.shape[0]} starts on {self.log_n.size:,} points")
         self.evaluations += x.shape[0]
         return f, g
 
@@ -270,7 +351,7 @@ def batched_lbfgs(objective: HuberObjective, x0: np.ndarray, weights: np.ndarray
             out.pruned[leave] = pruned[done]
             ids, x, f, g = ids[keep], x[keep], f[keep], g[keep]
             s, y, rho, gamma, fresh = s[keep], y[keep], rho[keep], gamma[keep], fresh[keep]
-        if progress and (it + 1) % 25 == 0:
+        if progress:  # the caller throttles (the CLI prints at most once a second)
             progress(f"iteration {it + 1}: {ids.size} of {n} starts still running")
     if ids.size:
         out.x[ids], out.f[ids], out.iterations[ids] = x, f, max_iter
@@ -369,10 +450,13 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
                    drop_highest: int = 0, bootstrap: int = 0, seed: int | None = None,
                    prune: dict[int, float] | None = PRUNE_SCHEDULE, bootstrap_starts: int = 4,
                    prune_min_keep: int = 64, max_iter: int = 1000,
-                   progress: Progress | None = None, name: str = "fit") -> LawFit:
+                   progress: Progress | None = None, name: str = "fit",
+                   merge: bool = True) -> LawFit:
     """Approach 3: the Huber fit of L = E + A/N^alpha + B/D^beta from every start of ``grid``.
 
     ``bootstrap`` resamples (with ``seed``) give the law a bootstrap and percentile intervals.
+    Runs with the same (N, D) are fitted as one weighted point unless ``merge`` is False
+    (see the module's note on repeats).
     Raises ``DataError`` for data that cannot determine the law and ``FitError`` when the
     best start did not converge.
     """
@@ -383,9 +467,9 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
         raise DataError(f"--bootstrap needs at least 2 resamples, not {bootstrap}")
     data = data.drop_highest(drop_highest)
     _check_points(data, len(VARIABLES) + 1, "the parametric fit (5 parameters)")
-    objective = HuberObjective(data, delta)
-    starts = grid.points()
     say = (lambda m: progress(f"fit: {m}")) if progress else None
+    objective = HuberObjective(data, delta, merge=merge, progress=say)
+    starts = grid.points()
     result = batched_lbfgs(objective, starts, prune=prune, min_keep=prune_min_keep,
                            max_iter=max_iter, progress=say)
     minima = _distinct_minima(result, limit=max(1, bootstrap_starts))
@@ -402,6 +486,9 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
         "delta": delta, "starts": len(starts), "drop_highest": drop_highest,
         "starts_converged": int(result.converged.sum()), "starts_pruned": int(result.pruned.sum()),
         "evaluations": objective.evaluations,
+        "points_fitted": int(objective.log_n.size), "rows_merged": objective.points.merged_rows,
+        "merged_with_different_losses": objective.points.spread_groups,
+        "merge": objective.points.describe(),
         "local_minima": [float(result.f[m]) for m in minima],
         "grid_edge": grid.edges(best_x),
     }
@@ -411,7 +498,7 @@ def fit_parametric(data: LawData, *, delta: float = HUBER_DELTA, grid: Grid = HO
     samples = None
     if bootstrap:
         samples, failed = _bootstrap_parametric(
-            data, delta, [result.x[m] for m in minima], bootstrap, seed, progress)
+            data, delta, [result.x[m] for m in minima], bootstrap, seed, progress, merge)
         details.update(bootstrap=bootstrap, bootstrap_failed=failed, seed=seed)
         fit_info.update(bootstrap=bootstrap, seed=seed)
     law = _law_from_x(best_x, name=name, source=source, fit=fit_info, bootstrap=samples)
@@ -426,20 +513,34 @@ def resample_counts(rng: np.random.Generator, n: int, count: int) -> np.ndarray:
                      for _ in range(count)]).astype(float)
 
 
-def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=250):
+def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, merge=True,
+                          chunk=250):
     """Parameter dicts of ``resamples`` bootstrap fits, run as batches of weighted fits, each
-    resample started from every distinct local minimum of the full-data fit."""
+    resample started from every distinct local minimum of the full-data fit.
+
+    Merged points are resampled as the rows they stand for: drawing n rows with replacement
+    and counting them per point is a multinomial draw of n with probabilities count / n,
+    which is drawn directly (the same distribution, without n random numbers per resample)."""
     rng = np.random.default_rng(seed)
     n = len(data)
-    objective = HuberObjective(data, delta)
+    objective = HuberObjective(data, delta, merge=merge)
+    points = objective.points
     starts = np.array(minima)
     samples, failed = [], 0
     for first in range(0, resamples, chunk):
         count = min(chunk, resamples - first)
-        weights = resample_counts(rng, n, count)
+        if points.merged_rows:
+            weights = rng.multinomial(n, points.counts / n, size=count).astype(float)
+        else:
+            weights = resample_counts(rng, n, count)
         rows = np.repeat(np.arange(count), len(starts))
+        say = None
+        if progress:
+            say = (lambda m, first=first, count=count: progress(
+                f"bootstrap: resamples {first + 1}-{first + count} of {resamples}: {m}"))
+        objective.progress = say
         res = batched_lbfgs(objective, np.tile(starts, (count, 1)), weights[rows],
-                            prune=None)
+                            prune=None, progress=say)
         f = np.where(res.converged, res.f, np.inf).reshape(count, len(starts))
         best = np.argmin(f, axis=1)
         for i, j in enumerate(best):
@@ -457,13 +558,13 @@ def _bootstrap_parametric(data, delta, minima, resamples, seed, progress, chunk=
 
 def fit_parametric_plain(data: LawData, *, delta: float = HUBER_DELTA,
                          grid: Grid = HOFFMANN_GRID, drop_highest: int = 0,
-                         starts: np.ndarray | None = None):
+                         starts: np.ndarray | None = None, merge: bool = True):
     """The reference: scipy's L-BFGS-B (default tolerances, analytic gradient) once per
     start, keeping the best. Returns (objective, x). Slow; for checking the batched fit."""
     from scipy.optimize import minimize
 
     data = data.drop_highest(drop_highest)
-    objective = HuberObjective(data, delta)
+    objective = HuberObjective(data, delta, merge=merge)
     best_f, best_x = math.inf, None
     for x0 in (grid.points() if starts is None else starts):
         res = minimize(objective, x0, jac=True, method="L-BFGS-B")

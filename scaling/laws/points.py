@@ -60,6 +60,9 @@ class LawData:
     source: str = "data"
     columns: dict = dataclasses.field(default_factory=dict)  # field -> column it came from
     rows: np.ndarray | None = None  # 1-based data-row numbers in the source, for messages
+    #: Runs sharing an (N, D) with different losses, and the other columns that tell them
+    #: apart (`repeated_points`); empty when there are none.
+    repeats: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.loss.size)
@@ -156,7 +159,7 @@ def parse_columns(text: str | None) -> dict[str, str]:
 
 
 def law_data_from_frame(frame: pd.DataFrame, columns: dict | None = None, *,
-                        source="data") -> LawData:
+                        source="data", rows=None) -> LawData:
     """Find the params, tokens, loss and compute columns of a table (``columns`` overrides
     the guess, field -> column name) and check them."""
     columns = dict(columns or {})
@@ -187,13 +190,87 @@ def law_data_from_frame(frame: pd.DataFrame, columns: dict | None = None, *,
         raise DataError(f"{source}: no column for {', '.join(missing)}; columns are: "
                         f"{', '.join(map(str, frame.columns))}; name them with --columns "
                         f"(e.g. --columns 'params=Model Size,loss=val_loss')")
-    rows = np.arange(1, len(frame) + 1)
+    rows = np.arange(1, len(frame) + 1) if rows is None else np.asarray(rows)
     return law_data(**{f: frame[c].to_numpy() for f, c in found.items()}, source=source,
                     columns={f: str(c) for f, c in found.items()}, rows=rows)
 
 
-def load_law_data(path, columns: dict | str | None = None) -> LawData:
-    """Runs from a CSV or Parquet file (chosen by suffix; ``.parquet``/``.pq`` is Parquet)."""
+def parse_where(items) -> list[tuple[str, str]]:
+    """``["condition=raw_loss", "lr=3e-4"]`` -> [("condition", "raw_loss"), ("lr", "3e-4")]."""
+    out = []
+    for item in items or ():
+        column, sep, value = str(item).partition("=")
+        if not sep or not column.strip():
+            raise DataError(f"--where '{item}' is not COLUMN=VALUE (e.g. --where "
+                            f"condition=raw_loss)")
+        out.append((column.strip(), value.strip()))
+    return out
+
+
+def _matches(series: pd.Series, value: str) -> np.ndarray:
+    """Rows whose value is ``value``: as text, or as a number when both are numbers
+    (``lr=3e-4`` matches 0.0003)."""
+    import pandas as pd
+
+    text = series.astype(str).str.strip().to_numpy() == value
+    try:
+        number = float(value)
+    except ValueError:
+        return text
+    numeric = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return text | np.isclose(numeric, number, rtol=1e-9, atol=0.0)
+
+
+def filter_rows(frame: pd.DataFrame, where: list[tuple[str, str]], source: str) -> pd.DataFrame:
+    """The rows of ``frame`` where every (column, value) of ``where`` holds."""
+    for column, value in where:
+        if column not in frame.columns:
+            raise DataError(f"{source}: --where {column}={value}: no column '{column}'; "
+                            f"columns are: {', '.join(map(str, frame.columns))}")
+        keep = _matches(frame[column], value)
+        if not keep.any():
+            present = _some_values(frame[column])
+            raise DataError(f"{source}: --where {column}={value}: no row has that value; "
+                            f"'{column}' holds {present}")
+        frame = frame[keep]
+    return frame
+
+
+def _some_values(series: pd.Series, limit: int = 6) -> str:
+    values = series.dropna().astype(str).unique()
+    shown = ", ".join(values[:limit])
+    return shown + (f", ... ({len(values)} values)" if len(values) > limit else "")
+
+
+def repeated_points(frame: pd.DataFrame, data: LawData) -> dict:
+    """Runs that share an (N, D) but not a loss: how many, and which other columns of the
+    table differ inside those groups (a learning-rate sweep, stacked conditions); those are
+    the columns to choose one value of with ``--where``. Empty when no (N, D) repeats with
+    different losses."""
+    import pandas as pd
+
+    keys = pd.DataFrame({"n": data.params, "d": data.tokens, "loss": data.loss})
+    groups = keys.groupby(["n", "d"], sort=False)["loss"]
+    spread = groups.transform("nunique").to_numpy() > 1
+    if not spread.any():
+        return {}
+    used = set(data.columns.values())
+    varying = {}
+    sub = frame.reset_index(drop=True)[spread]
+    ids = keys[spread].groupby(["n", "d"], sort=False).ngroup().to_numpy()
+    for column in sub.columns:
+        if column in used:
+            continue
+        per_group = pd.Series(sub[column].astype(str).to_numpy()).groupby(ids).nunique()
+        if (per_group > 1).any():
+            varying[str(column)] = _some_values(sub[column])
+    return {"points": int(keys[spread].groupby(["n", "d"]).ngroups),
+            "rows": int(spread.sum()), "varying": varying}
+
+
+def load_law_data(path, columns: dict | str | None = None, where=None) -> LawData:
+    """Runs from a CSV or Parquet file (chosen by suffix; ``.parquet``/``.pq`` is Parquet),
+    only the rows where every COLUMN=VALUE of ``where`` holds."""
     import pandas as pd
 
     path = Path(path)
@@ -209,4 +286,10 @@ def load_law_data(path, columns: dict | str | None = None) -> LawData:
         raise DataError(f"{path}: cannot read as {'Parquet' if parquet else 'CSV'}: {why}") from None
     if len(frame) == 0:
         raise DataError(f"{path}: no rows")
-    return law_data_from_frame(frame, columns, source=str(path))
+    if isinstance(where, str):
+        where = [where]
+    pairs = [w if isinstance(w, tuple) else parse_where([w])[0] for w in where or ()]
+    frame = filter_rows(frame.reset_index(drop=True), pairs, str(path))
+    data = law_data_from_frame(frame, columns, source=str(path),
+                               rows=frame.index.to_numpy() + 1)
+    return dataclasses.replace(data, repeats=repeated_points(frame, data))

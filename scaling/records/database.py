@@ -22,7 +22,9 @@ from __future__ import annotations
 import os
 import random
 import re
+import sqlite3
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
@@ -135,6 +137,24 @@ def mask_url(url: str | sa.URL | None) -> str:
     return mask_text(parsed.render_as_string(hide_password=True))
 
 
+def describe_url(url: str | sa.URL | None) -> str:
+    """The URL as it is shown to people: masked (`mask_url`), and for an SQLite file given
+    by a relative path, with the absolute path it resolves to. SQLAlchemy reads
+    ``sqlite:///tmp/x.db`` (three slashes) as the relative path ``tmp/x.db``, in the current
+    folder, and ``sqlite:////tmp/x.db`` (four) as ``/tmp/x.db``; the resolved path shows
+    which file is meant."""
+    shown = mask_url(url)
+    try:
+        parsed = _given_url(url)
+    except StoreError:
+        return shown
+    database = parsed.database
+    if (parsed.drivername.startswith("sqlite") and database and database != ":memory:"
+            and not database.startswith("file:") and not Path(database).is_absolute()):
+        return f"{shown} (the file {Path(database).resolve()})"
+    return shown
+
+
 def one_line(exc: BaseException, url: sa.URL) -> str:
     """The driver's own reason for a failure, on one line, masked."""
     reason = getattr(exc, "orig", None) or exc
@@ -149,13 +169,37 @@ _BUSY_TIMEOUT_S = 60.0  # how long an SQLite writer waits for the lock before re
 _RETRY_DEADLINE_S = 300.0
 
 
+def sqlite_read_uri(path) -> str | None:
+    """The ``file:`` URI a reader opens an SQLite database by when it cannot write the
+    database's folder (None when it can: then it opens the file as a writer would, and
+    tidies the ``-wal`` and ``-shm`` files away on closing). A reader of a WAL database needs
+    those two files and creates them when they are missing, which a read-only folder forbids
+    ("attempt to write a readonly database"). So the file is opened ``mode=ro``, and also
+    ``immutable=1`` when there is no ``-wal`` file (no writer is active): that tells SQLite
+    nothing can change the file, so it reads without them (https://www.sqlite.org/wal.html,
+    "Read-Only Databases"; https://www.sqlite.org/uri.html). While a writer that may write
+    the folder is active its ``-wal`` file exists, and ``mode=ro`` reads its commits."""
+    path = Path(path).resolve()
+    if os.access(path.parent, os.W_OK):
+        return None
+    query = "mode=ro" if Path(f"{path}-wal").exists() else "mode=ro&immutable=1"
+    return f"{path.as_uri()}?{query}"
+
+
 def _sqlite_engine(url: sa.URL, write: bool) -> sa.Engine:
     """An SQLite engine whose transactions start when SQLAlchemy begins them, with the write
-    lock taken at BEGIN by writers."""
+    lock taken at BEGIN by writers. A reader that cannot write the database's folder opens
+    the file read-only (`sqlite_read_uri`), so that it is still read."""
     import sqlalchemy as sa
 
+    options = {}
+    uri = None
+    if not write and url.database and url.database != ":memory:":
+        uri = sqlite_read_uri(url.database)
+    if uri:
+        options["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
     engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT_S},
-                              poolclass=sa.pool.NullPool)
+                              poolclass=sa.pool.NullPool, **options)
 
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):

@@ -37,7 +37,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from scaling.records.database import mask_url, one_line, open_engine, parse_url, retry, unreachable
+from scaling.records.database import describe_url, one_line, open_engine, parse_url, retry, unreachable
 from scaling.errors import DataError, ResultsFileError, StoreError
 from scaling.records.load import (RECORD_COLUMNS, RUN_COLUMNS, read_section, results_files,
                              section_rows, tidy)
@@ -121,14 +121,14 @@ class Store:
 
     def __init__(self, url: str | None = None, *, write: bool = False):
         self.url = parse_url(url)
-        self.shown = mask_url(url)
+        self.shown = describe_url(url)
         if self.url.get_backend_name() == "sqlite":
             path = self.url.database
             if not path or path == ":memory:":
                 raise StoreError(f"{self.shown}: give the SQLite database a file, "
                                  "e.g. sqlite:///results/flopcast.db")
             if not write and not Path(path).exists():
-                raise StoreError(f"no results database at {path} ({self.shown}); upload "
+                raise StoreError(f"no results database at {self.shown}; upload "
                                  "results there first with `flopcast upload --to URL`")
             if write:
                 try:
