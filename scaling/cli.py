@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "scaling.commands.profile",
     "scaling.commands.model",
     "scaling.commands.step",
+    "scaling.commands.memory",
     "scaling.commands.plan",
     "scaling.commands.report",
 )

@@ -94,6 +94,10 @@ LAYOUT_DEFAULTS = {
     "batch_tokens": (DEFAULT_BATCH_TOKENS, "published",
                      "Llama 3 paper, Table 4: 2,048 sequences of 8,192 tokens (16Mi) per batch"),
 }
+#: Activation recomputation the step model times: none, or full (every layer's forward GEMMs
+#: and attention run again before its backward: Megatron-LM's --checkpoint-activations,
+#: Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not count the recomputed forward.
+STEP_RECOMPUTE = ("none", "full")
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
@@ -245,12 +249,18 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               tp: int | None = None, pp: int | None = None, dp: int | None = None,
               seq: int | None = None, batch_tokens: int | None = None,
               micro_batch: int | None = None, interleave: int | None = None,
-              overrides: dict | None = None, chosen: dict | None = None) -> StepResult:
+              overrides: dict | None = None, chosen: dict | None = None,
+              recompute: str = "none") -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
-    ``chosen`` says (name -> (label, source), for a caller that picked it by a rule)."""
+    ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
+    ``recompute="full"`` adds each layer's forward GEMMs and attention once more to the
+    GEMM and attention terms (`STEP_RECOMPUTE`)."""
     if precision not in PRECISIONS:
         raise UnknownNameError("precision", precision, PRECISIONS)
+    if recompute not in STEP_RECOMPUTE:
+        raise UnknownNameError("recomputation the step model times", recompute,
+                               STEP_RECOMPUTE)
     ov = _check_overrides(overrides)
     lay, labels = _layout(config, dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
                                        micro_batch=micro_batch, interleave=interleave), chosen)
@@ -309,9 +319,11 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     head_ops = config.head_ops(micro_batch, seq, tp)
     per_layer = {"gemm": np.zeros(3), "attention": np.zeros(3)}
     flops_layer = {"gemm": 0.0, "attention": 0.0}
+    rerun = 1 if recompute == "full" else 0  # forward passes recomputed per layer
     for op in layer_ops:
-        per_layer[op.kind] += op_time(op)
-        flops_layer[op.kind] += op.count * op.flops
+        again = rerun if op.direction == "fwd" else 0
+        per_layer[op.kind] += op_time(op) * (1 + again)
+        flops_layer[op.kind] += op.count * op.flops * (1 + again)
     head_gemm = sum((op_time(op) for op in head_ops), np.zeros(3))
     hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
     layers_per_stage = config.layers / pp
@@ -450,7 +462,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         model=config.name, hardware=profile.name, precision=precision,
         layout={"tp": tp, "pp": pp, "dp": dp, "gpus": gpus, "seq": seq,
                 "batch_tokens": batch_tokens, "micro_batch": micro_batch,
-                "micro_batches": m, "interleave": interleave},
+                "micro_batches": m, "interleave": interleave, "recompute": recompute},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},

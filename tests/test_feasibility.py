@@ -1,0 +1,86 @@
+"""Only layouts that fit: `flopcast step` and `flopcast plan` refuse what does not fit the
+device's memory, `flopcast memory` prints the breakdown, and full recomputation costs one more
+forward pass of every layer."""
+
+import json
+
+import pytest
+
+from scaling.cli import main
+from scaling.hardware import load_profile
+from scaling.memory import GIB
+from scaling.model import model_preset
+from scaling.step import step_time
+
+H100 = load_profile("h100-sxm")
+GIB_PER_H100 = 80  # NVIDIA H100 SXM datasheet: 80 GB HBM3 (binary GB)
+
+
+def test_step_refuses_405b_on_eight_gpus_with_the_gigabytes(capsys):
+    # Llama 3 405B unsharded on one GPU: BF16 weights alone are 2 bytes x 405.9B parameters.
+    assert main(["step", "llama3-405b", "--tp", "1", "--pp", "1", "--dp", "8"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == "" and len(err.splitlines()) == 1 and "Traceback" not in err
+    weights_gib = 2 * model_preset("llama3-405b").params / GIB
+    assert f"weights {weights_gib:,.0f}" in err
+    assert f"has {GIB_PER_H100} GiB" in err and "needs" in err
+
+
+def test_step_prints_the_memory_of_a_layout_that_fits(capsys):
+    argv = ["step", "llama3-405b", "--tp", "8", "--pp", "16", "--dp", "128", "--json"]
+    assert main(argv) == 0
+    mem = json.loads(capsys.readouterr().out)["memory"]
+    assert mem["fits"] and mem["hbm_bytes"] == GIB_PER_H100 * GIB
+    assert mem["total_bytes"] <= mem["hbm_bytes"]
+    assert main(argv[:-1]) == 0
+    assert "of 80 GiB per GPU" in capsys.readouterr().out
+
+
+def test_memory_command_breakdown_sums_and_says_the_verdict(capsys):
+    argv = ["memory", "llama3-405b", "--tp", "8", "--pp", "16", "--dp", "128"]
+    assert main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    mem = out["memory"]
+    terms = ("weights_bytes", "gradients_bytes", "optimizer_bytes", "expert_bytes",
+             "activations_bytes", "in_flight_bytes", "logits_bytes", "buffers_bytes",
+             "fragmentation_bytes")
+    assert sum(mem[t] for t in terms) == pytest.approx(mem["total_bytes"])
+    assert out["gpus"] == 16384 and out["layout"]["micro_batches"] == 16
+    # ZeRO-2 over 128 replicas: BF16 weights of a stage whole, FP32 gradients sharded.
+    assert mem["gradients_bytes"] == pytest.approx(mem["weights_bytes"] * 2 / 128, rel=1e-9)
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "verdict: fits" in text and "in-flight micro-batches" in text and "GiB" in text
+    # The same model on one GPU: printed, and exit status 1.
+    assert main(["memory", "llama3-405b"]) == 1
+    assert "verdict: does not fit" in capsys.readouterr().out
+
+
+def test_memory_and_step_agree_on_one_layout(capsys):
+    argv = ["--tp", "8", "--pp", "16", "--dp", "128", "--interleave", "2", "--json"]
+    assert main(["memory", "llama3-405b"] + argv) == 0
+    memory = json.loads(capsys.readouterr().out)["memory"]
+    assert main(["step", "llama3-405b"] + argv) == 0
+    step = json.loads(capsys.readouterr().out)["memory"]
+    assert memory["total_bytes"] == pytest.approx(step["total_bytes"])
+
+
+def test_full_recomputation_adds_one_forward_of_every_layer():
+    # With every GEMM and attention call at a fixed rate, time is FLOPs over rate; full
+    # recomputation runs each layer's forward (a third of its GEMM FLOPs: the backward is
+    # twice the forward) once more, and leaves the model FLOPs as they were.
+    config = model_preset("llama3-8b")
+    fixed = {"gemm_tflops": 500.0, "attention_tflops": 400.0}
+    kw = dict(tp=1, pp=1, dp=1, seq=4096, batch_tokens=2 * 4096, overrides=fixed)
+    plain = step_time(config, H100, **kw)
+    full = step_time(config, H100, recompute="full", **kw)
+    tokens = 2 * 4096
+    layer_matmul = (config.attention_matmul_params + config.mlp_matmul_params(config.d_ffn))
+    extra_gemm_s = config.layers * 2 * layer_matmul * tokens / 500e12
+    assert full.breakdown["gemm_s"] - plain.breakdown["gemm_s"] == pytest.approx(extra_gemm_s)
+    extra_attn_s = plain.breakdown["attention_s"] / 3.5  # forward 1, backward 2.5
+    assert full.breakdown["attention_s"] - plain.breakdown["attention_s"] == pytest.approx(
+        extra_attn_s)
+    assert full.model_flops_per_gpu == plain.model_flops_per_gpu
+    assert full.layout["recompute"] == "full"
