@@ -84,3 +84,67 @@ def test_full_recomputation_adds_one_forward_of_every_layer():
         extra_attn_s)
     assert full.model_flops_per_gpu == plain.model_flops_per_gpu
     assert full.layout["recompute"] == "full"
+
+
+# -- the planner ----------------------------------------------------------------------------
+
+def _plan(capsys, *argv):
+    code = main(["plan", *argv, "--json"])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if code == 0 else None), captured.err
+
+
+def test_plan_refuses_a_cluster_smaller_than_one_replica_with_the_gigabytes(capsys):
+    # 3.8e25 FLOPs under the default law is a ~619B model: 18 bytes per parameter of state
+    # (BF16 weights, FP32 gradients, FP32 master weights and two Adam moments) sharded over
+    # 16 GPUs is ~650 GiB each, far over the H100's 80.
+    code, _, err = _plan(capsys, "--compute", "3.8e25", "--gpus", "16")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "more than the 16 given" in err and "has 80 GiB" in err
+    needed = int(err.split("alone need ")[1].split(" GiB")[0].replace(",", ""))
+    assert 600 < needed < 700
+
+
+@pytest.mark.parametrize("argv", [
+    ("--compute", "llama3", "--params", "405B", "--gpus", "8192", "16384"),
+    ("--gpus", "16384", "100000"),
+    ("--compute", "3.8e25", "--gpus", "32768"),
+])
+def test_every_planned_layout_fits_and_step_accepts_it_with_the_same_tokens_per_s(capsys,
+                                                                                  argv):
+    """What plan picks, `flopcast step` accepts as it stands; and the plan's days are the
+    run's tokens at step's tokens/s (less the goodput), one FLOP convention for both."""
+    code, plan, err = _plan(capsys, *argv)
+    assert code == 0, err
+    for cluster in plan["plans"]:
+        lay, mem = cluster["layout"], cluster["memory"]
+        assert lay["tp"] * lay["pp"] * lay["dp"] == lay["gpus_used"] <= cluster["gpus"]
+        assert mem["fits"] and mem["total_bytes"] <= mem["hbm_bytes"] == 80 * GIB
+        name = plan["model"]["name"]  # a preset, or the Llama-like model of N parameters
+        model = [name] if name == "llama3-405b" else ["--params", f"{plan['params']:.17g}"]
+        step_argv = ["step", *model, "--tp", str(lay["tp"]), "--pp", str(lay["pp"]),
+                     "--dp", str(lay["dp"]),
+                     "--seq", str(lay["seq"]), "--interleave", str(lay["interleave"]),
+                     "--recompute", lay["recompute"],
+                     "--batch-tokens", str(lay["batch_tokens"]), "--json"]
+        assert main(step_argv) == 0
+        step = json.loads(capsys.readouterr().out)
+        assert step["memory"]["total_bytes"] == pytest.approx(mem["total_bytes"])
+        busy = lay["gpus_used"] / cluster["gpus"]
+        assert step["tflops_per_gpu"] * busy == pytest.approx(cluster["tflops_per_gpu"])
+        wall_s = cluster["days"] * 86400 * cluster["goodput"]
+        assert step["tokens_per_s"] * wall_s == pytest.approx(plan["tokens"], rel=1e-9)
+
+
+def test_plan_days_are_not_the_budget_over_the_throughput():
+    """6 N D over a throughput that counts attention too would give days short by the
+    attention's share; the plan's days carry it (Llama 3 405B at 8,192-token sequences:
+    attention adds ~3.3% to 6 x matmul parameters, causal)."""
+    from scaling.plan import make_plan
+
+    plan = make_plan(compute="llama3", params=405e9, gpus=[16384])
+    c = plan.plans[0]
+    naive_days = plan.compute_flops / (c.gpus * c.tflops_per_gpu * 1e12 * c.goodput) / 86400
+    per_token = plan.model["flops_per_token"]
+    assert c.days / naive_days == pytest.approx(per_token / (6 * 405e9), rel=1e-9)
+    assert 1.02 < c.days / naive_days < 1.06
