@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "scaling.commands.step",
     "scaling.commands.memory",
     "scaling.commands.plan",
+    "scaling.commands.validate",
     "scaling.commands.report",
 )
 
