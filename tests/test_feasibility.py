@@ -5,11 +5,15 @@ forward pass of every layer."""
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scaling.cli import main
+from scaling.errors import DataError
 from scaling.hardware import load_profile
 from scaling.memory import GIB
 from scaling.model import model_preset
+from scaling.plan import make_plan
 from scaling.step import step_time
 
 H100 = load_profile("h100-sxm")
@@ -140,11 +144,22 @@ def test_plan_days_are_not_the_budget_over_the_throughput():
     """6 N D over a throughput that counts attention too would give days short by the
     attention's share; the plan's days carry it (Llama 3 405B at 8,192-token sequences:
     attention adds ~3.3% to 6 x matmul parameters, causal)."""
-    from scaling.plan import make_plan
-
     plan = make_plan(compute="llama3", params=405e9, gpus=[16384])
     c = plan.plans[0]
     naive_days = plan.compute_flops / (c.gpus * c.tflops_per_gpu * 1e12 * c.goodput) / 86400
     per_token = plan.model["flops_per_token"]
     assert c.days / naive_days == pytest.approx(per_token / (6 * 405e9), rel=1e-9)
     assert 1.02 < c.days / naive_days < 1.06
+
+
+@settings(max_examples=12, deadline=None)
+@given(params=st.floats(1e9, 3e12), gpus=st.integers(1, 200_000))
+def test_a_plan_is_refused_or_fits_on_the_gpus_given(params, gpus):
+    try:
+        plan = make_plan(compute=1e25, params=params, gpus=[gpus])
+    except DataError as exc:
+        assert "GiB" in str(exc) or "GPU" in str(exc)
+        return
+    (cluster,) = plan.plans
+    assert cluster.layout["gpus_used"] <= gpus
+    assert cluster.memory["fits"] and cluster.memory["total_bytes"] <= 80 * GIB
