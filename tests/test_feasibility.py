@@ -3,12 +3,14 @@ device's memory, `flopcast memory` prints the breakdown, and full recomputation 
 forward pass of every layer."""
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scaling.cli import main
+from scaling.commands.step import checked_memory
 from scaling.errors import DataError
 from scaling.hardware import load_profile
 from scaling.memory import GIB
@@ -163,3 +165,14 @@ def test_a_plan_is_refused_or_fits_on_the_gpus_given(params, gpus):
     (cluster,) = plan.plans
     assert cluster.layout["gpus_used"] <= gpus
     assert cluster.memory["fits"] and cluster.memory["total_bytes"] <= 80 * GIB
+
+
+def test_step_on_a_device_of_unknown_memory_says_memory_was_not_checked():
+    cpu = replace(H100, name="measured:Test CPU", device_name="Test CPU", label="measured")
+    config = model_preset("llama3-8b")
+    result = step_time(config, cpu, batch_tokens=8192)
+    assert checked_memory(config, cpu, result) is None
+    assert any("memory not checked" in n and "Test CPU" in n for n in result.notes)
+    # the H100 preset itself is checked: Llama 3 8B unsharded on one GPU does not fit
+    with pytest.raises(DataError, match="has 80 GiB"):
+        checked_memory(config, H100, step_time(config, H100, batch_tokens=8192))
