@@ -27,8 +27,12 @@ def test_llama3_405b_gpu_hours_within_10_percent():
     p = plan.plans[0]
     assert plan.compute_flops == 3.8e25
     assert abs(p.gpu_hours / LLAMA3_GPU_HOURS - 1) < 0.10
-    # goodput is what closes the gap: without failures the same run takes 26.4M GPU-hours
-    ideal = 3.8e25 / (400e12 * 3600)
+    # goodput is what closes the gap: without failures the run's 15.6T tokens take 27.4M
+    # GPU-hours at 400 TFLOP/s counted as the step model counts them (6 x matmul parameters
+    # plus causal attention per token), not 6N
+    tokens = 3.8e25 / (6 * 405e9)
+    ideal = tokens * plan.model["flops_per_token"] / (400e12 * 3600)
+    assert ideal == pytest.approx(27.4e6, rel=0.01)
     assert p.gpu_hours == pytest.approx(ideal / p.goodput)
     assert 0.90 < p.goodput < 0.95  # the paper: >90% effective training time
 
@@ -96,7 +100,8 @@ def test_energy_power_and_cost_by_hand():
                   failures_per_gpu_hour=0)
     plan = make_plan(compute=1e24, params=1e10, gpus=[1000], tflops_per_gpu=250, knobs=knobs)
     p = plan.plans[0]
-    wall_s = 1e24 / (1000 * 250e12)             # goodput 1 without failures
+    tokens = 1e24 / (6 * 1e10)                  # C = 6 N D
+    wall_s = tokens * plan.model["flops_per_token"] / (1000 * 250e12)  # goodput 1
     assert p.goodput == 1.0
     assert p.days == pytest.approx(wall_s / 86400)
     assert p.gpu_hours == pytest.approx(1000 * wall_s / 3600)
@@ -141,8 +146,9 @@ def test_time_scales_with_compute_and_inverse_throughput(compute, gpus, tflops):
     k = Knobs(failures_per_gpu_hour=0)
     p = make_plan(compute=compute, params=1e9, gpus=[gpus], tflops_per_gpu=tflops, knobs=k)
     c = p.plans[0]
-    assert c.gpu_hours == pytest.approx(compute / (tflops * 1e12) / 3600, rel=1e-9)
-    assert c.days * 86400 * gpus * tflops * 1e12 == pytest.approx(compute, rel=1e-9)
+    work = compute / (6 * 1e9) * p.model["flops_per_token"]  # the tokens, as the step counts
+    assert c.gpu_hours == pytest.approx(work / (tflops * 1e12) / 3600, rel=1e-9)
+    assert c.days * 86400 * gpus * tflops * 1e12 == pytest.approx(work, rel=1e-9)
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -253,12 +259,12 @@ def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
     code, out, _ = flopcast(capsys, "plan")
     assert code == 0
     first, second = out.splitlines()[:2]
-    assert first == "656 days, 258M GPU-hours, 23 MW, $545M on 16,384 H100"
-    assert second == "172 days, 412M GPU-hours, 140 MW, $870M on 100,000 H100"
+    assert first == "863 days, 339M GPU-hours, 23 MW, $717M on 16,384 H100"
+    assert second == "226 days, 542M GPU-hours, 140 MW, $1.14B on 100,000 H100"
     # no exponents for GPU-hours, dollars or energy in the human output, and no intervals
     # narrower than the rounding (the step model's spread here is a fraction of a percent)
     assert "e+" not in out and "[" not in out
-    assert "258M" in out and "$545M" in out and "362 GWh" in out
+    assert "339M" in out and "$717M" in out and "476 GWh" in out
 
 
 def test_headline_shows_an_interval_wider_than_the_rounding():

@@ -22,7 +22,9 @@ COMMAND_MODULES = (
     "scaling.cli.profile",
     "scaling.cli.model",
     "scaling.cli.step",
+    "scaling.cli.memory",
     "scaling.cli.plan",
+    "scaling.cli.validate",
     "scaling.cli.report",
 )
 

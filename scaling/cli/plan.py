@@ -182,6 +182,9 @@ def describe(plan) -> str:
     for p in plan.plans:
         if p.layout:
             lines.append(f"{p.gpus:,} GPUs: layout {layout_text(p.layout)}")
+        if p.memory:
+            lines.append(f"  memory: {p.memory['total_bytes'] / 2 ** 30:,.1f} of "
+                         f"{p.memory['hbm_bytes'] / 2 ** 30:,.0f} GiB per GPU")
         if p.breakdown:
             lines.append("  step time: " + describe_breakdown(p.breakdown))
     lines.append("")

@@ -7,9 +7,10 @@ from functools import partial
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
+from scaling.model.memory import GIB, memory_known, require_fit, step_memory
 from scaling.model.config import model_presets, resolve_model
 from scaling.cli.output import fmt_num, format_table, print_json
-from scaling.model.step import OVERRIDES, PRECISIONS, TERM_NAMES, step_time
+from scaling.model.step import OVERRIDES, PRECISIONS, STEP_RECOMPUTE, TERM_NAMES, step_time
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
                            parse_count, parse_number, parse_whole, with_interval)
 
@@ -39,6 +40,9 @@ def register(sub):
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16")
     for flag, _, text in LAYOUT_FLAGS:
         p.add_argument(flag, type=partial(parse_whole, what=flag), help=text)
+    p.add_argument("--recompute", choices=STEP_RECOMPUTE, default="none",
+                   help="activation recomputation: none, or full (every layer's forward again "
+                        "before its backward; default none)")
     p.add_argument("--batch-tokens", metavar="B",
                    help="tokens per optimizer step: 2048x8192 (sequences x length), 16Mi or "
                         "16777216 (default: Llama 3's 2,048 x 8,192 = 16Mi, Table 4)")
@@ -95,22 +99,37 @@ def run(args) -> int:
                              f"{args.batch_tokens if name == 'batch_tokens' else value}")
              for name, value in layout.items() if value is not None}
     result = step_time(config, profile, precision=args.precision, **layout,
-                       overrides=_overrides(args), chosen=typed)
+                       overrides=_overrides(args), chosen=typed, recompute=args.recompute)
+    memory = checked_memory(config, profile, result)
     if args.json:
-        print_json(result.to_dict())
+        print_json(result.to_dict() | {"memory": None if memory is None else memory.to_dict()})
         return 0
-    print(describe(result, profile))
+    print(describe(result, profile, memory))
     return 0
 
 
-def describe(result, profile) -> str:
+def checked_memory(config, profile, result):
+    """The memory of the step's layout on the profile's device; a layout that does not fit
+    is refused (`scaling.model.memory.require_fit`: a `DataError` with the GiB needed and held).
+    None, with a note on the result, when the device's memory is unknown."""
+    if not memory_known(profile):
+        result.notes.append(f"memory not checked: profile '{profile.name}' "
+                            f"({profile.device_name}) is not a recognised device")
+        return None
+    return require_fit(step_memory(config, profile, result.layout,
+                                   precision=result.precision))
+
+
+def describe(result, profile, memory=None) -> str:
     """The step for people: the answer, the terms in words, the labelled inputs."""
     lay = result.layout
     lines = [f"{result.model} on {result.hardware} ({profile.label}), {result.precision}: "
              f"TP {lay['tp']} x PP {lay['pp']} x DP {lay['dp']} = {lay['gpus']:,} GPUs, "
              f"sequences of {lay['seq']:,}, {lay['batch_tokens']:,} tokens per step "
              f"({lay['batch_tokens'] // lay['seq']:,} sequences), {lay['micro_batches']} "
-             f"micro-batches of {lay['micro_batch']}, interleave {lay['interleave']}"]
+             f"micro-batches of {lay['micro_batch']}, interleave {lay['interleave']}"
+             + ("" if lay.get("recompute", "none") == "none"
+                else f", {lay['recompute']} recomputation")]
     total = sum(result.breakdown.values())
     unit = ("s", 1.0)
     rows = [{"term": TERM_NAMES.get(k, k), "time": format_seconds(v, unit),
@@ -132,6 +151,10 @@ def describe(result, profile) -> str:
         lines.append(f"power            {format_watts(result.power_w.value)} per GPU "
                      f"({result.power_w.label})")
     lines.append(f"cluster          {format_count(result.tokens_per_s)} tokens/s")
+    if memory is not None:
+        lines.append(f"memory           {memory.total_bytes / GIB:,.1f} of "
+                     f"{memory.hbm_bytes / GIB:,.0f} GiB per GPU (pipeline stage "
+                     f"{memory.stage}; `flopcast memory` has the breakdown)")
     lines.append("\nInputs")
     rows = [{"input": k, "value": "-" if v["value"] is None else format_count(v["value"]),
              "label": v["label"], "source": v["source"]}

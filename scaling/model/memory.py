@@ -190,6 +190,44 @@ def require_fit(breakdown: MemoryBreakdown) -> MemoryBreakdown:
     return breakdown
 
 
+# -- the step model's layouts -----------------------------------------------------------------
+
+#: The ZeRO stage of the layouts `scaling.model.step` times: Llama 3's FSDP (Sec. 3.3.2) shards the
+#: optimizer state and gradients over data parallelism and does not reshard the weights after
+#: the forward, which holds memory as ZeRO stage 2 does; it is the pattern the step model's
+#: data-parallel term prices (FP32 gradient reduce-scatter, BF16 weight all-gather).
+STEP_ZERO = 2
+STEP_ZERO_SOURCE = ("ZeRO stage 2 as Llama 3's FSDP (Llama 3 paper, Sec. 3.3.2: optimizer "
+                    "state and gradients sharded, weights not resharded after the forward), "
+                    "the data-parallel pattern the step model prices")
+
+
+def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str = "bf16",
+                options: MemoryOptions | None = None) -> MemoryBreakdown:
+    """The memory of a layout as `scaling.model.step.step_time` runs it (``layout``: its keys
+    ``tp, pp, dp, seq, micro_batch, micro_batches, interleave`` and optionally
+    ``recompute``; `StepResult.layout` has them): sequence parallelism with tensor
+    parallelism (as the step model's communication term assumes), `STEP_ZERO`, and FP8 GEMM
+    inputs kept in FP8 when the GEMMs run in FP8 (Transformer Engine saves the FP8 casts)."""
+    if options is None:
+        options = MemoryOptions(fp8_gemm_inputs=precision == "fp8")
+    return memory_breakdown(
+        config, hardware, tp=layout["tp"], pp=layout["pp"], dp=layout["dp"],
+        micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
+        interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
+        zero=STEP_ZERO, seq=layout["seq"], options=options)
+
+
+def memory_known(hardware) -> bool:
+    """Whether the device's memory is known (a preset, a profile of a recognised device or a
+    number of GiB), so a layout can be checked against it."""
+    try:
+        device_memory(hardware)
+    except DataError:
+        return False
+    return True
+
+
 # -- the device ---------------------------------------------------------------------------------
 
 def device_memory(hardware) -> tuple[float, str]:
@@ -414,5 +452,6 @@ def _transient_bytes(config, per, zero, largest_layer, moe, kw, o):
 
 
 __all__ = ["MemoryBreakdown", "MemoryOptions", "memory_breakdown", "model_state_bytes",
+           "step_memory", "memory_known", "STEP_ZERO", "STEP_ZERO_SOURCE",
            "fits", "require_fit",
            "device_memory", "OPTIMIZERS", "RESERVED_GIB", "FRAGMENTATION", "TERMS", "GIB"]

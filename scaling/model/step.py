@@ -100,6 +100,10 @@ LAYOUT_DEFAULTS = {
     "batch_tokens": (DEFAULT_BATCH_TOKENS, "published",
                      "Llama 3 paper, Table 4: 2,048 sequences of 8,192 tokens (16Mi) per batch"),
 }
+#: Activation recomputation the step model times: none, or full (every layer's forward GEMMs
+#: and attention run again before its backward: Megatron-LM's --checkpoint-activations,
+#: Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not count the recomputed forward.
+STEP_RECOMPUTE = ("none", "full")
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
@@ -276,6 +280,12 @@ class _Step:
     m: int  # micro-batches per pipeline per step
     gemm_dtype: str
     attn_dtype: str = "bf16"
+    recompute: str = "none"  # one of STEP_RECOMPUTE
+
+    def passes(self, op: Op) -> int:
+        """How many times the step runs ``op``: twice for a forward op under full
+        recomputation, else once."""
+        return 2 if self.recompute == "full" and op.direction == "fwd" else 1
 
     @property
     def tokens_mb(self) -> int:
@@ -294,13 +304,16 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               tp: int | None = None, pp: int | None = None, dp: int | None = None,
               seq: int | None = None, batch_tokens: int | None = None,
               micro_batch: int | None = None, interleave: int | None = None,
-              overrides: dict | None = None, chosen: dict | None = None) -> StepResult:
+              overrides: dict | None = None, chosen: dict | None = None,
+              recompute: str = "none") -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
-    ``chosen`` says (name -> (label, source), for a caller that picked it by a rule)."""
+    ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
+    ``recompute="full"`` adds each layer's forward GEMMs and attention once more to the
+    GEMM, attention and expert terms (`STEP_RECOMPUTE`)."""
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
-                     micro_batch=micro_batch, interleave=interleave))
+                     micro_batch=micro_batch, interleave=interleave), recompute)
     peak = _peak(st)
     kernels = _kernel_terms(st)
     memory = _memory_bandwidth(st)
@@ -330,7 +343,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         layout={"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "gpus": st.gpus,
                 "seq": lay["seq"], "batch_tokens": lay["batch_tokens"],
                 "micro_batch": lay["micro_batch"], "micro_batches": st.m,
-                "interleave": lay["interleave"]},
+                "interleave": lay["interleave"], "recompute": st.recompute},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -343,10 +356,12 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         notes=st.notes)
 
 
-def _setup(config, profile, precision, overrides, chosen, passed) -> _Step:
+def _setup(config, profile, precision, overrides, chosen, passed, recompute="none") -> _Step:
     """Check the precision, overrides and layout; the micro-batches each pipeline runs."""
     if precision not in PRECISIONS:
         raise UnknownNameError("precision", precision, PRECISIONS)
+    if recompute not in STEP_RECOMPUTE:
+        raise UnknownNameError("recomputation the step model times", recompute, STEP_RECOMPUTE)
     ov = _check_overrides(overrides)
     lay, labels = _layout(config, passed, chosen)
     seq, dp, micro_batch, pp = lay["seq"], lay["dp"], lay["micro_batch"], lay["pp"]
@@ -365,7 +380,7 @@ def _setup(config, profile, precision, overrides, chosen, passed) -> _Step:
         notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
                      "recipes such as Transformer Engine's)")
     return _Step(config, profile, precision, ov, lay, labels, notes, int(per_replica),
-                 PRECISIONS[precision])
+                 PRECISIONS[precision], recompute=recompute)
 
 
 def _peak(st: _Step) -> Figure | None:
@@ -433,8 +448,8 @@ def _kernel_terms(st: _Step) -> dict:
     flops_layer = {"gemm": 0.0, "attention": 0.0}
     for op in layer_ops:
         if not is_expert_op(op):
-            per_layer[op.kind] += rates.time(op)
-            flops_layer[op.kind] += op.count * op.flops
+            per_layer[op.kind] += rates.time(op) * st.passes(op)
+            flops_layer[op.kind] += op.count * op.flops * st.passes(op)
     head_gemm = sum((rates.time(op) for op in head_ops), np.zeros(3))
     hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
     out = {"gemm": (config.layers * per_layer["gemm"] + head_gemm) / pp,
@@ -482,8 +497,8 @@ def _expert_term(st: _Step, experts: list[Op]) -> tuple[np.ndarray, float]:
             dense.setdefault(direction, why)
         labels.add(est.label)
         curves.add(curve)
-        total = total + op.count * op.flops / (_trio(est) * 1e12)
-        flops += op.count * op.flops
+        total = total + st.passes(op) * op.count * op.flops / (_trio(est) * 1e12)
+        flops += st.passes(op) * op.count * op.flops
     tokens_per_expert = next(iter(forward.values()))["m"]
     st.labels["expert_gemm_tflops"] = _label(
         flops / total[0] / 1e12, weakest(*labels),

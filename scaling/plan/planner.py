@@ -11,7 +11,12 @@ many days, GPU-hours, megawatt-hours, megawatts and dollars. It chains the other
    layout. ``tflops_per_gpu`` or ``mfu`` override it with a given figure.
 3. **Reliability** (`scaling.plan.reliability`): failures, checkpoints and restarts at this GPU
    count give the goodput, the fraction of wall-clock time that trains.
-4. **Time**: ``wall_s = C / (gpus * tflops_per_gpu * 1e12 * goodput)``; GPU-hours are
+4. **Time**: the run's D tokens at the cluster's tokens per second, ``wall_s = D *
+   flops_per_token / (gpus * tflops_per_gpu * 1e12 * goodput)``, where ``flops_per_token``
+   is what the throughput counts (the step model's: 6 x matmul parameters plus attention,
+   `ModelConfig.flops_per_token`), so days agree with `flopcast step`'s tokens/s for the same
+   layout. The budget C = 6 N D is the loss law's convention; without a concrete model the
+   time is ``C / (gpus * tflops_per_gpu * 1e12 * goodput)``. GPU-hours are
    ``gpus * wall_s / 3600``.
 5. **Power and money** (`scaling.plan.energy`): facility capacity, average draw, energy, cost.
 
@@ -107,6 +112,7 @@ class ClusterPlan:
     restart_min: float
     layout: dict | None = None
     breakdown: dict | None = None
+    memory: dict | None = None  # the layout's bytes per GPU (`scaling.model.memory.MemoryBreakdown`)
     labels: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # of the throughput and the watts
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -115,6 +121,7 @@ class ClusterPlan:
         out = {k: getattr(self, k) for k in UNITS}
         out["layout"] = self.layout
         out["breakdown"] = self.breakdown
+        out["memory"] = self.memory
         out["units"] = dict(UNITS)
         out["labels"] = dict(self.labels)
         out["sources"] = dict(self.sources)
@@ -238,11 +245,21 @@ class Knobs:
                                        storage_gbps=self.storage_gbps, restart_s=self.restart_s)
 
 
+def work_flops(compute_flops: float, params: float, flops_per_token: float | None) -> float:
+    """The FLOPs a throughput of ``flops_per_token`` FLOPs per token must do for the budget's
+    tokens (``compute_flops / (6 params)``): the budget itself where that is None."""
+    if flops_per_token is None:
+        return compute_flops
+    return compute_flops / (FLOPS_PER_PARAM_TOKEN * params) * flops_per_token
+
+
 def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, power_w: float,
-             tdp_w: float, knobs: Knobs) -> dict[str, float]:
+             tdp_w: float, knobs: Knobs, flops_per_token: float | None = None
+             ) -> dict[str, float]:
     """The arithmetic of one run: time, GPU-hours, power, energy, cost, reliability.
 
-    ``tflops`` is the per-GPU sustained throughput (TFLOP/s) and ``power_w`` the GPU's board
+    ``tflops`` is the per-GPU sustained throughput (TFLOP/s) counting ``flops_per_token``
+    FLOPs per token (None: 6 x ``params``, the budget's own), and ``power_w`` the GPU's board
     watts at that load; ``params`` sizes the checkpoints.
     """
     if not gpus > 0:
@@ -250,7 +267,8 @@ def evaluate(compute_flops: float, gpus: float, params: float, tflops: float, po
     if not tflops > 0:
         raise DataError(f"per-GPU throughput must be positive, got {tflops} TFLOP/s")
     rel = knobs.failures(gpus, params)
-    wall_s = compute_flops / (gpus * tflops * 1e12 * rel.goodput)
+    work = work_flops(compute_flops, params, flops_per_token)
+    wall_s = work / (gpus * tflops * 1e12 * rel.goodput)
     money = energy.power_and_cost(gpus=gpus, wall_s=wall_s, gpu_w=power_w, tdp_w=tdp_w,
                                   host_w=knobs.host_w_per_gpu, pue=knobs.pue,
                                   usd_per_gpu_hour=knobs.usd_per_gpu_hour,
@@ -297,14 +315,18 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
     """One cluster plan with intervals from the corners of N, throughput and power."""
     central = throughput(gpus, params)
     values = evaluate(compute_flops, gpus, params, central.tflops.value, central.power_w.value,
-                      tdp_w, knobs)
+                      tdp_w, knobs, central.flops_per_token)
     corners = []
     for n in sorted(set(params_range) | {params}):
-        t = central if n == params else throughput(gpus, n)
+        try:
+            t = central if n == params else throughput(gpus, n)
+        except DataError:
+            continue  # a model of this size has no layout that fits: no corner to bound
         for tf, pw in itertools.product({t.tflops.lo, t.tflops.value, t.tflops.hi},
                                         {t.power_w.lo, t.power_w.value, t.power_w.hi}):
             try:
-                corners.append(evaluate(compute_flops, gpus, n, tf, pw, tdp_w, knobs) | {
+                corners.append(evaluate(compute_flops, gpus, n, tf, pw, tdp_w, knobs,
+                                        t.flops_per_token) | {
                     "mfu": tf / peak if peak else None})
             except DataError:
                 continue  # a corner where the run cannot progress has no figures to bound
@@ -317,6 +339,7 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
            else (central.tflops.value / peak if peak else None))
     return ClusterPlan(
         gpus=int(gpus), mfu=mfu, layout=central.layout, breakdown=central.breakdown,
+        memory=central.memory,
         labels=output_labels(labels, central),
         sources={"tflops_per_gpu": central.tflops.source, "gpu_power_w": central.power_w.source},
         intervals=intervals,
@@ -338,16 +361,21 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
 
     def wall_s(k: int) -> float:
         g = k * unit
-        t = throughput(g, params)
         try:
+            t = throughput(g, params)  # refused where no layout fits the device's memory
             rel = knobs.failures(g, params)
         except DataError:
             return math.inf
-        return compute_flops / (g * t.tflops.value * 1e12 * rel.goodput)
+        work = work_flops(compute_flops, params, t.flops_per_token)
+        return work / (g * t.tflops.value * 1e12 * rel.goodput)
 
     grid = sorted({int(round(k)) for k in np.geomspace(1.0, max(max_gpus / unit, 1.0), 241)})
     times = [wall_s(k) for k in grid]
     hits = [i for i, t in enumerate(times) if t <= target_s]
+    if not hits and all(math.isinf(t) for t in times):
+        throughput(grid[-1] * unit, params)  # raises the memory refusal, with its GiB
+        raise DataError(f"no cluster up to {grid[-1] * unit:,} GPUs can run this model "
+                        f"within its failure rate; allow a lower failure rate")
     if not hits:
         best = int(np.argmin(times))
         raise DataError(

@@ -85,8 +85,11 @@ def input_text(item) -> str:
 
 def layout_text(layout: dict) -> str:
     text = f"TP {layout['tp']} x PP {layout['pp']} x DP {layout['dp']}"
-    if layout.get("interleave", 1) > 1:
-        text += f" ({layout['interleave']} interleaved chunks)"
+    extra = ([f"{layout['interleave']} chunks"] if layout.get("interleave", 1) > 1 else []) + (
+        [f"{layout['recompute']} recompute"] if layout.get("recompute", "none") != "none"
+        else [])
+    if extra:
+        text += f" ({', '.join(extra)})"
     return text + f", {layout['gpus_used']:,} GPUs busy"
 
 

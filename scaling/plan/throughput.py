@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 from scaling import references
 from scaling.errors import DataError
+from scaling.model.memory import (GIB, device_memory, memory_known, model_state_bytes, require_fit,
+                            step_memory)
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
 from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak, step_time
 from scaling.provenance import Figure
@@ -40,6 +42,10 @@ class Throughput:
     mfu: float | None = None
     layout: dict | None = None
     breakdown: dict | None = None
+    #: the FLOPs per token ``tflops`` counts (the step model's, `ModelConfig.flops_per_token`);
+    #: None where no concrete model is known (a plan then takes the budget's 6 N per token)
+    flops_per_token: float | None = None
+    memory: dict | None = None  # the layout's memory on the device (`MemoryBreakdown`)
 
 
 ThroughputFn = Callable[[float, float], Throughput]  # (gpus, params) -> Throughput
@@ -70,6 +76,13 @@ BATCH_SOURCE = ("one sequence per pipeline stage per replica, and at least Llama
                 "2,048 x 8,192 tokens (Llama 3 paper, Table 4)")
 INTERLEAVE_SOURCE = ("Llama 3 ran an interleaved schedule but does not publish its chunk count "
                      "(Sec. 3.3.2); 2 chunks per GPU assumed")
+#: What the planner tries on the Llama 3-like layout, in this order, keeping the fastest that
+#: fits the device's memory: the assumed interleaving, plain 1F1B (fewer micro-batches in
+#: flight), and each again with full activation recomputation (Narayanan et al. 2021,
+#: Sec. 3.5: the layer inputs only, one more forward per layer).
+SCHEDULES = ((INTERLEAVE, "none"), (1, "none"), (INTERLEAVE, "full"), (1, "full"))
+RECOMPUTE_SOURCE = ("the fastest of interleave 2 or 1, without or with full recomputation, "
+                    "that fits the device's memory (scaling.plan.throughput.SCHEDULES)")
 
 
 def llama3_layout(params: float, layers: int, gpus: float,
@@ -124,6 +137,7 @@ class ThroughputSource:
                             f"profile of a recognised GPU")
         self._configs: dict[float, Any] = {}
         self._steps: dict[tuple, Any] = {}
+        self._memory: dict[tuple, Any] = {}
 
     @classmethod
     def build(cls, hardware, *, results=None, precision: str | None = None,
@@ -172,17 +186,16 @@ class ThroughputSource:
                 src = f"given: --mfu {self.mfu:g} x datasheet peak"
             w = self._power(t)
             return Throughput(Figure.point(t, "given", src, "TFLOP/s"), w,
-                              mfu=t / self.peak.value if self.peak is not None else None)
+                              mfu=t / self.peak.value if self.peak is not None else None,
+                              flops_per_token=self._flops_per_token(params))
         config = self.config(params)
         layout = llama3_layout(params, config.layers, gpus)
         key = (params, layout["tp"], layout["pp"], layout["dp"])
         if key not in self._steps:
-            self._steps[key] = step_time(
-                config, self.profile, precision=self.precision, tp=layout["tp"],
-                pp=layout["pp"], dp=layout["dp"], seq=self.seq,
-                batch_tokens=layout["dp"] * self.micro_batches(layout) * self.seq,
-                interleave=layout["interleave"], chosen=self._chosen())
-        step = self._steps[key]
+            self._steps[key], self._memory[key] = self._fastest_that_fits(config, layout, gpus)
+        step, memory = self._steps[key], self._memory[key]
+        layout = dict(layout, **{k: step.layout[k] for k in (
+            "interleave", "recompute", "seq", "micro_batch", "micro_batches", "batch_tokens")})
         busy = layout["gpus_used"] / gpus  # whole replicas only: the remainder idles
         t = step.tflops_per_gpu * busy
         w = step.power_w  # at the step's hardware utilisation
@@ -194,7 +207,75 @@ class ThroughputSource:
         return Throughput(Figure(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
                                  modelled["label"], modelled["source"], "TFLOP/s"), w,
                           mfu=t / self.peak.value if self.peak is not None else None,
-                          layout=layout, breakdown=dict(step.breakdown))
+                          layout=layout, breakdown=dict(step.breakdown),
+                          flops_per_token=config.flops_per_token(self.seq),
+                          memory=None if memory is None else memory.to_dict())
+
+    def _fastest_that_fits(self, config, layout: dict, gpus: float):
+        """(step, memory) of the fastest of `SCHEDULES` on ``layout`` that fits the device's
+        memory (memory None where the device's memory is unknown: every schedule is timed);
+        a `DataError` with the GiB needed and held where none fits, or where one replica
+        needs more GPUs than the cluster has."""
+        replica = layout["tp"] * layout["pp"]
+        if replica > gpus:
+            raise DataError(self._too_few(config, layout, gpus))
+        known = memory_known(self.profile)
+        micro_batches = self.micro_batches(layout)
+        tried, fitting = [], []
+        for interleave, recompute in SCHEDULES:
+            interleave = interleave if layout["pp"] > 1 else 1
+            if (interleave, recompute) in tried or \
+                    interleave > math.ceil(config.layers / layout["pp"]):
+                continue
+            tried.append((interleave, recompute))
+            shape = {"tp": layout["tp"], "pp": layout["pp"], "dp": layout["dp"],
+                     "seq": self.seq, "micro_batch": 1, "micro_batches": micro_batches,
+                     "interleave": interleave, "recompute": recompute}
+            memory = step_memory(config, self.profile, shape, precision=self.precision) \
+                if known else None
+            if memory is not None and not memory.fits:
+                fitting.append((None, memory))
+                continue
+            chosen = self._chosen()
+            if recompute != "none" or interleave != INTERLEAVE:
+                chosen["interleave"] = ("assumed", RECOMPUTE_SOURCE)
+            step = step_time(config, self.profile, precision=self.precision, tp=layout["tp"],
+                             pp=layout["pp"], dp=layout["dp"], seq=self.seq,
+                             batch_tokens=layout["dp"] * micro_batches * self.seq,
+                             interleave=interleave, chosen=chosen, recompute=recompute)
+            fitting.append((step, memory))
+        timed = [(s, m) for s, m in fitting if s is not None]
+        if timed:
+            return max(timed, key=lambda sm: sm[0].tflops_per_gpu)
+        smallest = min((m for _, m in fitting), key=lambda m: m.total_bytes)
+        try:
+            require_fit(smallest)
+        except DataError as exc:
+            raise DataError(f"{gpus:,.0f} GPUs as TP {layout['tp']} x PP {layout['pp']} x DP "
+                            f"{layout['dp']}, even with full recomputation: {exc}") from None
+        raise AssertionError("a layout that fits was not timed")  # unreachable
+
+    def _too_few(self, config, layout: dict, gpus: float) -> str:
+        """Why a cluster smaller than one replica gets no plan, with the memory figures: the
+        model's weights, gradients and optimizer state alone, sharded over every GPU."""
+        replica = layout["tp"] * layout["pp"]
+        text = (f"{config.name} needs {replica:,} GPUs per replica in the planner's layout "
+                f"(TP {layout['tp']} x PP {layout['pp']}), more than the {gpus:,.0f} given")
+        if memory_known(self.profile):
+            hbm, device = device_memory(self.profile)
+            state = sum(model_state_bytes(config.params, 3, gpus)) / GIB
+            text += (f"; its weights, gradients and optimizer state alone need {state:,.0f} "
+                     f"GiB per GPU sharded over all {gpus:,.0f} (ZeRO-3) and the {device} "
+                     f"has {hbm / GIB:,.0f} GiB")
+        return text + "; give more GPUs or a smaller model"
+
+    def _flops_per_token(self, params: float) -> float | None:
+        """The step model's FLOPs per token of the model a plan of ``params`` trains (None
+        where no concrete model can be made of it)."""
+        try:
+            return self.config(params).flops_per_token(self.seq)
+        except DataError:
+            return None
 
     def _chosen(self) -> dict:
         """The labels of the layout the planner picks for the step model."""

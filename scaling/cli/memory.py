@@ -1,0 +1,128 @@
+"""`flopcast memory`: the bytes one GPU holds for a layout, by term, against its HBM."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from scaling.model.activations import RECOMPUTE
+from scaling.cli.step import LAYOUT_FLAGS, parse_batch_tokens
+from scaling.errors import DataError
+from scaling.hardware.profile import preset_names
+from scaling.hardware.load import load_profile
+from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, MemoryOptions,
+                            memory_breakdown)
+from scaling.model.config import model_presets, resolve_model
+from scaling.cli.output import format_table, print_json
+from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS
+from scaling.units import parse_count, parse_whole
+
+#: The parallel dimensions `flopcast step` does not time but the memory model shards by:
+#: (flag, memory_breakdown argument, help).
+MEMORY_FLAGS = (
+    ("--cp", "cp", "context parallelism (default 1)"),
+    ("--ep", "ep", "expert parallelism (default 1)"),
+    ("--etp", "etp", "tensor parallelism inside each expert (default 1)"),
+)
+
+
+def register(sub):
+    p = sub.add_parser(
+        "memory", help="per-GPU memory of a layout, by term, against the device's HBM",
+        description="The bytes one GPU holds at the peak of a training step (the worst "
+                    "pipeline stage): weights, gradients and optimizer state with ZeRO "
+                    "sharding, expert shards, activations (Korthikanti et al. 2022), the "
+                    "micro-batches the pipeline schedule keeps in flight, logits, buffers and "
+                    "fragmentation, against the device's memory. Exit status 0 when the "
+                    "layout fits, 1 when it does not.")
+    p.add_argument("name", nargs="?", metavar="NAME",
+                   help="model preset: " + ", ".join(sorted(model_presets())))
+    p.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
+                   help="a Llama-like model of N parameters instead (405B, 1.2T)")
+    p.add_argument("--hardware", default="h100-sxm", metavar="PRESET|FILE",
+                   help="preset (" + ", ".join(preset_names()) + ") or saved profile of a "
+                        "recognised device (default: h100-sxm)")
+    p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16",
+                   help="GEMM precision; fp8 keeps the GEMMs' saved inputs in FP8 "
+                        "(default bf16)")
+    for flag, _, text in LAYOUT_FLAGS + MEMORY_FLAGS:
+        p.add_argument(flag, type=partial(parse_whole, what=flag), help=text)
+    p.add_argument("--batch-tokens", metavar="B",
+                   help="tokens per optimizer step, as for `flopcast step` (sets the "
+                        "micro-batches per step; default 2048x8192 = 16Mi, Llama 3)")
+    p.add_argument("--recompute", choices=RECOMPUTE, default="none",
+                   help="activation recomputation (default none)")
+    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=STEP_ZERO,
+                   help="ZeRO stage over data (and context) parallelism: 1 shards the "
+                        "optimizer state, 2 also the gradients, 3 (FSDP) also the weights "
+                        f"(default {STEP_ZERO}, as `flopcast step` prices it)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def layout_from_args(args, config) -> dict:
+    """The layout as `memory_breakdown` takes it, with the defaults of `flopcast step`."""
+    lay = {name: getattr(args, name) or 1 for _, name, _ in LAYOUT_FLAGS + MEMORY_FLAGS
+           if name != "seq"}
+    seq = args.seq or config.seq
+    tokens = (parse_batch_tokens(args.batch_tokens, seq) if args.batch_tokens is not None
+              else DEFAULT_BATCH_TOKENS)
+    per_replica = tokens / (seq * lay["dp"] * lay["micro_batch"])
+    if per_replica < 1 or not float(per_replica).is_integer():
+        raise DataError(f"--batch-tokens {tokens:,} must be a whole number of micro-batches "
+                        f"of {lay['micro_batch']} x {seq:,} tokens on each of {lay['dp']} "
+                        f"data-parallel replicas (a multiple of "
+                        f"{seq * lay['dp'] * lay['micro_batch']:,})")
+    return lay | {"seq": seq, "micro_batches": int(per_replica), "batch_tokens": tokens,
+                  "recompute": args.recompute, "zero": args.zero}
+
+
+def run(args) -> int:
+    config = resolve_model(args.name, args.params, args.seq)
+    profile = load_profile(args.hardware)
+    lay = layout_from_args(args, config)
+    options = MemoryOptions(fp8_gemm_inputs=args.precision == "fp8")
+    mem = memory_breakdown(config, profile, options=options,
+                           **{k: v for k, v in lay.items() if k != "batch_tokens"})
+    if args.json:
+        print_json({"model": config.name, "hardware": profile.name,
+                    "precision": args.precision, "layout": lay,
+                    "gpus": gpus(lay), "units": "bytes per GPU", "memory": mem.to_dict(),
+                    "zero_source": STEP_ZERO_SOURCE if args.zero == STEP_ZERO else "given"})
+    else:
+        print(describe(config, profile, args.precision, lay, mem))
+    return 0 if mem.fits else 1
+
+
+def gpus(lay: dict) -> int:
+    return lay["tp"] * lay["pp"] * lay["dp"] * lay["cp"]
+
+
+def describe(config, profile, precision, lay, mem) -> str:
+    """The breakdown for people: the layout, a table of terms in GiB, total against HBM,
+    the verdict, and where the allowances come from."""
+    head = (f"{config.name} on {profile.name} ({mem.device}), {precision}: TP {lay['tp']} x "
+            f"PP {lay['pp']} x DP {lay['dp']} x CP {lay['cp']} = {gpus(lay):,} GPUs"
+            + (f", EP {lay['ep']}" if lay["ep"] > 1 else "")
+            + f"; {lay['micro_batches']} micro-batches of {lay['micro_batch']} x "
+              f"{lay['seq']:,} tokens, interleave {lay['interleave']}, recompute "
+              f"{lay['recompute']}, ZeRO {lay['zero']}")
+    total = float(mem.total_bytes)
+    rows = [{"term": name, "gib": f"{float(getattr(mem, key)) / GIB:,.2f}",
+             "share": f"{100 * float(getattr(mem, key)) / total:.1f}%"}
+            for key, name in TERMS.items()]
+    rows += [{"term": "total", "gib": f"{total / GIB:,.2f}", "share": "100.0%"},
+             {"term": f"HBM ({mem.device})", "gib": f"{mem.hbm_bytes / GIB:,.2f}",
+              "share": ""}]
+    spare = (mem.hbm_bytes - total) / GIB
+    verdict = (f"fits: {spare:,.1f} GiB spare" if mem.fits else
+               f"does not fit: needs {total / GIB:,.1f} GiB per GPU, the {mem.device} has "
+               f"{mem.hbm_bytes / GIB:,.0f} GiB")
+    lines = [head, f"worst pipeline stage: {mem.stage} (per GPU)",
+             format_table(rows, [("term", "term"), ("gib", "GiB"), ("share", "share")],
+                          align_right={"gib", "share"}),
+             "", f"verdict: {verdict}"]
+    if lay["zero"] == STEP_ZERO:
+        lines.append(f"note: ZeRO: {STEP_ZERO_SOURCE}")
+    lines += [f"note: {n}" for n in mem.notes]
+    return "\n".join(lines)

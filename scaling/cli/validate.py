@@ -1,0 +1,222 @@
+"""`flopcast validate`: the step model against published training runs.
+
+Every run of `scaling.validate.runs` is modelled with one set of defaults, the planner's,
+and no per-run tuning: what the source publishes is used as published; a micro-batch size it
+does not give is 1 (`scaling.model.step.LAYOUT_DEFAULTS`); an interleaving it does not give is the
+planner's rule, the fastest of `scaling.plan.throughput.SCHEDULES` that fits the device's memory.
+The modelled throughput is turned into the FLOPs the source counts (its tokens per second
+times that convention's FLOPs per token, `scaling.validate.runs.flops_per_token`), so the
+published column is the figure as printed. A run the step model cannot express (context
+parallelism, mixture-of-experts dispatch, an unpublished layout) is refused with the reason,
+never given a number.
+"""
+
+from __future__ import annotations
+
+from scaling.errors import DataError
+from scaling.hardware.load import load_profile
+from scaling.model.memory import GIB, step_memory
+from scaling.cli.output import format_table, print_json
+from scaling.model.step import PRECISIONS, STEP_RECOMPUTE, step_time
+from scaling.plan.throughput import SCHEDULES
+from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,
+                                     flops_per_token)
+
+#: Precisions a source names that the step model runs as another at the same dense peak.
+SAME_PEAK = {"fp16": ("bf16", "FP16 timed as BF16: the A100's dense FP16 and BF16 Tensor Core "
+                              "peaks are both 312 TFLOP/s (NVIDIA A100 datasheet)")}
+DEFAULTS = ("micro-batch 1 where unpublished (scaling.model.step.LAYOUT_DEFAULTS); an unpublished "
+            "interleave: the fastest of 2 or 1 chunks per GPU that fits the device's memory, "
+            "the planner's rule (scaling.plan.throughput.SCHEDULES); everything else as published")
+
+
+def register(sub):
+    p = sub.add_parser(
+        "validate", help="the step model against published training runs",
+        description="Model every published run flopcast is checked against (Llama 3 Table 4, "
+                    "Megatron-LM Table 1, Llama 4 Behemoth) with one set of defaults, and "
+                    "print published against modelled per-GPU throughput in the source's own "
+                    "FLOP convention, the error, the tolerance and the verdict; runs the step "
+                    "model cannot express are refused with the reason. Exit status 0 when "
+                    "every run with a tolerance that was modelled is within it, 1 otherwise.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+    return p
+
+
+def refusal(run: ValidationRun) -> str | None:
+    """Why the step model cannot express ``run``, or None."""
+    lay, config = run.layout, run.config()
+    if any(lay.get(k) is None for k in ("tp", "pp", "dp", "seq", "global_batch")):
+        missing = [k for k in ("tp", "pp", "dp", "seq", "global_batch") if lay.get(k) is None]
+        why = f"its layout is not published ({', '.join(missing)} unknown)"
+        if config.is_moe:
+            why += ("; and the step model has no expert parallelism or all-to-all token "
+                    "dispatch for its mixture of experts")
+        return why
+    if config.is_moe:
+        return ("mixture of experts: the step model has no expert parallelism or all-to-all "
+                "token dispatch")
+    if (lay.get("cp") or 1) > 1:
+        return (f"context parallelism (CP {lay['cp']}) is not modelled by the step model "
+                f"(no ring-attention sends per layer)")
+    if (lay.get("ep") or 1) > 1:
+        return f"expert parallelism (EP {lay['ep']}) is not modelled by the step model"
+    if lay.get("recompute") is not None and lay["recompute"] not in STEP_RECOMPUTE:
+        return f"{lay['recompute']} recomputation is not timed by the step model"
+    if run.precision not in PRECISIONS and run.precision not in SAME_PEAK:
+        return f"precision {run.precision} is not modelled"
+    if run.flops == "unstated":
+        return "the source does not say which FLOPs its throughput counts"
+    return None
+
+
+def _schedules(run: ValidationRun) -> list[tuple[int, str]]:
+    """The (interleave, recompute) pairs to try: the published ones, else the planner's."""
+    lay, out = run.layout, []
+    for v, recompute in SCHEDULES:
+        v = lay["interleave"] if lay.get("interleave") is not None else (
+            v if lay["pp"] > 1 else 1)
+        recompute = lay["recompute"] if lay.get("recompute") is not None else recompute
+        if (v, recompute) not in out:
+            out.append((v, recompute))
+    return out
+
+
+def model_run(run: ValidationRun) -> dict:
+    """One row: the run, what was assumed, and published against modelled (or a refusal)."""
+    row = {"name": run.name, "group": run.group, "citation": run.citation, "gpus": run.gpus,
+           "hardware": run.hardware, "published_tflops": run.published_tflops,
+           "flops": run.flops, "flops_label": run.flops_label, "tolerance": run.tolerance,
+           "modelled_tflops": None, "error": None, "refusal": refusal(run), "assumed": {},
+           "layout": dict(run.layout), "memory": None}
+    if row["refusal"] is not None:
+        row["verdict"] = "refused"
+        return row
+    config, lay = run.config(), run.layout
+    precision, note = SAME_PEAK.get(run.precision, (run.precision, None))
+    if note:
+        row["assumed"]["precision"] = note
+    micro_batch = lay["micro_batch"] or 1
+    if lay["micro_batch"] is None:
+        row["assumed"]["micro_batch"] = "1 (not published; scaling.model.step.LAYOUT_DEFAULTS)"
+    profile = load_profile(run.hardware)
+    batch_tokens = lay["global_batch"] * lay["seq"]
+    micro_batches = batch_tokens // (lay["seq"] * lay["dp"] * micro_batch)
+    tried = []
+    for interleave, recompute in _schedules(run):
+        shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "seq": lay["seq"],
+                 "micro_batch": micro_batch, "micro_batches": micro_batches,
+                 "interleave": interleave, "recompute": recompute}
+        memory = step_memory(config, run.hardware, shape, precision=precision)
+        step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
+                         dp=lay["dp"], seq=lay["seq"], batch_tokens=batch_tokens,
+                         micro_batch=micro_batch, interleave=interleave, recompute=recompute)
+        tried.append((memory.fits, step.tflops_per_gpu, step, memory))
+    fits = [t for t in tried if t[0]]
+    # The fastest schedule that fits; where none does (the memory model disagrees with a run
+    # that did run), the published or first schedule, with its memory verdict shown.
+    _, _, step, memory = max(fits, key=lambda t: t[1]) if fits else tried[0]
+    if lay["interleave"] is None:
+        row["assumed"]["interleave"] = (f"{step.layout['interleave']} (not published; the "
+                                        f"fastest of 2 or 1 that fits the device's memory)")
+    tokens_per_s_per_gpu = step.tokens_per_s / run.gpus
+    modelled = tokens_per_s_per_gpu * flops_per_token(config, run.flops) / 1e12
+    row.update(modelled_tflops=modelled, modelled_tflops_flopcast=step.tflops_per_gpu,
+               published_tflops_flopcast=run.published_tflops * (
+                   flops_per_token(config, "flopcast") / flops_per_token(config, run.flops)),
+               mfu_flopcast=step.mfu, error=modelled / run.published_tflops - 1,
+               modelled_layout=dict(step.layout),
+               memory={"total_bytes": float(memory.total_bytes),
+                       "hbm_bytes": float(memory.hbm_bytes), "fits": bool(memory.fits),
+                       "stage": memory.stage})
+    if run.tolerance is None:
+        row["verdict"] = "reported"
+    else:
+        row["verdict"] = "pass" if abs(row["error"]) <= run.tolerance else "fail"
+    return row
+
+
+def validate(runs=VALIDATION_RUNS) -> list[dict]:
+    rows = []
+    for r in runs:
+        try:
+            rows.append(model_run(r))
+        except DataError as exc:  # the step or memory model refuses the published layout
+            rows.append({"name": r.name, "group": r.group, "citation": r.citation,
+                         "gpus": r.gpus, "hardware": r.hardware,
+                         "published_tflops": r.published_tflops, "flops": r.flops,
+                         "tolerance": r.tolerance, "modelled_tflops": None, "error": None,
+                         "refusal": str(exc), "verdict": "refused", "layout": dict(r.layout),
+                         "assumed": {}, "memory": None})
+    return rows
+
+
+def run(args) -> int:
+    rows = validate()
+    failed = any(r["verdict"] == "fail" for r in rows)
+    if args.json:
+        print_json({"defaults": DEFAULTS, "conventions": FLOP_CONVENTIONS, "rows": rows,
+                    "passed": sum(r["verdict"] == "pass" for r in rows),
+                    "failed": sum(r["verdict"] == "fail" for r in rows),
+                    "refused": sum(r["verdict"] == "refused" for r in rows)})
+    else:
+        print(describe(rows))
+    return 1 if failed else 0
+
+
+def _layout_text(row: dict) -> str:
+    lay = row.get("modelled_layout") or row["layout"]
+    if lay.get("tp") is None:
+        return "not published"
+    text = f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}"
+    if (row["layout"].get("cp") or 1) > 1:
+        text = text.replace(" PP", f" CP{row['layout']['cp']} PP")
+    if "interleave" in lay and lay["interleave"]:
+        text += f" v{lay['interleave']}"
+    if lay.get("micro_batch"):
+        text += f" mb{lay['micro_batch']}"
+    if lay.get("recompute") == "full":
+        text += " recompute"
+    return text
+
+
+def describe(rows: list[dict]) -> str:
+    table = []
+    for r in rows:
+        mem = r["memory"]
+        table.append({
+            "name": r["name"], "gpus": f"{r['gpus']:,}", "layout": _layout_text(r),
+            "counts": r["flops"], "published": f"{r['published_tflops']:g}",
+            "modelled": "-" if r["modelled_tflops"] is None else f"{r['modelled_tflops']:.0f}",
+            "error": "-" if r["error"] is None else f"{100 * r['error']:+.1f}%",
+            "tolerance": ("reported only" if r["tolerance"] is None
+                          else f"±{100 * r['tolerance']:.0f}%"),
+            "verdict": r["verdict"],
+            "memory": "-" if mem is None else (
+                f"{mem['total_bytes'] / GIB:.0f}/{mem['hbm_bytes'] / GIB:.0f} GiB"
+                + ("" if mem["fits"] else " (does not fit)"))})
+    columns = [("name", "run"), ("gpus", "GPUs"), ("layout", "layout"),
+               ("counts", "FLOPs counted"), ("published", "published TFLOP/s/GPU"),
+               ("modelled", "modelled"), ("error", "error"), ("tolerance", "tolerance"),
+               ("verdict", "verdict"), ("memory", "memory")]
+    passed = sum(r["verdict"] == "pass" for r in rows)
+    failed = sum(r["verdict"] == "fail" for r in rows)
+    refused = [r for r in rows if r["verdict"] == "refused"]
+    lines = [format_table(table, columns,
+                          align_right={"gpus", "published", "modelled", "error", "memory"}),
+             "", f"{passed} within tolerance, {failed} outside it, {len(refused)} refused, "
+                 f"{sum(r['verdict'] == 'reported' for r in rows)} reported only"]
+    lines += [f"refused: {r['name']}: {r['refusal']}" for r in refused]
+    lines.append(f"defaults: {DEFAULTS}")
+    assumed = sorted({f"{k}: {v}" for r in rows for k, v in r["assumed"].items()
+                      if k != "interleave"})
+    lines += [f"assumed: {a}" for a in assumed]
+    lines += [f"assumed: {r['name']}: interleave {r['assumed']['interleave']}"
+              for r in rows if "interleave" in r["assumed"]]
+    lines.append("modelled: the step model's tokens/s times the FLOPs per token the source "
+                 "counts (" + "; ".join(f"{k}: {FLOP_CONVENTIONS[k]}" for k in
+                                         sorted({r["flops"] for r in rows
+                                                 if r["modelled_tflops"] is not None}))
+                 + ")")
+    return "\n".join(lines)
