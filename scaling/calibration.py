@@ -11,6 +11,8 @@ records (``bench.comm``) give bus bandwidth against message size per collective 
 size; records with steady-window power give watts against utilisation. A recognised device
 gets its datasheet figures (peaks, TDP, memory and link bandwidth) from the matching preset,
 labelled published; an unrecognised one gets none, and says so where they are needed.
+Throughput is a record's ``sustained_tflops`` where it has one (`throughput_tflops`): the
+planner's step times and watts then come from the same clock state.
 """
 
 from __future__ import annotations
@@ -28,6 +30,15 @@ from scaling.hardware import (CommCurve, Estimate, HardwareProfile, KernelCurve,
 
 def _column(df, name, default=np.nan):
     return df[name] if name in df.columns else np.full(len(df), default, dtype=object)
+
+
+def throughput_tflops(rows) -> np.ndarray:
+    """Each record's TFLOP/s for the planner: ``sustained_tflops`` (the power window's own
+    calls, at the clocks its watts were read at; results/README.md) where the record has it,
+    else ``tflops`` (the short timing window, often at boost clocks)."""
+    sustained = _finite(_column(rows, "sustained_tflops"))
+    short = _finite(_column(rows, "tflops"))
+    return np.where(np.isfinite(sustained) & (sustained > 0), sustained, short)
 
 
 def _finite(values) -> np.ndarray:
@@ -88,7 +99,7 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
     curves, skipped = [], {}
     kernel_rows = df[df["kernel"].isin(["gemm", "attention"])].copy()
     if not kernel_rows.empty:
-        kernel_rows["_tflops"] = _finite(_column(kernel_rows, "tflops"))
+        kernel_rows["_tflops"] = throughput_tflops(kernel_rows)
         kernel_rows["_flops"] = _finite(_column(kernel_rows, "flops"))
         kernel_rows = kernel_rows[(kernel_rows["_tflops"] > 0) & (kernel_rows["_flops"] > 0)]
         for col, default in (("impl", ""), ("direction", "fwd"), ("variant", "")):
@@ -163,7 +174,7 @@ def _measured_bandwidth(df) -> Estimate | None:
 def _fit_power(df, facts, device_name, files_note):
     rows = df[df["kernel"].isin(["gemm", "attention"])]
     watts = _finite(_column(rows, "avg_power_w"))
-    tflops = _finite(_column(rows, "tflops"))
+    tflops = throughput_tflops(rows)  # from the watts' own window where recorded
     ok = np.isfinite(watts) & (watts > 0) & np.isfinite(tflops) & (tflops > 0)
     if not ok.any():
         reasons = _texts(_column(rows, "power_missing_reason", None))

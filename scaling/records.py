@@ -33,9 +33,11 @@ RECORD_COLUMNS = [
     "out_dtype", "direction", "variant", "layout", "shape", "flops", "bytes", "device",
     "device_name",
     "time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr", "rounds", "iterations",
+    "timing_method", "l2_flush", "timing_fallback_reason",
     "tflops", "gbps", "rel_error", "tolerance",
     "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
-    "tflops_per_w", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
+    "tflops_per_w", "sustained_tflops", "sm_clock_mhz", "mem_clock_mhz", "temp_c",
+    "power_limit_w", "throttled",
     "throttle_reasons", "power_missing_reason",
 ]
 TEXT_FIELDS = ("name", "kernel", "impl", "dtype", "device")
@@ -229,7 +231,7 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     extra = sorted(c for c in df.columns if c not in RUN_COLUMNS + RECORD_COLUMNS)
     df = df[RUN_COLUMNS + RECORD_COLUMNS + extra]
     df["created_utc"] = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
-    for col in TIME_FIELDS + ("tflops", "gbps", "flops", "bytes"):
+    for col in TIME_FIELDS + ("tflops", "sustained_tflops", "gbps", "flops", "bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     compared = fastest_baseline(df)
     df["speedup_vs_baseline"] = compared["speedup_vs_baseline"]
