@@ -344,13 +344,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--only", choices=("gemm", "attention", "grouped_gemm", "moe_dispatch",
                                            "moe_combine"), help="one kernel family")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed "
+                        "(with --all: also when a timing cross-check disagrees)")
+    parser.add_argument("--all", action="store_true",
+                        help="the whole acceptance check (bench/acceptance.py): versions and "
+                             "clocks, compile gate, these rows, timing cross-check, power "
+                             "pairing; writes a results file and a verdict table (< 8 min)")
+    parser.add_argument("--plan", action="store_true",
+                        help="print the acceptance check's steps and time estimates, and exit")
+    parser.add_argument("--results-dir", default="results", metavar="DIR",
+                        help="where --all writes its JSON file (default: results/)")
     args = parser.parse_args(argv)
 
+    if args.plan:
+        return _print_plan(args.json)
     reason = _no_gpu_reason()
     if reason:
         print(reason, file=sys.stderr)
         return 2
+    if args.all:
+        return _run_all(args)
 
     import torch
     import triton
@@ -389,6 +402,40 @@ def main(argv: list[str] | None = None) -> int:
     if wrong:
         return 1
     return 1 if args.strict and missed else 0
+
+
+def _print_plan(as_json: bool) -> int:
+    from bench import acceptance
+    from scaling.output import format_table, print_json
+
+    rows, total = acceptance.plan_rows(), acceptance.plan_total_s()
+    if as_json:
+        print_json({"steps": rows, "total_s": total, "budget_s": acceptance.BUDGET_S})
+    else:
+        print(format_table(rows, [("step", "step"), ("estimate_s", "estimate (s)"),
+                                  ("what", "what it does")]))
+        print(f"total about {total / 60:.1f} min (budget {acceptance.BUDGET_S / 60:.0f} min)")
+    return 0
+
+
+def _run_all(args) -> int:
+    import torch
+
+    from bench import acceptance
+    from scaling.output import format_table, print_json
+
+    def say(line):
+        if not args.json:
+            print(line, file=sys.stderr, flush=True)
+
+    report, path = acceptance.run_all(torch.device("cuda"), args.results_dir, say)
+    if args.json:
+        print_json({**report, "results_file": str(path)})
+    else:
+        print(format_table(report["verdicts"], [("check", "check"), ("verdict", "verdict"),
+                                                ("detail", "detail")]))
+        print(f"results: {path} ({report['elapsed_s']:.0f} s)")
+    return acceptance.exit_status(report["verdicts"], args.strict)
 
 
 if __name__ == "__main__":
