@@ -341,9 +341,10 @@ def write_report(report: dict, results_dir) -> Path:
     return path
 
 
-def run_all(device, results_dir, say=print) -> tuple[dict, Path]:
-    """Every step of `PLAN` on ``device``; returns the report and the results file's path."""
-    from bench import gpu_check
+def run_all(device, results_dir, run_rows, say=print) -> tuple[dict, Path]:
+    """Every step of `PLAN` on ``device``; returns the report and the results file's path.
+    ``run_rows(deadline_s, say)`` runs the kernel rows (`bench.gpu_check.kernel_rows`) and
+    returns them with the targets' evaluation."""
     from bench.telemetry import open_telemetry
 
     start = time.monotonic()
@@ -354,10 +355,7 @@ def run_all(device, results_dir, say=print) -> tuple[dict, Path]:
     say("versions and clocks ...")
     report["versions"] = versions_and_clocks(device)
     say("kernel rows ...")
-    rows = gpu_check.run_cases(gpu_check.CASES, device, say,
-                               deadline_s=start + BUDGET_S - later_s - 30.0)
-    gpu_check.add_speedups(rows)
-    report["rows"], report["targets"] = rows, gpu_check.evaluate(rows)
+    report["rows"], report["targets"] = run_rows(start + BUDGET_S - later_s - 30.0, say)
     say("timing cross-check ...")
     report["cross_checks"] = [cross_check(*c, device) for c in CROSS_CHECKS]
     say("power-window pairing ...")

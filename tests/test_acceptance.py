@@ -151,6 +151,7 @@ def test_run_all_runs_every_step_in_order_and_writes_the_file(monkeypatch, tmp_p
                 for c in cases]
 
     monkeypatch.setattr(gpu_check, "run_cases", run_cases)
+    device = torch.device("cpu")
     monkeypatch.setattr(acceptance, "cross_check",
                         lambda *a: order.append("cross") or {"id": a[0], "agree": True})
     monkeypatch.setattr(acceptance, "power_pairing",
@@ -158,7 +159,9 @@ def test_run_all_runs_every_step_in_order_and_writes_the_file(monkeypatch, tmp_p
     monkeypatch.setattr(acceptance, "finish_compile_gate",
                         lambda proc, reason, timeout_s: order.append("compile finished")
                         or {"passed": True, "compiled": 3, "problems": [], "reason": None})
-    report, path = acceptance.run_all(torch.device("cpu"), tmp_path, say=lambda line: None)
+    report, path = acceptance.run_all(
+        device, tmp_path, lambda deadline_s, say: gpu_check.kernel_rows(device, deadline_s, say),
+        say=lambda line: None)
     assert order == (["compile started", "versions", "rows"] + ["cross"] * 4 + ["power"] * 2
                      + ["compile finished"])
     assert path.exists() and json.loads(path.read_text())["gpu_check"]["verdicts"]
@@ -170,7 +173,7 @@ def test_main_all_prints_the_report_with_its_file(monkeypatch, capsys, tmp_path)
     report = {**fake_report(), "elapsed_s": 1.0}
     report["verdicts"] = acceptance.verdicts(report)
     monkeypatch.setattr(acceptance, "run_all",
-                        lambda device, results_dir, say: (report, tmp_path / "f.json"))
+                        lambda device, results_dir, run_rows, say: (report, tmp_path / "f.json"))
     assert gpu_check.main(["--all", "--json", "--results-dir", str(tmp_path)]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["results_file"] == str(tmp_path / "f.json") and out["verdicts"]
