@@ -193,15 +193,22 @@ def evaluate(rows: list[dict], targets: list[Target] = TARGETS) -> list[dict]:
 AB_ROUNDS, ROUND_CALLS = 5, 20
 
 
-def interleave(timers: dict, rounds: int = AB_ROUNDS) -> dict[str, list]:
+def interleave(timers: dict, rounds: int = AB_ROUNDS) -> tuple[dict[str, list], dict]:
     """Run each timer once per round, all of them in turn (the baselines' rounds and the
     candidates' alternate: A B A B ..., never all of A then all of B); returns each timer's
-    results in round order."""
+    results in round order, and the exception of each timer that raised (it runs no more
+    rounds; the others go on)."""
     results: dict[str, list] = {key: [] for key in timers}
+    failed: dict = {}
     for _ in range(rounds):
         for key, timer in timers.items():
-            results[key].append(timer())
-    return results
+            if key in failed:
+                continue
+            try:
+                results[key].append(timer())
+            except Exception as exc:  # noqa: BLE001 - e.g. an OOM: that row fails alone
+                failed[key] = exc
+    return results, failed
 
 
 def _failure(exc: BaseException) -> str:
@@ -259,14 +266,11 @@ def run_group(cases: list[Case], device, seed: int = 0, rounds: int = AB_ROUNDS)
     prepared = [prepare_case(case, device, seed) for case in cases]
     rows = [row for row, _ in prepared]
     timers = {row["id"]: timer for row, timer in prepared if timer is not None}
-    try:
-        timed = interleave(timers, rounds)
-    except Exception as exc:  # noqa: BLE001 - e.g. an OOM while timing: the rows say so
-        timed = {}
-        for row in rows:
-            if row["id"] in timers:
-                row["status"] = _failure(exc)
+    timed, failed = interleave(timers, rounds)
     for row in rows:
+        if row["id"] in failed:
+            row["status"] = _failure(failed[row["id"]])
+            continue
         results = timed.get(row["id"])
         if not results:
             continue

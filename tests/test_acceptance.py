@@ -66,6 +66,24 @@ def test_compile_gate_passes_only_without_spills_and_within_shared_memory():
                                                                         "reason": "no checkout"}
 
 
+def test_the_compile_gate_process_is_waited_for_and_read(tmp_path):
+    import subprocess
+    import sys
+
+    def proc(code):
+        return subprocess.Popen([sys.executable, "-c", code], text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    rows = [{"name": "matmul", "config": {}, "shared": 1024, "n_spills": 0, "spill_bytes": 0}]
+    ok = acceptance.finish_compile_gate(proc(f"print({json.dumps(rows)!r})"), None, 60.0)
+    assert ok["passed"] is True and ok["compiled"] == 1 and ok["kernels"] == ["matmul"]
+    broken = acceptance.finish_compile_gate(
+        proc("import sys; sys.exit('AttributeError: no triton.compiler.ASTSource')"), None, 60.0)
+    assert broken["passed"] is None and "exited 1: AttributeError" in broken["reason"]
+    slow = acceptance.finish_compile_gate(proc("import time; time.sleep(30)"), None, 1.0)
+    assert slow == {"passed": None, "reason": "did not finish within 1 s"}
+
+
 def test_cross_check_ratios_and_agreement():
     row = {"events_s": 1.05e-3, "do_bench_s": 1.0e-3, "graph_s": 4.0e-6,
            "do_bench_cudagraph_s": 4.2e-6, "perf_counter_s": 30e-6, "auto_s": 4.0e-6}

@@ -155,17 +155,32 @@ class _DriftingDevice:
 
 def test_interleaved_rounds_alternate_baseline_and_candidate():
     dev = _DriftingDevice()
-    out = gpu_check.interleave({"a/torch": dev.timer("a/torch", 1.0),
-                                "a/triton": dev.timer("a/triton", 1.0)}, rounds=4)
-    assert dev.log == ["a/torch", "a/triton"] * 4
+    out, failed = gpu_check.interleave({"a/torch": dev.timer("a/torch", 1.0),
+                                        "a/triton": dev.timer("a/triton", 1.0)}, rounds=4)
+    assert dev.log == ["a/torch", "a/triton"] * 4 and failed == {}
     assert len(out["a/torch"]) == len(out["a/triton"]) == 4
+
+
+def test_a_row_that_fails_while_timing_fails_alone():
+    dev = _DriftingDevice()
+    calls = []
+
+    def out_of_memory():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory")
+        return 1.0
+
+    out, failed = gpu_check.interleave({"a": dev.timer("a", 1.0), "b": out_of_memory}, rounds=3)
+    assert len(out["a"]) == 3 and out["b"] == [1.0] and len(calls) == 2
+    assert str(failed["b"]) == "CUDA out of memory"
 
 
 def test_interleaving_shares_a_drift_that_back_to_back_blocks_would_charge_to_one_side():
     import statistics
 
     dev = _DriftingDevice()
-    out = gpu_check.interleave({"a": dev.timer("a", 1.0), "b": dev.timer("b", 1.0)}, rounds=21)
+    out, _ = gpu_check.interleave({"a": dev.timer("a", 1.0), "b": dev.timer("b", 1.0)}, rounds=21)
     ratio = statistics.median(out["b"]) / statistics.median(out["a"])
     # Same kernel: interleaved, B is one call later each round: (1 + 0.01*22)/(1 + 0.01*21).
     assert ratio == pytest.approx(1.22 / 1.21, rel=1e-12)
