@@ -332,7 +332,8 @@ def measure(collective: str, message_bytes: int, group: Group, settings: Setting
                         f"faulty; rerun with a single node to locate it")
 
     watchdog.kick(f"warming up {step}")
-    warm = time_iterations(case, settings.warmup, group.device, watchdog) if settings.warmup else 0.0
+    warm = (time_iterations(case, settings.warmup, group.device, watchdog)
+            if settings.warmup else 0.0)
     one_op_s = max_across_ranks([warm], group.device)[0]
     batches, iterations = plan_batches(one_op_s, settings)
 

@@ -293,7 +293,8 @@ def run_case(case: Case, device, seed: int = 0) -> dict:
     return run_group([case], device, seed)[0]
 
 
-def run_cases(cases: list[Case], device, progress=None, deadline_s: float | None = None) -> list[dict]:
+def run_cases(cases: list[Case], device, progress=None,
+              deadline_s: float | None = None) -> list[dict]:
     """Every case, one shape (group of rows) at a time; groups not started by ``deadline_s``
     (a ``time.monotonic()`` value) are reported as not run."""
     import time

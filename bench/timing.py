@@ -278,7 +278,8 @@ def time_cuda(fn: Callable[[], object], cuda, *, rounds: int | None = None,
             return Timing.from_samples(samples, iterations, method=CUDA_GRAPH, l2_flush=False)
         except Exception as exc:  # noqa: BLE001 - any capture failure falls back, with its reason
             text = str(exc).splitlines()[0] if str(exc) else ""
-            reason = f"CUDA graph capture failed ({type(exc).__name__}: {text}); timed with per-call events"
+            reason = (f"CUDA graph capture failed ({type(exc).__name__}: {text}); "
+                      f"timed with per-call events")
             cuda.synchronize()
     flush = True if l2_flush is None else l2_flush
     samples = event_samples(fn, cuda, plan_event_calls(one, calls=rounds), l2_flush=flush)
