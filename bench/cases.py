@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from bench.power import power_fields
-from bench.timing import benchmark_call, synchronize
+from bench.timing import TIMING_FIELDS, benchmark_call, synchronize
 from kernels.spec import KernelSpec
 
 
@@ -63,6 +63,7 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
         "device_name": session.device_name,
         "tflops": spec.flops / timing.time_s / 1e12 if spec.flops else None,
         "gbps": spec.bytes / timing.time_s / 1e9,
+        **timing.record_fields(),  # which method measured time_s (bench/timing.py)
         "rel_error": rel_error,
         "tolerance": spec.tolerance,
         "label": label,
@@ -72,7 +73,7 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
     benchmark.extra_info.update({k: fields[k] for k in (
         "kernel", "impl", "baseline", "backend", "dtype", "direction", "variant", "layout",
         "shape", "flops", "bytes", "tflops", "gbps", "device", "device_name", "rel_error",
-        "avg_power_w", "energy_j")})
+        "avg_power_w", "energy_j", "sustained_tflops", *TIMING_FIELDS)})
     benchmark.extra_info["flopcast"] = fields
     del inputs
     if session.cooldown_s > 0:

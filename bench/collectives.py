@@ -17,9 +17,13 @@ Bandwidths are the ones nccl-tests defines (nccl-tests, doc/PERFORMANCE.md):
   all-reduce, the gathered output of all-gather, the input of reduce-scatter, what one rank
   sends in all-to-all, the broadcast buffer. Chunked collectives round it down to a multiple
   of the world size.
-* ``time_s``: the median over timed iterations on each rank, then the maximum over ranks (a
-  collective is done when its slowest rank is; nccl-tests instead times the mean of its
-  iterations).
+* ``time_s``: as nccl-tests times, N iterations run back to back between one start and one
+  end event (the wall clock on a CPU, where gloo's collectives return when done), and the
+  time over N is one sample; the median of a few such batches on each rank, then the maximum
+  over ranks (a collective is done when its slowest rank is; nccl-tests reports the mean of
+  one batch). Events around each operation would put the host's launch cost of every
+  operation inside its time; back to back, launches overlap the operations before them.
+  N is planned from a first, warm-up batch.
 * algorithm bandwidth ``algbw = message_bytes / time_s``;
 * bus bandwidth ``busbw = algbw * factor``, the factor that makes busbw comparable with the
   link speed whatever the world size ``n``: all-reduce ``2(n-1)/n``, all-gather,
@@ -34,7 +38,6 @@ collective ends the run instead of hanging it.
 from __future__ import annotations
 
 import math
-import statistics
 import sys
 import time
 import zlib
@@ -46,7 +49,7 @@ import torch.distributed as dist
 from bench.rank_power import combine, gather_windows, null_power, rank_window, window_calls
 from bench.ranks import CommError, Watchdog, max_across_ranks
 from bench.telemetry import Telemetry
-from bench.timing import Timing, synchronize
+from bench.timing import CPU_PERF_COUNTER, CUDA_EVENTS, CudaTiming, Timing, synchronize
 from kernels.spec import TOLERANCE, torch_dtype
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
@@ -60,8 +63,8 @@ SWEEP_SIZES = {
 }
 
 # Iterations per message size. nccl-tests runs 5 warm-up and 20 timed iterations by default;
-# flopcast times each iteration on its own (for the median) and runs as many as fit in a
-# target time, within [min, max].
+# flopcast runs as many as fit in a target time, within [min, max], split into TIMED_BATCHES
+# back-to-back batches (each one sample, for the median).
 ITERATIONS = {
     #         warm-up, min, max, target seconds of timed iterations
     "quick": (2, 5, 50, 0.1),
@@ -69,6 +72,7 @@ ITERATIONS = {
 }
 
 DEFAULT_TIMEOUT_S = 300.0
+TIMED_BATCHES = 5
 
 
 # -- the figures ---------------------------------------------------------------------------
@@ -217,30 +221,44 @@ def case_seed(collective: str, count: int) -> int:
 
 
 def time_iterations(case: _Case, iterations: int, device: torch.device,
-                    watchdog: Watchdog) -> list[float]:
-    """Seconds of each of ``iterations`` back-to-back operations on this rank: CUDA events
-    around each operation on a GPU, the wall clock on a CPU (gloo's collectives return when
-    done)."""
+                    watchdog: Watchdog, cuda=None) -> float:
+    """Seconds per operation of ``iterations`` back-to-back operations on this rank: one pair
+    of CUDA events around them all on a GPU (``cuda``: a `bench.timing.CudaTiming` or a
+    fake), the wall clock around them on a CPU (gloo's collectives return when done). The
+    all-reduce buffer is refilled once before the batch, not between operations (neither
+    NCCL's nor gloo's reduction cost depends on the values)."""
+    watchdog.kick()
+    case.reset()
     if device.type == "cuda":
-        starts = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        ends = [torch.cuda.Event(enable_timing=True) for _ in range(iterations)]
-        for start, end in zip(starts, ends):
-            watchdog.kick()
-            case.reset()
-            start.record()
+        cuda = cuda or CudaTiming(device)
+        start, end = cuda.event(), cuda.event()
+        start.record()
+        for _ in range(iterations):
             case.run()
-            end.record()
+        end.record()
+        cuda.synchronize()
         watchdog.kick()
-        synchronize(device)
-        return [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)]
-    times = []
+        return start.elapsed_time(end) / 1e3 / iterations
+    t0 = time.perf_counter()
     for _ in range(iterations):
-        watchdog.kick()
-        case.reset()
-        t0 = time.perf_counter()
         case.run()
-        times.append(time.perf_counter() - t0)
-    return times
+    elapsed_s = time.perf_counter() - t0
+    watchdog.kick()
+    return elapsed_s / iterations
+
+
+def plan_batches(one_op_s: float, settings: Settings) -> tuple[int, int]:
+    """(batches, iterations per batch): `plan_iterations`' total, split into at most
+    `TIMED_BATCHES` back-to-back batches."""
+    total = plan_iterations(one_op_s, settings)
+    batches = min(TIMED_BATCHES, total)
+    return batches, math.ceil(total / batches)
+
+
+def timing_method(device: torch.device) -> dict:
+    """The record's timing-method fields (bench/timing.py, results/README.md)."""
+    return {"timing_method": CUDA_EVENTS if device.type == "cuda" else CPU_PERF_COUNTER,
+            "l2_flush": False, "timing_fallback_reason": None}
 
 
 # -- the sweep -------------------------------------------------------------------------------
@@ -314,13 +332,15 @@ def measure(collective: str, message_bytes: int, group: Group, settings: Setting
                         f"faulty; rerun with a single node to locate it")
 
     watchdog.kick(f"warming up {step}")
-    warm = time_iterations(case, settings.warmup, group.device, watchdog) if settings.warmup else []
-    one_op_s = max_across_ranks([statistics.median(warm) if warm else 0.0], group.device)[0]
-    iterations = plan_iterations(one_op_s, settings)
+    warm = (time_iterations(case, settings.warmup, group.device, watchdog)
+            if settings.warmup else 0.0)
+    one_op_s = max_across_ranks([warm], group.device)[0]
+    batches, iterations = plan_batches(one_op_s, settings)
 
     watchdog.kick(f"timing {step}")
     dist.barrier()
-    mine = Timing.from_samples(time_iterations(case, iterations, group.device, watchdog), 1)
+    mine = Timing.from_samples([time_iterations(case, iterations, group.device, watchdog)
+                                for _ in range(batches)], iterations)
     median, low, mean, stddev, iqr = max_across_ranks(
         [mine.time_s, mine.time_s_min, mine.time_s_mean, mine.time_s_stddev, mine.time_s_iqr],
         group.device)
@@ -348,8 +368,9 @@ def measure(collective: str, message_bytes: int, group: Group, settings: Setting
         "time_s_mean": mean,
         "time_s_stddev": stddev,
         "time_s_iqr": iqr,
-        "rounds": iterations,
-        "iterations": 1,
+        "rounds": batches,
+        "iterations": iterations,
+        **timing_method(group.device),
         "tflops": None,
         "gbps": algbw,
         "rel_error": worst[0],

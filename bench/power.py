@@ -11,6 +11,9 @@ So each case, once warmed up, runs back to back for a steady window of ``window_
 
 The result has exactly the power keys of a record (results/README.md, "Power and energy");
 every value is None when not measured, and ``power_missing_reason`` says why.
+``sustained_tflops`` is the throughput of the window's own calls (FLOPs of all its calls over
+its length), so it and the watts come from the same clock state; the record's ``tflops`` is
+from the short timing window after warm-up, usually at boost clocks.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from bench.telemetry import Telemetry, Window
 # The power keys of a record, in the order of results/README.md.
 POWER_FIELDS = (
     "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
-    "tflops_per_w", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
+    "tflops_per_w", "sustained_tflops", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
     "throttle_reasons", "power_missing_reason",
 )
 
@@ -66,7 +69,7 @@ def fields_from_window(window: Window, calls: int, flops: int) -> dict:
     fields = dict(
         telemetry_backend=window.backend, power_window_s=window.time_s,
         energy_j=None, avg_power_w=window.avg_power_w, max_power_w=window.max_power_w,
-        tflops_per_w=None, sm_clock_mhz=window.sm_clock_mhz,
+        tflops_per_w=None, sustained_tflops=None, sm_clock_mhz=window.sm_clock_mhz,
         mem_clock_mhz=window.mem_clock_mhz, temp_c=window.temp_c,
         power_limit_w=window.power_limit_w, throttled=window.throttled,
         throttle_reasons=reasons, power_missing_reason=window.missing_reason,
@@ -76,6 +79,10 @@ def fields_from_window(window: Window, calls: int, flops: int) -> dict:
         if flops > 0:
             # FLOP per joule / 1e12 = TFLOP/J = (TFLOP/s) / W.
             fields["tflops_per_w"] = flops * calls / window.energy_j / 1e12
+    if flops > 0 and calls > 0 and window.time_s and window.time_s > 0:
+        # Throughput at the clocks the watts were read at (the power cap, not a short boost):
+        # the window's FLOPs over its length, set beside its watts.
+        fields["sustained_tflops"] = flops * calls / window.time_s / 1e12
     return fields
 
 

@@ -96,6 +96,7 @@ def combine(windows: list[dict]) -> dict:
         "avg_power_w": _mean(w["avg_power_w"] for w in windows),
         "max_power_w": _max(w["max_power_w"] for w in windows),
         "tflops_per_w": None,  # a collective does no floating-point work worth counting
+        "sustained_tflops": None,
         "sm_clock_mhz": _mean(w["sm_clock_mhz"] for w in windows),
         "mem_clock_mhz": _mean(w["mem_clock_mhz"] for w in windows),
         "temp_c": _max(w["temp_c"] for w in windows),

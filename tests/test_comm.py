@@ -489,3 +489,97 @@ def test_nccl_without_gpus_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert comm.main(["--backend", "nccl"]) == 2
     assert "use --backend gloo" in capsys.readouterr().err
+
+
+# -- back-to-back timing (nccl-tests' method), on a simulated CUDA device ----------------------
+
+
+class _FakeCollective:
+    """A collective on a `tests.fake_cuda.FakeGPU`: ``host_s`` of Python, then a launch of
+    ``device_s`` of work; the all-reduce refill is a short copy."""
+
+    def __init__(self, gpu, device_s, host_s):
+        self.gpu, self.device_s, self.host_s = gpu, device_s, host_s
+        self.runs = 0
+
+    def reset(self):
+        self.gpu.launch(2e-6, "copy")
+
+    def run(self):
+        self.gpu.host_work(self.host_s)
+        self.gpu.launch(self.device_s, "collective")
+        self.runs += 1
+
+
+class _QuietDog:
+    def kick(self, what=None):
+        pass
+
+
+def _events_around_each(case, gpu, iterations):
+    """The former method, restated: refill, then a pair of events around each operation."""
+    pairs = []
+    for _ in range(iterations):
+        case.reset()
+        start, end = gpu.event(), gpu.event()
+        start.record()
+        case.run()
+        end.record()
+        pairs.append((start, end))
+    gpu.synchronize()
+    return sorted(s.elapsed_time(e) / 1e3 for s, e in pairs)[iterations // 2]
+
+
+def test_back_to_back_iterations_keep_host_overhead_out_of_the_time():
+    from tests.fake_cuda import FakeGPU
+
+    # A 30 us collective whose launch costs 20 us and 5 us of Python: back to back, the host
+    # (25 us per operation) stays ahead of the device and only the first launch is inside.
+    gpu = FakeGPU(launch_s=20e-6, event_host_s=1e-6)
+    case = _FakeCollective(gpu, 30e-6, 5e-6)
+    n = 100
+    per_op = collectives.time_iterations(case, n, torch.device("cuda"), _QuietDog(), cuda=gpu)
+    assert case.runs == n
+    assert 30e-6 < per_op <= 30e-6 + 25e-6 / n  # at most the first launch, shared by n
+    # Events around each operation, with the refill between: the host needs 47 us per
+    # iteration (two launches, two event records, the Python), the device 32 us, so each start
+    # event waits 15 us of host time for its operation to arrive, inside the interval.
+    old = _events_around_each(_FakeCollective(gpu, 30e-6, 5e-6), gpu, 21)
+    assert old == pytest.approx(30e-6 + (47e-6 - 32e-6), rel=1e-9)
+
+
+def test_one_start_and_one_end_event_per_batch():
+    from tests.fake_cuda import FakeGPU
+
+    gpu = FakeGPU()
+    collectives.time_iterations(_FakeCollective(gpu, 30e-6, 0.0), 50, torch.device("cuda"),
+                                _QuietDog(), cuda=gpu)
+    kinds = [what for what, _, _ in gpu.log]
+    assert kinds == ["copy", "event"] + ["collective"] * 50 + ["event"]
+
+
+def test_batches_are_planned_from_the_first_measurement():
+    s = collectives.Settings(min_iterations=5, max_iterations=1000, target_s=0.01)
+    # 30 us per operation: ceil(0.01 / 30e-6) = 334 iterations, 5 batches of ceil(334 / 5).
+    assert collectives.plan_batches(30e-6, s) == (5, 67)
+    assert collectives.plan_batches(1.0, s) == (5, 1)  # at least min_iterations in all
+    assert collectives.plan_batches(1.0, collectives.Settings(min_iterations=3)) == (3, 1)
+
+
+def test_measure_plans_from_its_warm_up_batch(one_rank, monkeypatch):
+    group, dog = one_rank
+    asked = []
+
+    def fake_time(case, iterations, device, watchdog, cuda=None):
+        asked.append(iterations)
+        return 2e-3 if len(asked) == 1 else 1e-3 * len(asked)  # warm-up, then batches
+
+    monkeypatch.setattr(collectives, "time_iterations", fake_time)
+    settings = collectives.Settings(warmup=4, min_iterations=5, max_iterations=200,
+                                    target_s=0.1)
+    record = collectives.measure("broadcast", 1024, group, settings, dog)
+    # The warm-up batch (4 iterations) said 2 ms: 0.1 s / 2 ms = 50 iterations, 5 batches of 10.
+    assert asked == [4, 10, 10, 10, 10, 10]
+    assert (record["rounds"], record["iterations"]) == (5, 10)
+    assert record["time_s"] == pytest.approx(4e-3)  # median of 2, 3, 4, 5, 6 ms
+    assert record["timing_method"] == "cpu-perf-counter" and record["l2_flush"] is False

@@ -101,7 +101,8 @@ def _fake_gpu(monkeypatch, times):
                 "dtype": case.kwargs["dtype"], "status": status, "rel_error": 1e-3,
                 "time_s": t or None, "tflops": 1e15 / t / 1e12 if t else None}
 
-    monkeypatch.setattr(gpu_check, "run_case", run_case)
+    monkeypatch.setattr(gpu_check, "run_group",
+                        lambda cases, device, seed=0: [run_case(c, device) for c in cases])
 
 
 def test_report_on_a_gpu_table_json_and_exit_codes(monkeypatch, capsys):
@@ -115,7 +116,8 @@ def test_report_on_a_gpu_table_json_and_exit_codes(monkeypatch, capsys):
 
     import json
 
-    _fake_gpu(monkeypatch, {**fast, "gemm-bf16-8192/triton": 1.5})  # 0.7x cuBLAS
+    _fake_gpu(monkeypatch, {**fast, "gemm-bf16-8192/triton": 1.5,  # both Triton GEMMs 0.7x
+                            "gemm-bf16-8192/triton-tma": 1.5})  # cuBLAS
     assert gpu_check.main(["--json"]) == 0  # a missed target is reported, not an error...
     report = json.loads(capsys.readouterr().out)
     assert report["all_correct"] and not report["all_targets_met"]
@@ -134,3 +136,76 @@ def test_faster_than_means_strictly_faster():
     tie = gpu_check.evaluate([_row("a/bf16", 1.0), _row("a/fp8", 1.0)], [target])[0]
     win = gpu_check.evaluate([_row("a/bf16", 1.0), _row("a/fp8", 0.9)], [target])[0]
     assert tie["met"] is False and win["met"] is True
+
+
+class _DriftingDevice:
+    """A fake device and clock whose calls get slower as it warms (1% per call made so far),
+    as a GPU's clocks fall from boost towards the power cap."""
+
+    def __init__(self):
+        self.calls, self.log = 0, []
+
+    def timer(self, name, work_s):
+        def one_round():
+            self.log.append(name)
+            self.calls += 1
+            return work_s * (1 + 0.01 * self.calls)
+        return one_round
+
+
+def test_interleaved_rounds_alternate_baseline_and_candidate():
+    dev = _DriftingDevice()
+    out, failed = gpu_check.interleave({"a/torch": dev.timer("a/torch", 1.0),
+                                        "a/triton": dev.timer("a/triton", 1.0)}, rounds=4)
+    assert dev.log == ["a/torch", "a/triton"] * 4 and failed == {}
+    assert len(out["a/torch"]) == len(out["a/triton"]) == 4
+
+
+def test_a_row_that_fails_while_timing_fails_alone():
+    dev = _DriftingDevice()
+    calls = []
+
+    def out_of_memory():
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("CUDA out of memory")
+        return 1.0
+
+    out, failed = gpu_check.interleave({"a": dev.timer("a", 1.0), "b": out_of_memory}, rounds=3)
+    assert len(out["a"]) == 3 and out["b"] == [1.0] and len(calls) == 2
+    assert str(failed["b"]) == "CUDA out of memory"
+
+
+def test_interleaving_shares_a_drift_that_back_to_back_blocks_would_charge_to_one_side():
+    import statistics
+
+    dev = _DriftingDevice()
+    out, _ = gpu_check.interleave({"a": dev.timer("a", 1.0), "b": dev.timer("b", 1.0)}, rounds=21)
+    ratio = statistics.median(out["b"]) / statistics.median(out["a"])
+    # Same kernel: interleaved, B is one call later each round: (1 + 0.01*22)/(1 + 0.01*21).
+    assert ratio == pytest.approx(1.22 / 1.21, rel=1e-12)
+    blocks = _DriftingDevice()
+    a = [blocks.timer("a", 1.0)() for _ in range(21)]
+    b = [blocks.timer("b", 1.0)() for _ in range(21)]
+    # All of A, then all of B: B's median is 21 calls later, ~18% "slower" for no kernel reason.
+    assert statistics.median(b) / statistics.median(a) == pytest.approx(1.32 / 1.11, rel=1e-12)
+
+
+def test_run_group_times_each_row_in_its_own_rounds_on_cpu():
+    kw = {"m": 32, "n": 32, "k": 32, "dtype": "fp32", "variant": ""}
+    rows = gpu_check.run_group([gpu_check.Case("g/torch", "gemm", "torch", kw),
+                                gpu_check.Case("g/torch2", "gemm", "torch", kw)],
+                               torch.device("cpu"), rounds=3)
+    for row in rows:
+        assert row["status"] == "ok" and row["rounds"] == 3 and row["time_s"] > 0
+        assert row["timing_method"] == "cpu-perf-counter" and row["l2_flush"] is False
+
+
+def test_a_target_counts_the_fastest_triton_implementation():
+    target = gpu_check.Target("best", "g/triton", 0.9, "g/torch", also=("g/triton-tma",))
+    rows = [_row("g/torch", 1.0), _row("g/triton", 2.0), _row("g/triton-tma", 1.0)]
+    entry = gpu_check.evaluate(rows, [target])[0]
+    assert entry["value"] == pytest.approx(1.0) and entry["row"] == "g/triton-tma"
+    rows[2] = _row("g/triton-tma", None, status="skipped: no TMA descriptors")
+    entry = gpu_check.evaluate(rows, [target])[0]
+    assert entry["value"] == pytest.approx(0.5) and entry["row"] == "g/triton"

@@ -243,3 +243,9 @@ def test_a_case_without_power_says_so_in_its_record():
     assert all(key in record for key in POWER_FIELDS)
     assert record["energy_j"] is None
     assert record["power_missing_reason"] == "power not measured for this case"
+    # pytest-benchmark's own clock (perf_counter) timed it: the record says so.
+    assert (record["timing_method"], record["l2_flush"]) == ("cpu-perf-counter", False)
+    from bench import plugin, timing
+
+    assert plugin.CPU_PERF_COUNTER == timing.CPU_PERF_COUNTER
+    assert record["sustained_tflops"] is None

@@ -14,6 +14,8 @@ combine records GB/s against bytes per call; records with steady-window power gi
 against utilisation. A recognised device
 gets its datasheet figures (peaks, TDP, memory and link bandwidth) from the matching preset,
 labelled published; an unrecognised one gets none, and says so where they are needed.
+Throughput is a record's ``sustained_tflops`` where it has one (`throughput_tflops`): the
+planner's step times and watts then come from the same clock state.
 """
 
 from __future__ import annotations
@@ -33,6 +35,15 @@ from scaling.hardware.profile import (CommCurve, GroupedCurve, HardwareProfile, 
 
 def _column(df, name, default=np.nan):
     return df[name] if name in df.columns else np.full(len(df), default, dtype=object)
+
+
+def throughput_tflops(rows) -> np.ndarray:
+    """Each record's TFLOP/s for the planner: ``sustained_tflops`` (the power window's own
+    calls, at the clocks its watts were read at; results/README.md) where the record has it,
+    else ``tflops`` (the short timing window, often at boost clocks)."""
+    sustained = _finite(_column(rows, "sustained_tflops"))
+    short = _finite(_column(rows, "tflops"))
+    return np.where(np.isfinite(sustained) & (sustained > 0), sustained, short)
 
 
 def _finite(values) -> np.ndarray:
@@ -145,7 +156,7 @@ def _kernel_curves(df, fits: _Fits) -> list[KernelCurve]:
     rows = df[df["kernel"].isin(["gemm", "attention"])].copy()
     if rows.empty:
         return []
-    rows["_tflops"] = _finite(_column(rows, "tflops"))
+    rows["_tflops"] = throughput_tflops(rows)
     rows["_flops"] = _finite(_column(rows, "flops"))
     rows = rows[(rows["_tflops"] > 0) & (rows["_flops"] > 0)].copy()
     _text_columns(rows, {"impl": "", "direction": "fwd", "variant": ""})
@@ -250,7 +261,7 @@ def _measured_bandwidth(df) -> Figure | None:
 def _fit_power(df, facts, device_name, files_note):
     rows = df[df["kernel"].isin(["gemm", "attention"])]
     watts = _finite(_column(rows, "avg_power_w"))
-    tflops = _finite(_column(rows, "tflops"))
+    tflops = throughput_tflops(rows)  # from the watts' own window where recorded
     ok = np.isfinite(watts) & (watts > 0) & np.isfinite(tflops) & (tflops > 0)
     if not ok.any():
         reasons = _texts(_column(rows, "power_missing_reason", None))

@@ -35,9 +35,11 @@ RECORD_COLUMNS = [
     "out_dtype", "direction", "variant", "layout", "shape", "flops", "bytes", "device",
     "device_name",
     "time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr", "rounds", "iterations",
+    "timing_method", "l2_flush", "timing_fallback_reason",
     "tflops", "gbps", "rel_error", "tolerance",
     "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
-    "tflops_per_w", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
+    "tflops_per_w", "sustained_tflops", "sm_clock_mhz", "mem_clock_mhz", "temp_c",
+    "power_limit_w", "throttled",
     "throttle_reasons", "power_missing_reason",
 ]
 TEXT_FIELDS = ("name", "kernel", "impl", "dtype", "device")
@@ -266,7 +268,7 @@ def tidy(rows: list[dict]) -> pd.DataFrame:
     extra = sorted(c for c in df.columns if c not in RUN_COLUMNS + RECORD_COLUMNS)
     df = df[RUN_COLUMNS + RECORD_COLUMNS + extra]
     df["created_utc"] = pd.to_datetime(df["created_utc"], utc=True, format="ISO8601")
-    for col in TIME_FIELDS + ("tflops", "gbps", "flops", "bytes"):
+    for col in TIME_FIELDS + ("tflops", "sustained_tflops", "gbps", "flops", "bytes"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     # TFLOP/s is recomputed from the record's FLOPs and time, never taken from the file: a
     # file whose time_s is 1e308 must not keep a rate measured at another time.
