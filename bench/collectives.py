@@ -45,7 +45,7 @@ import torch.distributed as dist
 
 from bench.rank_power import combine, gather_windows, null_power, rank_window, window_calls
 from bench.ranks import CommError, Watchdog, max_across_ranks
-from bench.telemetry import Telemetry
+from bench.telemetry.base import Telemetry
 from bench.timing import Timing, synchronize
 from kernels.spec import TOLERANCE, torch_dtype
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from bench.telemetry import Telemetry, Window
+from bench.telemetry.base import Telemetry, Window
 
 # The power keys of a record, in the order of results/README.md.
 POWER_FIELDS = (
