@@ -30,7 +30,15 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 
+import torch
+import triton
+
+from bench.timing import time_call
 from kernels import registry
+from kernels.spec import CorrectnessError
+from kernels.triton_support import interpreting
+from scaling.output import format_table, print_json
+from scaling.schema import compare_with_fastest, rate
 
 # Attention shapes: 16 heads of 128 (a 2048-wide model, FlashAttention's benchmark layout);
 # Llama 3 405B under tensor parallelism 8 has 16 q heads and 1 kv head per GPU
@@ -163,11 +171,6 @@ def evaluate(rows: list[dict], targets: list[Target] = TARGETS) -> list[dict]:
 
 def run_case(case: Case, device, seed: int = 0) -> dict:
     """Check, then time, one case; never raises for a kernel's failure (the row says it)."""
-    import torch
-
-    from bench.timing import time_call
-    from kernels.spec import CorrectnessError
-
     row = {"id": case.id, "kernel": case.kernel, "impl": case.impl, "versus": case.versus,
            "dtype": case.kwargs.get("dtype"), "status": "ok", "rel_error": None,
            "time_s": None, "tflops": None}
@@ -183,7 +186,7 @@ def run_case(case: Case, device, seed: int = 0) -> dict:
             row["rel_error"] = spec.check(device, seed=seed)
             inputs = spec.make_inputs(device, seed + 1)
             timing = time_call(lambda: spec.run(*inputs), device)
-        row.update(time_s=timing.time_s, tflops=spec.flops / timing.time_s / 1e12,
+        row.update(time_s=timing.time_s, tflops=rate(spec.flops, timing.time_s, 1e12),
                    time_s_iqr=timing.time_s_iqr, rounds=timing.rounds)
     except CorrectnessError as exc:
         row["status"] = f"wrong: {exc}"
@@ -195,21 +198,18 @@ def run_case(case: Case, device, seed: int = 0) -> dict:
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """Each row's speedup over the fastest of its ``versus`` rows that was timed; ``versus``
+    """Each row's speedup over the fastest of its ``versus`` rows that was timed
+    (`scaling.schema.compare_with_fastest`, as the loader's ``speedup_vs_baseline``); ``versus``
     becomes that row's id (or, when none was timed, the ids it would have been)."""
     by_id = {r["id"]: r for r in rows}
     for r in rows:
-        timed = [by_id[i] for i in r["versus"] if by_id.get(i, {}).get("time_s")]
-        fastest = min(timed, key=lambda other: other["time_s"]) if timed else None
-        r["speedup"] = fastest["time_s"] / r["time_s"] if fastest and r["time_s"] else None
-        r["versus"] = fastest["id"] if fastest else (", ".join(r["versus"]) or None)
+        fastest, speedup = compare_with_fastest(
+            r["time_s"], [(i, by_id.get(i, {}).get("time_s")) for i in r["versus"]])
+        r["speedup"] = speedup
+        r["versus"] = fastest or (", ".join(r["versus"]) or None)
 
 
 def _no_gpu_reason() -> str | None:
-    import torch
-
-    from kernels.triton_support import interpreting
-
     if not torch.cuda.is_available():
         return (f"bench.gpu_check needs a CUDA GPU, and torch.cuda.is_available() is False here "
                 f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). On a CPU the "
@@ -235,11 +235,6 @@ def main(argv: list[str] | None = None) -> int:
     if reason:
         print(reason, file=sys.stderr)
         return 2
-
-    import torch
-    import triton
-
-    from scaling.output import format_table, print_json
 
     device = torch.device("cuda")
     cases = [c for c in CASES if args.only in (None, c.kernel)]

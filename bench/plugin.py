@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.power import POWER_FIELDS
+from bench.records import flopcast_section, write_section
+from scaling.schema import remake_record
 
 BENCH_PREFIX = "bench_"
 SOURCE = "pytest --benchmark"  # a results file's ``source``: what wrote it
@@ -28,8 +29,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 # otherwise: flopcast prints its own summary in TFLOP/s, so the table keeps the timing
 # statistics behind it (one table per group: the cases set ``benchmark.group``).
 BENCHMARK_TABLE = {"--benchmark-columns": "median,iqr,rounds"}
-# The pytest config and the report pytest's terminal is printing, for hooks not handed them.
-_CONFIG: dict = {}
+# Benchmark cases outside bench/ carry this marker: the loss-law fit's, in the source tree's
+# tests/ (it measures the planning half's code, which bench does not import), added to a
+# ``--benchmark`` run without test paths when it is there.
+MARKER = "flopcast_benchmark"
+EXTRA_CASES = (BENCH_DIR.parent / "tests" / "test_fit_benchmark.py",)
 
 
 def pytest_addoption(parser):
@@ -56,7 +60,8 @@ def pytest_addoption(parser):
 
 
 def _is_bench_item(item) -> bool:
-    return Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
+    return (Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
+            or item.get_closest_marker(MARKER) is not None)
 
 
 # -- collection, wherever pytest was started --------------------------------------------------
@@ -79,6 +84,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         return
     if not namespace.file_or_dir:
         args.append(str(BENCH_DIR))
+        args += [str(path) for path in EXTRA_CASES if path.is_file()]
     if early_config.pluginmanager.hasplugin("benchmark"):
         given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--benchmark-")}
         args[:0] = [f"{option}={value}" for option, value in BENCHMARK_TABLE.items()
@@ -97,8 +103,10 @@ def pytest_collect_file(file_path, parent):
 
 
 def pytest_configure(config):
-    config._flopcast = None
-    _CONFIG["config"] = config
+    config.addinivalue_line("markers", f"{MARKER}: a flopcast benchmark case (runs only under "
+                                       "--benchmark)")
+    state = config.stash[STATE] = PluginState(config)
+    config.pluginmanager.register(state, "flopcast-state")
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -128,8 +136,46 @@ class BenchSession:
     cooldown_s: float
 
 
+class PluginState:
+    """The plugin's state for one pytest run, kept in ``config.stash[STATE]`` (as
+    pytest-benchmark keeps its session) and registered as a plugin itself, for the hooks that
+    pytest does not hand the config."""
+
+    def __init__(self, config):
+        self.config = config
+        self.bench: BenchSession | None = None  # under --benchmark, from session start
+        self.total = 0  # cases collected
+        self.done = 0  # cases finished
+        self.started: float | None = None  # when the first case finished (monotonic s)
+        self.live = None  # the report pytest's terminal is printing
+        self.section: dict | None = None  # the run's flopcast section, once built
+        self.lines: list | None = None  # what to say at the end of the terminal summary
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report):
+        """While pytest's terminal prints a case's report, mark it live (see
+        `pytest_report_teststatus`); then print the case's progress line."""
+        self.live = report
+        try:
+            return (yield)
+        finally:
+            self.live = None
+            _progress_line(self, report)
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+def bench_session(config) -> BenchSession | None:
+    """The run's `BenchSession` (None until session start, and without --benchmark)."""
+    return config.stash[STATE].bench
+
+
 def open_session(config) -> BenchSession:
     """Open the device and its telemetry once per run."""
+    # torch (and the modules that import it, here and for the progress line and summary) is
+    # imported only under --benchmark: this plugin loads in every pytest run, and the unit
+    # tests of the torch-free half must not pay for torch.
     import torch
 
     from bench.device import best_device, device_name, machine_info
@@ -150,19 +196,20 @@ def open_session(config) -> BenchSession:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
-    _CONFIG.pop("progress", None)
     config = session.config
+    state = config.stash[STATE]
+    state.done, state.started = 0, None
     if not config.getoption("flopcast_benchmark"):
         return
-    if config._flopcast is None:
-        config._flopcast = open_session(config)
+    if state.bench is None:
+        state.bench = open_session(config)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.showfspath = False  # each case's progress line names it
 
 
 def pytest_report_header(config):
-    bench = config._flopcast
+    bench = config.stash[STATE].bench
     if bench is None:
         return None
     telemetry = bench.telemetry.backend
@@ -174,21 +221,25 @@ def pytest_report_header(config):
 
 
 def pytest_unconfigure(config):
-    bench = getattr(config, "_flopcast", None)
-    if bench is not None:
-        bench.telemetry.close()
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    config.pluginmanager.unregister(state)
+    if state.bench is not None:
+        state.bench.telemetry.close()
 
 
 @pytest.fixture(scope="session")
 def flopcast_session(request) -> BenchSession:
     """The run's device, telemetry and settings (benchmark cases only)."""
-    if request.config._flopcast is None:
+    bench = request.config.stash[STATE].bench
+    if bench is None:
         pytest.skip(NOT_BENCHMARKING)
-    return request.config._flopcast
+    return bench
 
 
 def pytest_collection_finish(session):
-    session.config._flopcast_total = len(session.items)
+    session.config.stash[STATE].total = len(session.items)
 
 
 # -- progress --------------------------------------------------------------------------------
@@ -198,40 +249,29 @@ def pytest_collection_finish(session):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_logreport(report):
-    """While pytest's terminal prints a case's report, mark it live (see
-    `pytest_report_teststatus`); then print the case's progress line."""
-    _CONFIG["live"] = report
-    try:
-        return (yield)
-    finally:
-        _CONFIG.pop("live", None)
-        _progress_line(report)
-
-
-@pytest.hookimpl(wrapper=True)
 def pytest_report_teststatus(report, config):
     """No letter for a benchmark case in pytest's progress (its own line stands for it); the
     outcome still counts, and summaries still name it."""
     status = yield
-    if (report is _CONFIG.get("live") and config.getoption("flopcast_benchmark")
+    if (report is config.stash[STATE].live and config.getoption("flopcast_benchmark")
             and config.option.verbose <= 0):
         return status[0], "", ""
     return status
 
 
-def _progress_line(report) -> None:
+def _progress_line(state: PluginState, report) -> None:
     """One line per finished case: what it measured and how long the rest will take."""
     if report.when != "call" and not (report.when == "setup" and not report.passed):
         return
-    config = _CONFIG.get("config")
-    if config is None or not config.getoption("flopcast_benchmark"):
+    config = state.config
+    if not config.getoption("flopcast_benchmark"):
         return
-    state = _CONFIG.setdefault("progress", {"done": 0, "start": time.monotonic()})
-    state["done"] += 1
-    total = getattr(config, "_flopcast_total", 0) or state["done"]
-    elapsed = time.monotonic() - state["start"]
-    left = elapsed / state["done"] * (total - state["done"])
+    if state.started is None:
+        state.started = time.monotonic()
+    state.done += 1
+    total = state.total or state.done
+    elapsed = time.monotonic() - state.started
+    left = elapsed / state.done * (total - state.done)
     name = report.nodeid.split("[", 1)[1].rstrip("]") if "[" in report.nodeid \
         else report.nodeid.rsplit("::", 1)[-1]
     if report.skipped:
@@ -246,7 +286,7 @@ def _progress_line(report) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.ensure_newline()
-        reporter.write_line(f"[{state['done']}/{total}] {name}: {what}  "
+        reporter.write_line(f"[{state.done}/{total}] {name}: {what}  "
                             f"({_clock(elapsed)} elapsed, ~{_clock(left)} left)")
 
 
@@ -285,45 +325,32 @@ def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[
         if not fields or meta.fixture.has_error or not meta.stats:
             continue
         stats = meta.stats
-        record = {"name": fields.get("name") or meta.name, "test": meta.fullname, **fields}
-        record.setdefault("device", device_type)
-        if "power_missing_reason" not in fields:  # a case that measured no power says so
-            for key in POWER_FIELDS:
-                record.setdefault(key, None)
-            record["power_missing_reason"] = "power not measured for this case"
-        record.update({
-            "time_s": stats.median,
-            "time_s_min": stats.min,
-            "time_s_mean": stats.mean,
-            "time_s_stddev": stats.stddev,
-            "time_s_iqr": stats.iqr,
-            "rounds": stats.rounds,
-            "iterations": meta.iterations,
-        })
-        flops, nbytes = record.get("flops") or 0, record.get("bytes") or 0
-        record["tflops"] = flops / stats.median / 1e12 if flops and stats.median > 0 else None
-        record["gbps"] = nbytes / stats.median / 1e9 if nbytes and stats.median > 0 else None
-        records.append(record)
+        # The final statistics are pytest-benchmark's; the record is built again from them, so
+        # TFLOP/s and GB/s follow its median (`scaling.schema.remake_record`).
+        records.append(remake_record(
+            {"name": meta.name, "device": device_type, **fields}, test=meta.fullname,
+            time_s=stats.median, time_s_min=stats.min, time_s_mean=stats.mean,
+            time_s_stddev=stats.stddev, time_s_iqr=stats.iqr, rounds=stats.rounds,
+            iterations=meta.iterations))
     return records
 
 
 def _section(config) -> dict | None:
     """The run's flopcast section, built once so every file written for the run (results/,
     --benchmark-json, --benchmark-save) carries the same run id."""
-    if getattr(config, "_flopcast_section", None) is not None:
-        return config._flopcast_section
-    session = config._flopcast
-    bs = getattr(config, "_benchmarksession", None)
+    state = config.stash[STATE]
+    if state.section is not None:
+        return state.section
+    session = state.bench
+    bs = getattr(config, "_benchmarksession", None)  # pytest-benchmark's own session
     if session is None or bs is None:
         return None
-    from bench.records import flopcast_section
-
     records = records_from_benchmarks(bs.benchmarks, session.device.type)
     if not records:
         return None
-    config._flopcast_section = flopcast_section(
+    state.section = flopcast_section(
         records, session.machine, source=SOURCE, sweep=config.getoption("flopcast_sweep"))
-    return config._flopcast_section
+    return state.section
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -339,7 +366,7 @@ def pytest_sessionfinish(session, exitstatus):
     if not config.getoption("flopcast_benchmark"):
         return
     section = _section(config)
-    lines = config._flopcast_lines = []
+    lines = config.stash[STATE].lines = []
 
     def say(line, **markup):
         lines.append((line, markup))
@@ -350,8 +377,6 @@ def pytest_sessionfinish(session, exitstatus):
             say("flopcast: no benchmark case produced a flopcast record; no results file written",
                 yellow=True)
         return
-    from bench.records import write_section
-
     bs = config._benchmarksession
     document = config.hook.pytest_benchmark_generate_json(
         config=config, benchmarks=bs.benchmarks, include_data=False,
@@ -367,10 +392,11 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config):
     """The run's summary, one table per kernel family, then where its results went."""
-    lines = getattr(config, "_flopcast_lines", None)
+    state = config.stash[STATE]
+    lines = state.lines
     if lines is None:
         return
-    section = getattr(config, "_flopcast_section", None)
+    section = state.section
     if section is not None:
         from bench.summary import summary
 
@@ -384,6 +410,8 @@ def pytest_terminal_summary(terminalreporter, config):
 def _upload(path: Path, url: str, say) -> None:
     """Upload the run's file; a failure warns and leaves the file for `flopcast upload`."""
     try:
+        # Lazily, and the one import of scaling beyond the schema: the store needs pandas and
+        # SQLAlchemy, which the benchmark path never loads unless --upload asks for it.
         from scaling.store import upload_files
 
         report = upload_files([path], url)

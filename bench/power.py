@@ -9,7 +9,7 @@ So each case, once warmed up, runs back to back for a steady window of ``window_
     fields = power_fields(telemetry, run, lambda: synchronize(device), flops, window_s=5.0)
     record.update(fields)
 
-The result has exactly the power keys of a record (results/README.md, "Power and energy");
+The result has exactly the power keys of a record (`scaling.schema.POWER_FIELDS`);
 every value is None when not measured, and ``power_missing_reason`` says why.
 """
 
@@ -19,13 +19,7 @@ import time
 from typing import Callable
 
 from bench.telemetry.base import Telemetry, Window
-
-# The power keys of a record, in the order of results/README.md.
-POWER_FIELDS = (
-    "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
-    "tflops_per_w", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
-    "throttle_reasons", "power_missing_reason",
-)
+from scaling.schema import POWER_FIELDS, null_power  # noqa: F401 - POWER_FIELDS re-exported
 
 # Back-to-back calls are issued in batches that end in a synchronize, so the host never
 # queues more than about this much work ahead of the device and the window ends on time.
@@ -34,9 +28,7 @@ BATCH_S = 0.1
 
 def null_power_fields(backend: str, reason: str) -> dict:
     """A record's power fields when power was not measured, and why."""
-    fields = dict.fromkeys(POWER_FIELDS)
-    fields.update(telemetry_backend=backend, power_missing_reason=reason)
-    return fields
+    return null_power(backend, reason)
 
 
 def run_back_to_back(run: Callable[[], None], synchronize: Callable[[], None],

@@ -1,4 +1,4 @@
-"""Writing results files (schema: results/README.md).
+"""Writing results files (schema: `scaling.schema`, tabled in results/README.md).
 
 A results file is written atomically: the JSON goes to a temporary file in the target folder,
 is flushed and fsynced, and is renamed over the final name (an atomic step on POSIX and
@@ -8,7 +8,6 @@ Windows). A crash at any moment leaves either no file or the whole file, never h
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -16,22 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: such values become null. NumPy and torch scalars become
-    Python numbers (not their text)."""
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
+from scaling.schema import SCHEMA_VERSION, jsonable
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -90,10 +74,11 @@ def write_results(records: list[dict], machine: dict, results_dir, *, source: st
 
 
 def write_section(section: dict, results_dir, benchmark_json: dict | None = None) -> Path:
-    """Write an already built flopcast section (with pytest-benchmark's JSON, if any)."""
+    """Write an already built flopcast section (with pytest-benchmark's JSON, if any). Its
+    records were validated when `scaling.schema.make_record` built them."""
     document = dict(benchmark_json or {"machine_info": {}, "commit_info": {}, "benchmarks": []})
     document["flopcast"] = section
     path = Path(results_dir) / results_filename(section)
-    text = json.dumps(_finite(document), indent=1, allow_nan=False, default=str)
+    text = json.dumps(jsonable(document), indent=1, allow_nan=False, default=str)
     atomic_write_text(path, text + "\n")
     return path
