@@ -61,7 +61,7 @@ def _fields(group: str, rows: Sequence[tuple[str, str, str, str]]) -> tuple[Fiel
 IDENTITY = _fields("identity", [
     ("name", "str", "", "e.g. `gemm-bf16-rr-torch-4096x4096x4096`"),
     ("test", "str or null", "", "the pytest node id that produced it"),
-    ("label", "str", "", "what the case stands for, e.g. a Llama 3 layer's projection; `\"\"` when nothing"),
+    ("label", "str", "", "where a shape comes from, e.g. `llama3-405b ffn-up` for a model's layer; `\"\"` otherwise"),
     ("kernel", "str", "", "family: `gemm`, `attention`, `grouped_gemm`, `moe_dispatch`, `moe_combine`, `comm`, `fit`"),
     ("impl", "str", "", "`torch` (`torch.matmul`, `torch._scaled_mm`), `sdpa-flash`, `sdpa-cudnn`, `sdpa-efficient`, `sdpa-math` (SDPA with that one backend pinned), `triton`, ..."),
     ("baseline", "bool", "", "whether `impl` is one of the family's baselines in the kernel registry (`torch` for `gemm`; the four `sdpa-*` for `attention`), which the others are compared with; `false` for `comm` and `fit`. Files written before the field existed lack it: the loader then takes `torch` as the baseline of `gemm` and `attention` and no baseline elsewhere (`scaling.schema.LEGACY_BASELINE_IMPL`)"),
