@@ -5,21 +5,32 @@ Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and a pla
 ``python -m pytest`` runs the unit tests. With it, only the benchmark cases run, on the best
 device present (CUDA, else the CPU), through pytest-benchmark with a device-synchronising
 timer; each finished case prints one progress line; at the end one results file is written
-into ``--results-dir`` (schema: results/README.md), and uploaded with ``--upload URL``; and
-the run ends with a summary table per kernel family and the results file's path.
+into ``--results-dir`` (schema: `scaling.schema`, tabled in results/README.md), and uploaded
+with ``--upload URL``; and the run ends with a summary table per kernel family and the results
+file's path.
+
+Nothing measured is lost: the results folder is checked writable before the first case (the
+run's journal is created in it), each finished case's record is appended to the journal
+(fsynced), and the results file is built from the journal. An interrupted run (Ctrl-C) still
+writes the cases that finished; a final write that fails (a full disk) leaves them in the
+journal and says where. The plugin's state for a run is one `PluginState` in
+``config.stash``.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+import warnings
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from bench.records import flopcast_section, write_section
-from scaling.schema import remake_record
+from bench.records import (append_journal, flopcast_section, read_journal, start_journal,
+                           write_section)
+from scaling.schema import SchemaError, remake_record
 
 BENCH_PREFIX = "bench_"
 SOURCE = "pytest --benchmark"  # a results file's ``source``: what wrote it
@@ -149,6 +160,8 @@ class PluginState:
         self.started: float | None = None  # when the first case finished (monotonic s)
         self.live = None  # the report pytest's terminal is printing
         self.section: dict | None = None  # the run's flopcast section, once built
+        self.run_id = uuid.uuid4().hex  # one id for the journal and every file of the run
+        self.journal: Path | None = None  # finished cases' records, from session start
         self.lines: list | None = None  # what to say at the end of the terminal summary
 
     @pytest.hookimpl(wrapper=True)
@@ -161,6 +174,16 @@ class PluginState:
         finally:
             self.live = None
             _progress_line(self, report)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session):
+        """Before pytest-benchmark writes its JSON or tables: a case interrupted in its first
+        round (Ctrl-C) has statistics without a single time, which pytest-benchmark cannot
+        summarise (``min()`` of nothing); it is left out, as it measured nothing."""
+        bs = getattr(session.config, "_benchmarksession", None)
+        if bs is not None:
+            bs.benchmarks[:] = [meta for meta in bs.benchmarks if meta]
+        return (yield)
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -201,6 +224,16 @@ def pytest_sessionstart(session):
     state.done, state.started = 0, None
     if not config.getoption("flopcast_benchmark"):
         return
+    if state.journal is None:
+        # Before the first case: a results folder that cannot be written ends the run now,
+        # not after the sweep.
+        results_dir = Path(config.getoption("flopcast_results_dir"))
+        try:
+            state.journal = start_journal(results_dir, state.run_id)
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"flopcast: cannot write into the results folder {results_dir} "
+                f"({exc.strerror or exc}); choose a writable one with --results-dir") from None
     if state.bench is None:
         state.bench = open_session(config)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -309,8 +342,12 @@ def pytest_runtest_makereport(item, call):
     if fixture is None or fixture.stats is None:
         return
     fields = dict(fixture.extra_info.get("flopcast", {}))
-    fields["time_s"] = fixture.stats.stats.median
+    fields["time_s"] = fixture.stats.stats.median if fixture.stats else None
     report.user_properties.append(("flopcast", fields))
+    state = item.config.stash[STATE]
+    if state.journal is not None and state.bench is not None:
+        append_journal(state.journal, records_from_benchmarks([fixture.stats],
+                                                              state.bench.device.type))
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -327,11 +364,14 @@ def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[
         stats = meta.stats
         # The final statistics are pytest-benchmark's; the record is built again from them, so
         # TFLOP/s and GB/s follow its median (`scaling.schema.remake_record`).
-        records.append(remake_record(
-            {"name": meta.name, "device": device_type, **fields}, test=meta.fullname,
-            time_s=stats.median, time_s_min=stats.min, time_s_mean=stats.mean,
-            time_s_stddev=stats.stddev, time_s_iqr=stats.iqr, rounds=stats.rounds,
-            iterations=meta.iterations))
+        try:
+            records.append(remake_record(
+                {"name": meta.name, "device": device_type, **fields}, test=meta.fullname,
+                time_s=stats.median, time_s_min=stats.min, time_s_mean=stats.mean,
+                time_s_stddev=stats.stddev, time_s_iqr=stats.iqr, rounds=stats.rounds,
+                iterations=meta.iterations))
+        except SchemaError as exc:  # one broken case never costs the run its other records
+            warnings.warn(f"flopcast: {meta.fullname}: no record written: {exc}", stacklevel=2)
     return records
 
 
@@ -342,14 +382,14 @@ def _section(config) -> dict | None:
     if state.section is not None:
         return state.section
     session = state.bench
-    bs = getattr(config, "_benchmarksession", None)  # pytest-benchmark's own session
-    if session is None or bs is None:
+    if session is None or state.journal is None:
         return None
-    records = records_from_benchmarks(bs.benchmarks, session.device.type)
+    records = read_journal(state.journal)  # every finished case, as it finished
     if not records:
         return None
     state.section = flopcast_section(
-        records, session.machine, source=SOURCE, sweep=config.getoption("flopcast_sweep"))
+        records, session.machine, source=SOURCE, sweep=config.getoption("flopcast_sweep"),
+        run_id=state.run_id)
     return state.section
 
 
@@ -360,13 +400,14 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Write (and upload) the run's results file; what to say about it waits for the end of
-    the terminal summary, after pytest-benchmark's table."""
+    """Write (and upload) the run's results file from the journal of finished cases; what to
+    say about it waits for the end of the terminal summary, after pytest-benchmark's table."""
     config = session.config
     if not config.getoption("flopcast_benchmark"):
         return
+    state = config.stash[STATE]
     section = _section(config)
-    lines = config.stash[STATE].lines = []
+    lines = state.lines = []
 
     def say(line, **markup):
         lines.append((line, markup))
@@ -376,14 +417,25 @@ def pytest_sessionfinish(session, exitstatus):
         if bs is not None and bs.benchmarks:  # cases ran, but none described a flopcast record
             say("flopcast: no benchmark case produced a flopcast record; no results file written",
                 yellow=True)
+        _remove(state.journal)
         return
     bs = config._benchmarksession
-    document = config.hook.pytest_benchmark_generate_json(
-        config=config, benchmarks=bs.benchmarks, include_data=False,
-        machine_info=bs.get_machine_info(),
-        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
-    path = write_section(section, config.getoption("flopcast_results_dir"), document)
-    say(f"flopcast: {len(section['records'])} records written to {path}", green=True)
+    results_dir = config.getoption("flopcast_results_dir")
+    try:
+        document = config.hook.pytest_benchmark_generate_json(
+            config=config, benchmarks=bs.benchmarks, include_data=False,
+            machine_info=bs.get_machine_info(),
+            commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
+        path = write_section(section, results_dir, document)
+    except (OSError, ValueError) as exc:
+        say(f"flopcast: could not write the results file into {results_dir} ({exc}); the "
+            f"{len(section['records'])} finished records are safe in {state.journal}", red=True)
+        return
+    _remove(state.journal)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    say(f"flopcast: {len(section['records'])} records written to {path}"
+        + (" (the run was interrupted: these are the cases that finished)" if interrupted
+           else ""), green=True)
     url = config.getoption("flopcast_upload")
     if url:
         _upload(path, url, say)
@@ -405,6 +457,14 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line("")
     for line, markup in lines:
         terminalreporter.write_line(line, **markup)
+
+
+def _remove(path: Path | None) -> None:
+    if path is not None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
 
 
 def _upload(path: Path, url: str, say) -> None:

@@ -82,3 +82,54 @@ def write_section(section: dict, results_dir, benchmark_json: dict | None = None
     text = json.dumps(jsonable(document), indent=1, allow_nan=False, default=str)
     atomic_write_text(path, text + "\n")
     return path
+
+
+# -- the journal of a run in progress ----------------------------------------------------------
+#
+# Each finished case's record is appended to the run's journal, one JSON line, flushed and
+# fsynced, in the results folder; the results file is built from the journal at the end and the
+# journal removed once the file is safely written. A run that is interrupted, or whose final
+# write fails (a full disk), leaves every finished record in the journal and says where.
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+
+
+def journal_path(results_dir, run_id: str) -> Path:
+    return Path(results_dir) / f"flopcast-{run_id[:8]}{JOURNAL_SUFFIX}"
+
+
+def start_journal(results_dir, run_id: str) -> Path:
+    """Create the run's (empty) journal, which proves the results folder writable before the
+    first case runs; raises OSError (with the reason) when it is not."""
+    path = journal_path(results_dir, run_id)
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def append_journal(path: Path, records: list[dict]) -> None:
+    """Append ``records`` to the journal, one JSON line each, durably (fsync)."""
+    if not records:
+        return
+    text = "".join(json.dumps(jsonable(r), allow_nan=False, default=str) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The records of a journal; a last line cut short by a crash is left out."""
+    records = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # only the line being written when the process died can be incomplete
+    return records
