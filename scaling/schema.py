@@ -191,8 +191,8 @@ def make_record(kind: str, *, name: str, kernel: str, impl: str, dtype: str, sha
 
     ``kind`` is ``kernel`` (a registry kernel: ``rel_error``, ``tolerance`` and ``baseline``,
     the registry's flag for ``impl``, required), ``comm`` (a collective) or ``fit`` (a
-    loss-law fit timed on the CPU); comm and fit records are never baselines. TFLOP/s and GB/s are computed here
-    from ``flops``, ``bytes`` and ``time_s``, never passed in. ``power`` is the power fields
+    loss-law fit timed on the CPU); comm and fit records are never baselines. TFLOP/s and
+    GB/s are computed here from ``flops``, ``bytes`` and ``time_s``, never passed in. ``power`` is the power fields
     (`POWER_FIELDS`, and any of the family's own beside them, such as ``rank_power``); without
     it they are null with the reason `NOT_MEASURED`.
     """
