@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from scaling.schema import jsonable
+
 REPO = Path(__file__).resolve().parents[1]
 COMPILE_SCRIPT = REPO / "tests" / "sm90_compile.py"
 # Shared memory one block may use on compute capability 9.0 (CUDA C++ Programming Guide,
@@ -333,13 +335,13 @@ def results_path(results_dir, created_utc: str) -> Path:
 def write_report(report: dict, results_dir) -> Path:
     """The report as a JSON file beside the results files, with an empty flopcast section
     (the machine and run id) so that the results loader reads it as a run of no records."""
-    from bench.records import _finite, atomic_write_text, flopcast_section
+    from bench.records import atomic_write_text, flopcast_section
 
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     section = flopcast_section([], report.get("versions") or {}, created_utc=created,
                                source="python -m bench.gpu_check --all", sweep=None)
     path = results_path(results_dir, created)
-    text = json.dumps(_finite({"gpu_check": report, "flopcast": section}), indent=1,
+    text = json.dumps(jsonable({"gpu_check": report, "flopcast": section}), indent=1,
                       allow_nan=False, default=str)
     atomic_write_text(path, text + "\n")
     return path

@@ -16,6 +16,8 @@ import os
 
 import pytest
 
+from bench import comm
+
 HOW_TO_RUN = ("collective benchmarks need one process per rank: run "
               "`python -m torch.distributed.run --nproc-per-node N -m bench.comm "
               "[--sweep quick|full]` (or `python -m torch.distributed.run --nproc-per-node N "
@@ -30,8 +32,6 @@ def launched_ranks(environ=os.environ) -> int:
 def test_comm(request):
     if launched_ranks() < 2:
         pytest.skip(HOW_TO_RUN)
-    from bench import comm
-
     config = request.config
     argv = ["--sweep", config.getoption("flopcast_sweep"),
             "--results-dir", str(config.getoption("flopcast_results_dir"))]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bench.cases import run_case
+from bench.plugin import bench_session
 from bench.sweeps import sweep
 from kernels import registry
 from kernels.spec import KernelError
@@ -26,7 +27,7 @@ def pytest_generate_tests(metafunc):
     if "kernel_case" not in metafunc.fixturenames:
         return
     params, ids = [], []
-    bench = metafunc.config._flopcast
+    bench = bench_session(metafunc.config)
     device_type = bench.device.type if bench is not None else "cpu"
     for case in sweep(metafunc.config.getoption("flopcast_sweep"), device_type):
         for impl in registry.impls(case.kernel):

@@ -18,6 +18,7 @@ import torch
 from bench.power import power_fields
 from bench.timing import TIMING_FIELDS, benchmark_call, synchronize
 from kernels.spec import KernelSpec
+from scaling.schema import make_record
 
 
 def case_seed(name: str) -> int:
@@ -56,19 +57,11 @@ def run_case(benchmark, spec: KernelSpec, session, label: str = "") -> dict:
         benchmark.group = case_group(spec.identity())  # read when the timing is recorded
         timing = benchmark_call(benchmark, call, device, sync=sync)
         power = power_fields(session.telemetry, call, sync, spec.flops, session.power_window_s)
-    fields = {
-        **spec.identity(),
-        "name": spec.name,
-        "device": device.type,
-        "device_name": session.device_name,
-        "tflops": spec.flops / timing.time_s / 1e12 if spec.flops else None,
-        "gbps": spec.bytes / timing.time_s / 1e9,
-        **timing.record_fields(),  # which method measured time_s (bench/timing.py)
-        "rel_error": rel_error,
-        "tolerance": spec.tolerance,
-        "label": label,
-        **power,
-    }
+    fields = make_record(
+        "kernel", **spec.identity(), name=spec.name, device=device.type,
+        device_name=session.device_name, time_s=timing.time_s, rel_error=rel_error,
+        tolerance=spec.tolerance, label=label, power=power,
+        **timing.record_fields())  # which method measured time_s (bench/timing.py)
     # pytest-benchmark users see the headline figures in extra_info; flopcast's record keeps all.
     benchmark.extra_info.update({k: fields[k] for k in (
         "kernel", "impl", "baseline", "backend", "dtype", "direction", "variant", "layout",

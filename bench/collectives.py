@@ -48,9 +48,10 @@ import torch.distributed as dist
 
 from bench.rank_power import combine, gather_windows, null_power, rank_window, window_calls
 from bench.ranks import CommError, Watchdog, max_across_ranks
-from bench.telemetry import Telemetry
+from bench.telemetry.base import Telemetry
 from bench.timing import CPU_PERF_COUNTER, CUDA_EVENTS, CudaTiming, Timing, synchronize
 from kernels.spec import TOLERANCE, torch_dtype
+from scaling.schema import make_record
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "broadcast")
 
@@ -347,42 +348,19 @@ def measure(collective: str, message_bytes: int, group: Group, settings: Setting
     algbw, busbw = bandwidths_gbps(collective, nbytes, n, median)
     power = measure_power(case, median, group, settings, watchdog, step)
     del case
-    return {
-        "name": f"comm-{settings.dtype}-{collective}-torch-{nbytes}x{n}",
-        "test": None,
-        "kernel": "comm",
-        "impl": "torch",
-        "dtype": settings.dtype,
-        "out_dtype": settings.dtype,
-        "direction": "fwd",
-        "variant": collective,
-        "layout": "",
-        "shape": {"message_bytes": nbytes, "world_size": n},
-        "flops": 0,
-        "bytes": nbytes,
-        "device": group.device.type,
-        "device_name": group.device_name,
-        # Each statistic is the largest over ranks of that rank's statistic over iterations.
-        "time_s": median,
-        "time_s_min": low,
-        "time_s_mean": mean,
-        "time_s_stddev": stddev,
-        "time_s_iqr": iqr,
-        "rounds": batches,
-        "iterations": iterations,
+    # Each statistic is the largest over ranks of that rank's statistic over batches of
+    # back-to-back iterations; the record's GB/s (bytes / time) is the algorithm bandwidth.
+    return make_record(
+        "comm", name=f"comm-{settings.dtype}-{collective}-torch-{nbytes}x{n}", kernel="comm",
+        impl="torch", dtype=settings.dtype, out_dtype=settings.dtype, direction="fwd",
+        variant=collective, layout="", shape={"message_bytes": nbytes, "world_size": n},
+        flops=0, bytes=nbytes, device=group.device.type, device_name=group.device_name,
+        baseline=False, time_s=median, time_s_min=low, time_s_mean=mean,
+        time_s_stddev=stddev, time_s_iqr=iqr, rounds=batches, iterations=iterations,
         **timing_method(group.device),
-        "tflops": None,
-        "gbps": algbw,
-        "rel_error": worst[0],
-        "tolerance": tolerance,
-        "world_size": n,
-        "nodes": group.nodes,
-        "backend": group.backend,
-        "message_bytes": nbytes,
-        "algbw_gbps": algbw,
-        "busbw_gbps": busbw,
-        **power,
-    }
+        rel_error=worst[0], tolerance=tolerance, backend=group.backend, power=power or None,
+        world_size=n, nodes=group.nodes, message_bytes=nbytes, algbw_gbps=algbw,
+        busbw_gbps=busbw)
 
 
 def measure_power(case: _Case, time_s: float, group: Group, settings: Settings,

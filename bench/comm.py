@@ -34,7 +34,7 @@ from bench.ranks import CommError, Watchdog, distributed_env, init_distributed, 
 from bench.records import write_results
 from bench.telemetry import open_telemetry
 
-# NVML's energy counter updates about every 100 ms (bench/telemetry.py), so a 2 s window
+# NVML's energy counter updates about every 100 ms (bench/telemetry/base.py), so a 2 s window
 # carries a few percent of error; longer windows multiply a full sweep's time (105 cases).
 DEFAULT_POWER_WINDOW_S = 2.0
 CPU_POWER_REASON = ("not measured for gloo ranks by default: ranks sharing a CPU package each "

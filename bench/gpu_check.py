@@ -35,10 +35,21 @@ Exit status: 0 when every kernel is correct, 1 when one is wrong or fails to run
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+import time
 from dataclasses import dataclass, field
 
+import torch
+import triton
+
+from bench import acceptance
+from bench.timing import time_call
 from kernels import registry
+from kernels.spec import CorrectnessError
+from kernels.triton_support import interpreting
+from scaling.output import format_table, print_json
+from scaling.schema import compare_with_fastest, rate
 
 # Attention shapes: 16 heads of 128 (a 2048-wide model, FlashAttention's benchmark layout);
 # Llama 3 405B under tensor parallelism 8 has 16 q heads and 1 kv head per GPU
@@ -220,9 +231,6 @@ def prepare_case(case: Case, device, seed: int = 0):
     """Build and check one case; returns its row and a timer of one round (None when the case
     is skipped, wrong or failed: the row's status says which). Never raises for a kernel's
     failure."""
-    from bench.timing import time_call
-    from kernels.spec import CorrectnessError
-
     row = {"id": case.id, "kernel": case.kernel, "impl": case.impl, "versus": case.versus,
            "dtype": case.kwargs.get("dtype"), "status": "ok", "rel_error": None,
            "time_s": None, "tflops": None}
@@ -259,10 +267,6 @@ def _group(case_id: str) -> str:
 def run_group(cases: list[Case], device, seed: int = 0, rounds: int = AB_ROUNDS) -> list[dict]:
     """Check every case of one shape, then time them in interleaved rounds (`interleave`);
     a row's time is the median of its rounds' medians, and the row says how it was timed."""
-    import statistics
-
-    import torch
-
     prepared = [prepare_case(case, device, seed) for case in cases]
     rows = [row for row, _ in prepared]
     timers = {row["id"]: timer for row, timer in prepared if timer is not None}
@@ -277,7 +281,7 @@ def run_group(cases: list[Case], device, seed: int = 0, rounds: int = AB_ROUNDS)
         time_s = statistics.median(r.time_s for r in results)
         methods = sorted({r.method for r in results})
         reasons = sorted({r.fallback_reason for r in results if r.fallback_reason})
-        row.update(time_s=time_s, tflops=row["flops"] / time_s / 1e12,
+        row.update(time_s=time_s, tflops=rate(row["flops"], time_s, 1e12),
                    time_s_iqr=max(r.time_s for r in results) - min(r.time_s for r in results),
                    rounds=len(results), timing_method=",".join(methods),
                    l2_flush=all(r.l2_flush for r in results),
@@ -297,7 +301,6 @@ def run_cases(cases: list[Case], device, progress=None,
               deadline_s: float | None = None) -> list[dict]:
     """Every case, one shape (group of rows) at a time; groups not started by ``deadline_s``
     (a ``time.monotonic()`` value) are reported as not run."""
-    import time
 
     groups: dict[str, list[Case]] = {}
     for case in cases:
@@ -316,21 +319,18 @@ def run_cases(cases: list[Case], device, progress=None,
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """Each row's speedup over the fastest of its ``versus`` rows that was timed; ``versus``
+    """Each row's speedup over the fastest of its ``versus`` rows that was timed
+    (`scaling.schema.compare_with_fastest`, as the loader's ``speedup_vs_baseline``); ``versus``
     becomes that row's id (or, when none was timed, the ids it would have been)."""
     by_id = {r["id"]: r for r in rows}
     for r in rows:
-        timed = [by_id[i] for i in r["versus"] if by_id.get(i, {}).get("time_s")]
-        fastest = min(timed, key=lambda other: other["time_s"]) if timed else None
-        r["speedup"] = fastest["time_s"] / r["time_s"] if fastest and r["time_s"] else None
-        r["versus"] = fastest["id"] if fastest else (", ".join(r["versus"]) or None)
+        fastest, speedup = compare_with_fastest(
+            r["time_s"], [(i, by_id.get(i, {}).get("time_s")) for i in r["versus"]])
+        r["speedup"] = speedup
+        r["versus"] = fastest or (", ".join(r["versus"]) or None)
 
 
 def _no_gpu_reason() -> str | None:
-    import torch
-
-    from kernels.triton_support import interpreting
-
     if not torch.cuda.is_available():
         return (f"bench.gpu_check needs a CUDA GPU, and torch.cuda.is_available() is False here "
                 f"(torch {torch.__version__}, CUDA build {torch.version.cuda}). On a CPU the "
@@ -369,11 +369,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.all:
         return _run_all(args)
-
-    import torch
-    import triton
-
-    from scaling.cli.output import format_table, print_json
 
     device = torch.device("cuda")
     cases = [c for c in CASES if args.only in (None, c.kernel)]
@@ -417,8 +412,6 @@ def kernel_rows(device, deadline_s=None, say=None) -> tuple[list[dict], list[dic
 
 
 def _print_plan(as_json: bool) -> int:
-    from bench import acceptance
-    from scaling.cli.output import format_table, print_json
 
     rows, total = acceptance.plan_rows(), acceptance.plan_total_s()
     if as_json:
@@ -431,10 +424,6 @@ def _print_plan(as_json: bool) -> int:
 
 
 def _run_all(args) -> int:
-    import torch
-
-    from bench import acceptance
-    from scaling.cli.output import format_table, print_json
 
     def say(line):
         if not args.json:

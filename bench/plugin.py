@@ -5,20 +5,32 @@ Without ``--benchmark``, the cases in ``bench/bench_*.py`` are skipped and a pla
 ``python -m pytest`` runs the unit tests. With it, only the benchmark cases run, on the best
 device present (CUDA, else the CPU), through pytest-benchmark with a device-synchronising
 timer; each finished case prints one progress line; at the end one results file is written
-into ``--results-dir`` (schema: results/README.md), and uploaded with ``--upload URL``; and
-the run ends with a summary table per kernel family and the results file's path.
+into ``--results-dir`` (schema: `scaling.schema`, tabled in results/README.md), and uploaded
+with ``--upload URL``; and the run ends with a summary table per kernel family and the results
+file's path.
+
+Nothing measured is lost: the results folder is checked writable before the first case (the
+run's journal is created in it), each finished case's record is appended to the journal
+(fsynced), and the results file is built from the journal. An interrupted run (Ctrl-C) still
+writes the cases that finished; a final write that fails (a full disk) leaves them in the
+journal and says where. The plugin's state for a run is one `PluginState` in
+``config.stash``.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+import warnings
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 
-from bench.power import POWER_FIELDS
+from bench.records import (append_journal, flopcast_section, read_journal, start_journal,
+                           write_section)
+from scaling.schema import SchemaError, remake_record
 
 BENCH_PREFIX = "bench_"
 SOURCE = "pytest --benchmark"  # a results file's ``source``: what wrote it
@@ -30,8 +42,11 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARK_TABLE = {"--benchmark-columns": "median,iqr,rounds"}
 # bench.timing.CPU_PERF_COUNTER, spelled here so that loading the plugin does not import torch.
 CPU_PERF_COUNTER = "cpu-perf-counter"
-# The pytest config and the report pytest's terminal is printing, for hooks not handed them.
-_CONFIG: dict = {}
+# Benchmark cases outside bench/ carry this marker: the loss-law fit's, in the source tree's
+# tests/ (it measures the planning half's code, which bench does not import), added to a
+# ``--benchmark`` run without test paths when it is there.
+MARKER = "flopcast_benchmark"
+EXTRA_CASES = (BENCH_DIR.parent / "tests" / "test_fit_benchmark.py",)
 
 
 def pytest_addoption(parser):
@@ -58,7 +73,8 @@ def pytest_addoption(parser):
 
 
 def _is_bench_item(item) -> bool:
-    return Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
+    return (Path(str(item.fspath)).name.startswith(BENCH_PREFIX)
+            or item.get_closest_marker(MARKER) is not None)
 
 
 # -- collection, wherever pytest was started --------------------------------------------------
@@ -81,6 +97,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
         return
     if not namespace.file_or_dir:
         args.append(str(BENCH_DIR))
+        args += [str(path) for path in EXTRA_CASES if path.is_file()]
     if early_config.pluginmanager.hasplugin("benchmark"):
         given = {arg.split("=", 1)[0] for arg in args if arg.startswith("--benchmark-")}
         args[:0] = [f"{option}={value}" for option, value in BENCHMARK_TABLE.items()
@@ -99,8 +116,10 @@ def pytest_collect_file(file_path, parent):
 
 
 def pytest_configure(config):
-    config._flopcast = None
-    _CONFIG["config"] = config
+    config.addinivalue_line("markers", f"{MARKER}: a flopcast benchmark case (runs only under "
+                                       "--benchmark)")
+    state = config.stash[STATE] = PluginState(config)
+    config.pluginmanager.register(state, "flopcast-state")
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -130,8 +149,58 @@ class BenchSession:
     cooldown_s: float
 
 
+class PluginState:
+    """The plugin's state for one pytest run, kept in ``config.stash[STATE]`` (as
+    pytest-benchmark keeps its session) and registered as a plugin itself, for the hooks that
+    pytest does not hand the config."""
+
+    def __init__(self, config):
+        self.config = config
+        self.bench: BenchSession | None = None  # under --benchmark, from session start
+        self.total = 0  # cases collected
+        self.done = 0  # cases finished
+        self.started: float | None = None  # when the first case finished (monotonic s)
+        self.live = None  # the report pytest's terminal is printing
+        self.section: dict | None = None  # the run's flopcast section, once built
+        self.run_id = uuid.uuid4().hex  # one id for the journal and every file of the run
+        self.journal: Path | None = None  # finished cases' records, from session start
+        self.lines: list | None = None  # what to say at the end of the terminal summary
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report):
+        """While pytest's terminal prints a case's report, mark it live (see
+        `pytest_report_teststatus`); then print the case's progress line."""
+        self.live = report
+        try:
+            return (yield)
+        finally:
+            self.live = None
+            _progress_line(self, report)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session):
+        """Before pytest-benchmark writes its JSON or tables: a case interrupted in its first
+        round (Ctrl-C) has statistics without a single time, which pytest-benchmark cannot
+        summarise (``min()`` of nothing); it is left out, as it measured nothing."""
+        bs = getattr(session.config, "_benchmarksession", None)
+        if bs is not None:
+            bs.benchmarks[:] = [meta for meta in bs.benchmarks if meta]
+        return (yield)
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+def bench_session(config) -> BenchSession | None:
+    """The run's `BenchSession` (None until session start, and without --benchmark)."""
+    return config.stash[STATE].bench
+
+
 def open_session(config) -> BenchSession:
     """Open the device and its telemetry once per run."""
+    # torch (and the modules that import it, here and for the progress line and summary) is
+    # imported only under --benchmark: this plugin loads in every pytest run, and the unit
+    # tests of the torch-free half must not pay for torch.
     import torch
 
     from bench.device import best_device, device_name, machine_info
@@ -152,19 +221,30 @@ def open_session(config) -> BenchSession:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionstart(session):
-    _CONFIG.pop("progress", None)
     config = session.config
+    state = config.stash[STATE]
+    state.done, state.started = 0, None
     if not config.getoption("flopcast_benchmark"):
         return
-    if config._flopcast is None:
-        config._flopcast = open_session(config)
+    if state.journal is None:
+        # Before the first case: a results folder that cannot be written ends the run now,
+        # not after the sweep.
+        results_dir = Path(config.getoption("flopcast_results_dir"))
+        try:
+            state.journal = start_journal(results_dir, state.run_id)
+        except OSError as exc:
+            raise pytest.UsageError(
+                f"flopcast: cannot write into the results folder {results_dir} "
+                f"({exc.strerror or exc}); choose a writable one with --results-dir") from None
+    if state.bench is None:
+        state.bench = open_session(config)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.showfspath = False  # each case's progress line names it
 
 
 def pytest_report_header(config):
-    bench = config._flopcast
+    bench = config.stash[STATE].bench
     if bench is None:
         return None
     telemetry = bench.telemetry.backend
@@ -176,21 +256,25 @@ def pytest_report_header(config):
 
 
 def pytest_unconfigure(config):
-    bench = getattr(config, "_flopcast", None)
-    if bench is not None:
-        bench.telemetry.close()
+    state = config.stash.get(STATE, None)
+    if state is None:
+        return
+    config.pluginmanager.unregister(state)
+    if state.bench is not None:
+        state.bench.telemetry.close()
 
 
 @pytest.fixture(scope="session")
 def flopcast_session(request) -> BenchSession:
     """The run's device, telemetry and settings (benchmark cases only)."""
-    if request.config._flopcast is None:
+    bench = request.config.stash[STATE].bench
+    if bench is None:
         pytest.skip(NOT_BENCHMARKING)
-    return request.config._flopcast
+    return bench
 
 
 def pytest_collection_finish(session):
-    session.config._flopcast_total = len(session.items)
+    session.config.stash[STATE].total = len(session.items)
 
 
 # -- progress --------------------------------------------------------------------------------
@@ -200,40 +284,29 @@ def pytest_collection_finish(session):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_logreport(report):
-    """While pytest's terminal prints a case's report, mark it live (see
-    `pytest_report_teststatus`); then print the case's progress line."""
-    _CONFIG["live"] = report
-    try:
-        return (yield)
-    finally:
-        _CONFIG.pop("live", None)
-        _progress_line(report)
-
-
-@pytest.hookimpl(wrapper=True)
 def pytest_report_teststatus(report, config):
     """No letter for a benchmark case in pytest's progress (its own line stands for it); the
     outcome still counts, and summaries still name it."""
     status = yield
-    if (report is _CONFIG.get("live") and config.getoption("flopcast_benchmark")
+    if (report is config.stash[STATE].live and config.getoption("flopcast_benchmark")
             and config.option.verbose <= 0):
         return status[0], "", ""
     return status
 
 
-def _progress_line(report) -> None:
+def _progress_line(state: PluginState, report) -> None:
     """One line per finished case: what it measured and how long the rest will take."""
     if report.when != "call" and not (report.when == "setup" and not report.passed):
         return
-    config = _CONFIG.get("config")
-    if config is None or not config.getoption("flopcast_benchmark"):
+    config = state.config
+    if not config.getoption("flopcast_benchmark"):
         return
-    state = _CONFIG.setdefault("progress", {"done": 0, "start": time.monotonic()})
-    state["done"] += 1
-    total = getattr(config, "_flopcast_total", 0) or state["done"]
-    elapsed = time.monotonic() - state["start"]
-    left = elapsed / state["done"] * (total - state["done"])
+    if state.started is None:
+        state.started = time.monotonic()
+    state.done += 1
+    total = state.total or state.done
+    elapsed = time.monotonic() - state.started
+    left = elapsed / state.done * (total - state.done)
     name = report.nodeid.split("[", 1)[1].rstrip("]") if "[" in report.nodeid \
         else report.nodeid.rsplit("::", 1)[-1]
     if report.skipped:
@@ -248,7 +321,7 @@ def _progress_line(report) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter:
         reporter.ensure_newline()
-        reporter.write_line(f"[{state['done']}/{total}] {name}: {what}  "
+        reporter.write_line(f"[{state.done}/{total}] {name}: {what}  "
                             f"({_clock(elapsed)} elapsed, ~{_clock(left)} left)")
 
 
@@ -271,8 +344,12 @@ def pytest_runtest_makereport(item, call):
     if fixture is None or fixture.stats is None:
         return
     fields = dict(fixture.extra_info.get("flopcast", {}))
-    fields["time_s"] = fixture.stats.stats.median
+    fields["time_s"] = fixture.stats.stats.median if fixture.stats else None
     report.user_properties.append(("flopcast", fields))
+    state = item.config.stash[STATE]
+    if state.journal is not None and state.bench is not None:
+        append_journal(state.journal, records_from_benchmarks([fixture.stats],
+                                                              state.bench.device.type))
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -287,48 +364,39 @@ def records_from_benchmarks(benchmarks, device_type: str | None = None) -> list[
         if not fields or meta.fixture.has_error or not meta.stats:
             continue
         stats = meta.stats
-        record = {"name": fields.get("name") or meta.name, "test": meta.fullname, **fields}
-        record.setdefault("device", device_type)
-        if "power_missing_reason" not in fields:  # a case that measured no power says so
-            for key in POWER_FIELDS:
-                record.setdefault(key, None)
-            record["power_missing_reason"] = "power not measured for this case"
-        if "timing_method" not in fields:  # timed by pytest-benchmark's own clock
-            record.update(timing_method=CPU_PERF_COUNTER, l2_flush=False,
-                          timing_fallback_reason=None)
-        record.update({
-            "time_s": stats.median,
-            "time_s_min": stats.min,
-            "time_s_mean": stats.mean,
-            "time_s_stddev": stats.stddev,
-            "time_s_iqr": stats.iqr,
-            "rounds": stats.rounds,
-            "iterations": meta.iterations,
-        })
-        flops, nbytes = record.get("flops") or 0, record.get("bytes") or 0
-        record["tflops"] = flops / stats.median / 1e12 if flops and stats.median > 0 else None
-        record["gbps"] = nbytes / stats.median / 1e9 if nbytes and stats.median > 0 else None
-        records.append(record)
+        # The final statistics are pytest-benchmark's; the record is built again from them, so
+        # TFLOP/s and GB/s follow its median (`scaling.schema.remake_record`). A case timed by
+        # pytest-benchmark's own clock says so.
+        timed_by = ({} if "timing_method" in fields else
+                    {"timing_method": CPU_PERF_COUNTER, "l2_flush": False,
+                     "timing_fallback_reason": None})
+        try:
+            records.append(remake_record(
+                {"name": meta.name, "device": device_type, **fields, **timed_by},
+                test=meta.fullname, time_s=stats.median, time_s_min=stats.min,
+                time_s_mean=stats.mean, time_s_stddev=stats.stddev, time_s_iqr=stats.iqr,
+                rounds=stats.rounds, iterations=meta.iterations))
+        except SchemaError as exc:  # one broken case never costs the run its other records
+            warnings.warn(f"flopcast: {meta.fullname}: no record written: {exc}", stacklevel=2)
     return records
 
 
 def _section(config) -> dict | None:
     """The run's flopcast section, built once so every file written for the run (results/,
     --benchmark-json, --benchmark-save) carries the same run id."""
-    if getattr(config, "_flopcast_section", None) is not None:
-        return config._flopcast_section
-    session = config._flopcast
-    bs = getattr(config, "_benchmarksession", None)
-    if session is None or bs is None:
+    state = config.stash[STATE]
+    if state.section is not None:
+        return state.section
+    session = state.bench
+    if session is None or state.journal is None:
         return None
-    from bench.records import flopcast_section
-
-    records = records_from_benchmarks(bs.benchmarks, session.device.type)
+    records = read_journal(state.journal)  # every finished case, as it finished
     if not records:
         return None
-    config._flopcast_section = flopcast_section(
-        records, session.machine, source=SOURCE, sweep=config.getoption("flopcast_sweep"))
-    return config._flopcast_section
+    state.section = flopcast_section(
+        records, session.machine, source=SOURCE, sweep=config.getoption("flopcast_sweep"),
+        run_id=state.run_id)
+    return state.section
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
@@ -338,13 +406,14 @@ def pytest_benchmark_update_json(config, benchmarks, output_json):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Write (and upload) the run's results file; what to say about it waits for the end of
-    the terminal summary, after pytest-benchmark's table."""
+    """Write (and upload) the run's results file from the journal of finished cases; what to
+    say about it waits for the end of the terminal summary, after pytest-benchmark's table."""
     config = session.config
     if not config.getoption("flopcast_benchmark"):
         return
+    state = config.stash[STATE]
     section = _section(config)
-    lines = config._flopcast_lines = []
+    lines = state.lines = []
 
     def say(line, **markup):
         lines.append((line, markup))
@@ -354,16 +423,25 @@ def pytest_sessionfinish(session, exitstatus):
         if bs is not None and bs.benchmarks:  # cases ran, but none described a flopcast record
             say("flopcast: no benchmark case produced a flopcast record; no results file written",
                 yellow=True)
+        _remove(state.journal)
         return
-    from bench.records import write_section
-
     bs = config._benchmarksession
-    document = config.hook.pytest_benchmark_generate_json(
-        config=config, benchmarks=bs.benchmarks, include_data=False,
-        machine_info=bs.get_machine_info(),
-        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
-    path = write_section(section, config.getoption("flopcast_results_dir"), document)
-    say(f"flopcast: {len(section['records'])} records written to {path}", green=True)
+    results_dir = config.getoption("flopcast_results_dir")
+    try:
+        document = config.hook.pytest_benchmark_generate_json(
+            config=config, benchmarks=bs.benchmarks, include_data=False,
+            machine_info=bs.get_machine_info(),
+            commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config))
+        path = write_section(section, results_dir, document)
+    except (OSError, ValueError) as exc:
+        say(f"flopcast: could not write the results file into {results_dir} ({exc}); the "
+            f"{len(section['records'])} finished records are safe in {state.journal}", red=True)
+        return
+    _remove(state.journal)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+    say(f"flopcast: {len(section['records'])} records written to {path}"
+        + (" (the run was interrupted: these are the cases that finished)" if interrupted
+           else ""), green=True)
     url = config.getoption("flopcast_upload")
     if url:
         _upload(path, url, say)
@@ -372,10 +450,11 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, config):
     """The run's summary, one table per kernel family, then where its results went."""
-    lines = getattr(config, "_flopcast_lines", None)
+    state = config.stash[STATE]
+    lines = state.lines
     if lines is None:
         return
-    section = getattr(config, "_flopcast_section", None)
+    section = state.section
     if section is not None:
         from bench.summary import summary
 
@@ -386,9 +465,19 @@ def pytest_terminal_summary(terminalreporter, config):
         terminalreporter.write_line(line, **markup)
 
 
+def _remove(path: Path | None) -> None:
+    if path is not None:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def _upload(path: Path, url: str, say) -> None:
     """Upload the run's file; a failure warns and leaves the file for `flopcast upload`."""
     try:
+        # Lazily, and the one import of scaling beyond the schema: the store needs pandas and
+        # SQLAlchemy, which the benchmark path never loads unless --upload asks for it.
         from scaling.records.store import upload_files
 
         report = upload_files([path], url)

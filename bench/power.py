@@ -9,7 +9,7 @@ So each case, once warmed up, runs back to back for a steady window of ``window_
     fields = power_fields(telemetry, run, lambda: synchronize(device), flops, window_s=5.0)
     record.update(fields)
 
-The result has exactly the power keys of a record (results/README.md, "Power and energy");
+The result has exactly the power keys of a record (`scaling.schema.POWER_FIELDS`);
 every value is None when not measured, and ``power_missing_reason`` says why.
 ``sustained_tflops`` is the throughput of the window's own calls (FLOPs of all its calls over
 its length), so it and the watts come from the same clock state; the record's ``tflops`` is
@@ -21,14 +21,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from bench.telemetry import Telemetry, Window
-
-# The power keys of a record, in the order of results/README.md.
-POWER_FIELDS = (
-    "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
-    "tflops_per_w", "sustained_tflops", "sm_clock_mhz", "mem_clock_mhz", "temp_c", "power_limit_w", "throttled",
-    "throttle_reasons", "power_missing_reason",
-)
+from bench.telemetry.base import Telemetry, Window
+from scaling.schema import POWER_FIELDS, null_power, rate  # noqa: F401 - POWER_FIELDS re-exported
 
 # Back-to-back calls are issued in batches that end in a synchronize, so the host never
 # queues more than about this much work ahead of the device and the window ends on time.
@@ -37,9 +31,7 @@ BATCH_S = 0.1
 
 def null_power_fields(backend: str, reason: str) -> dict:
     """A record's power fields when power was not measured, and why."""
-    fields = dict.fromkeys(POWER_FIELDS)
-    fields.update(telemetry_backend=backend, power_missing_reason=reason)
-    return fields
+    return null_power(backend, reason)
 
 
 def run_back_to_back(run: Callable[[], None], synchronize: Callable[[], None],
@@ -82,7 +74,7 @@ def fields_from_window(window: Window, calls: int, flops: int) -> dict:
     if flops > 0 and calls > 0 and window.time_s and window.time_s > 0:
         # Throughput at the clocks the watts were read at (the power cap, not a short boost):
         # the window's FLOPs over its length, set beside its watts.
-        fields["sustained_tflops"] = flops * calls / window.time_s / 1e12
+        fields["sustained_tflops"] = rate(flops * calls, window.time_s, 1e12)
     return fields
 
 

@@ -28,7 +28,7 @@ from typing import Callable
 import torch.distributed as dist
 
 from bench.power import BATCH_S, null_power_fields
-from bench.telemetry import Telemetry, Window, _max, _mean
+from bench.telemetry.base import Telemetry, Window, _max, _mean
 
 
 def null_power(backend: str, reason: str) -> dict:

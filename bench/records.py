@@ -1,4 +1,4 @@
-"""Writing results files (schema: results/README.md).
+"""Writing results files (schema: `scaling.schema`, tabled in results/README.md).
 
 A results file is written atomically: the JSON goes to a temporary file in the target folder,
 is flushed and fsynced, and is renamed over the final name (an atomic step on POSIX and
@@ -8,7 +8,6 @@ Windows). A crash at any moment leaves either no file or the whole file, never h
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -16,22 +15,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-SCHEMA_VERSION = 1
-
-
-def _finite(value):
-    """JSON has no NaN or infinity: such values become null. NumPy and torch scalars become
-    Python numbers (not their text)."""
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
+from scaling.schema import SCHEMA_VERSION, jsonable
 
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
@@ -97,10 +81,62 @@ def write_results(records: list[dict], machine: dict, results_dir, *, source: st
 
 
 def write_section(section: dict, results_dir, benchmark_json: dict | None = None) -> Path:
-    """Write an already built flopcast section (with pytest-benchmark's JSON, if any)."""
+    """Write an already built flopcast section (with pytest-benchmark's JSON, if any). Its
+    records were validated when `scaling.schema.make_record` built them."""
     document = dict(benchmark_json or {"machine_info": {}, "commit_info": {}, "benchmarks": []})
     document["flopcast"] = section
     path = Path(results_dir) / results_filename(section)
-    text = json.dumps(_finite(document), indent=1, allow_nan=False, default=str)
+    text = json.dumps(jsonable(document), indent=1, allow_nan=False, default=str)
     atomic_write_text(path, text + "\n")
     return path
+
+
+# -- the journal of a run in progress ----------------------------------------------------------
+#
+# Each finished case's record is appended to the run's journal, one JSON line, flushed and
+# fsynced, in the results folder; the results file is built from the journal at the end and the
+# journal removed once the file is safely written. A run that is interrupted, or whose final
+# write fails (a full disk), leaves every finished record in the journal and says where.
+
+JOURNAL_SUFFIX = ".journal.jsonl"
+
+
+def journal_path(results_dir, run_id: str) -> Path:
+    return Path(results_dir) / f"flopcast-{run_id[:8]}{JOURNAL_SUFFIX}"
+
+
+def start_journal(results_dir, run_id: str) -> Path:
+    """Create the run's (empty) journal, which proves the results folder writable before the
+    first case runs; raises OSError (with the reason) when it is not."""
+    path = journal_path(results_dir, run_id)
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def append_journal(path: Path, records: list[dict]) -> None:
+    """Append ``records`` to the journal, one JSON line each, durably (fsync)."""
+    if not records:
+        return
+    text = "".join(json.dumps(jsonable(r), allow_nan=False, default=str) + "\n" for r in records)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_journal(path: Path) -> list[dict]:
+    """The records of a journal; a last line cut short by a crash is left out."""
+    records = []
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return records
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # only the line being written when the process died can be incomplete
+    return records

@@ -7,7 +7,7 @@ writes them). The speedup is the family's baseline implementation's time over th
 the same problem; the baseline is the one the kernel registry lists first. Watts are the
 average over the case's power window.
 
-The tables use `scaling.cli.output` and `scaling.units`, which need nothing beyond the standard
+The tables use `scaling.output`, `scaling.schema` and `scaling.units`, which need nothing beyond the standard
 library, so printing them pulls in none of the planning half's dependencies.
 """
 
@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Callable
 
 from kernels import registry
-from kernels.spec import KernelError, shape_str
-from scaling.cli.output import format_table
+from kernels.spec import KernelError
+from scaling.output import format_table
+from scaling.schema import shape_str
 from scaling.units import format_seconds
 
 # The columns that tell the problems of one family apart, in the order they are printed.

@@ -16,6 +16,7 @@ from typing import Any, Callable, ContextManager, Mapping
 import torch
 
 from kernels.fp8 import FP8_DTYPES
+from scaling.schema import shape_str  # the record's shape as text, one definition
 
 # Relative Frobenius error allowed against the float64 reference, by the dtype of the inputs
 # (DESIGN.md, "How the measurements should be taken").
@@ -49,13 +50,6 @@ def torch_dtype(name: str) -> torch.dtype:
         return TORCH_DTYPES[name]
     except KeyError:
         raise KernelError(f"unknown dtype '{name}'; known: {', '.join(TORCH_DTYPES)}") from None
-
-
-def shape_str(shape: Mapping[str, Any]) -> str:
-    """A shape as people read it: its dimensions in order, then ``-causal`` where it applies
-    (``4096x4096x4096``, ``1x8x8x512x64-causal``)."""
-    dims = "x".join(str(int(v)) for k, v in shape.items() if k != "causal")
-    return dims + ("-causal" if shape.get("causal") else "")
 
 
 @dataclass(frozen=True)

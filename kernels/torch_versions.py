@@ -10,7 +10,7 @@ its feature check finds it, and the code does without it elsewhere, as the row s
 
 The first releases were read from the releases themselves (their Python sources and type
 stubs) and from the pull requests that added the features. Attributes read through
-``getattr`` with a default (CUDA device properties' ``uuid`` and PCI ids in `bench.nvml`,
+``getattr`` with a default (CUDA device properties' ``uuid`` and PCI ids in `bench.telemetry.nvml`,
 ``dist.all_gather_single`` in `bench.collectives`) work on any release and are not listed.
 """
 

@@ -12,6 +12,7 @@ The flow, one subpackage a stage, each importing only the stages above it in thi
     cli/           the `flopcast` command, one module per subcommand
 
 Shared by all: provenance.py (a figure with its label and source), references.py (cited
-figures), units.py (parsing and printing numbers), labels.py, errors.py. Nothing in this
+figures), units.py (parsing and printing numbers), output.py (tables and JSON), labels.py,
+errors.py. Nothing in this
 package imports torch or triton, so fitting and planning run on any laptop.
 """

@@ -40,7 +40,8 @@ def test_this_tree_keeps_every_contract():
     ("scaling/units.py", "import bench.timing", "scaling imports neither torch, triton nor bench"),
     ("scaling/hardware/curves.py", "import scaling.plan.planner",
      "scaling's stages: each reads only the ones below it"),
-    ("kernels/flops.py", "import bench.sweeps", "kernels sit below bench and scaling"),
+    ("kernels/flops.py", "import bench.sweeps",
+     "kernels sit below bench and scaling, reading only the record contract"),
     ("scaling/errors.py", "import scaling.units", "no import cycles"),
 ])
 def test_a_reversed_arrow_or_a_cycle_breaks_a_contract(tmp_path, module, line, contract):

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench import nvml as bench_nvml
-from bench.nvml import CudaIdentity
+from bench.telemetry import nvml as bench_nvml
+from bench.telemetry.nvml import CudaIdentity
 from bench.power import (POWER_FIELDS, fields_from_window, null_power_fields, power_fields,
                          run_back_to_back)
 from bench.telemetry import Telemetry, Window, open_telemetry

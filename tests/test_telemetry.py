@@ -13,10 +13,10 @@ import time
 import pynvml
 import pytest
 
-from bench import nvml as bench_nvml
-from bench import rapl as bench_rapl
-from bench import telemetry
-from bench.nvml import CudaIdentity
+from bench.telemetry import nvml as bench_nvml
+from bench.telemetry import rapl as bench_rapl
+from bench.telemetry import base as telemetry
+from bench.telemetry.nvml import CudaIdentity
 from bench.telemetry import (CLOCK_EVENT_REASONS, Sample, gpu_inventory, integrate_power,
                              open_telemetry, reason_names)
 from tests.fake_pynvml import FakeGpu, fake_module, nvml_error

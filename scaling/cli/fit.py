@@ -23,7 +23,7 @@ from scaling.laws.fit import HUBER_DELTA, LawFit, fit_parametric
 from scaling.laws.isoflop import BUDGET_TOLERANCE_DECADES, fit_isoflop, group_budgets, thin_budgets
 from scaling.laws.points import FIELDS, LawData, load_law_data, parse_columns, parse_where
 from scaling.laws.forms import FLOPS_PER_PARAM_TOKEN, INTERVAL_PERCENTILES, LossLaw, optimum
-from scaling.cli.output import fmt_num, format_table, print_json
+from scaling.output import fmt_num, format_table, print_json
 from scaling.units import format_count, format_flops, parse_number, parse_whole
 
 

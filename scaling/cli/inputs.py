@@ -99,7 +99,7 @@ def source_name(args: argparse.Namespace) -> str:
 
 def runs_table(args: argparse.Namespace, df: pd.DataFrame) -> str:
     """The database's runs behind ``df`` (after the filters), one line each: when, where, what."""
-    from scaling.cli.output import format_table
+    from scaling.output import format_table
     from scaling.records.store import list_runs
 
     runs = list_runs(args.from_url)

@@ -12,7 +12,7 @@ from scaling.hardware.load import load_profile
 from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, MemoryOptions,
                             memory_breakdown)
 from scaling.model.config import model_presets, resolve_model
-from scaling.cli.output import format_table, print_json
+from scaling.output import format_table, print_json
 from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS
 from scaling.units import parse_count, parse_whole
 

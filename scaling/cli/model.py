@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from scaling.model.config import model_presets, resolve_model
-from scaling.cli.output import format_table, print_json
+from scaling.output import format_table, print_json
 from scaling.units import format_count, format_flops, parse_count, parse_whole
 
 

@@ -9,7 +9,7 @@ from scaling.plan import energy
 from scaling.cli.inputs import add_results_arguments, load_records, source_name
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
-from scaling.cli.output import format_table, print_json
+from scaling.output import format_table, print_json
 from scaling.plan.planner import (DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW, PRECISIONS, Knobs,
                                   make_plan)
 from scaling.plan.text import (TABLE, headlines, input_text, layout_text, summary, table_rows,

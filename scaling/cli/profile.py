@@ -7,7 +7,7 @@ from scaling.errors import DataError
 from scaling.hardware.profile import preset_names, profile_summary
 from scaling.hardware.calibration import build_profile
 from scaling.hardware.load import load_profile
-from scaling.cli.output import fmt_num, format_table, print_json
+from scaling.output import fmt_num, format_table, print_json
 
 # Headline sizes: a 4096^3 GEMM and a Llama 3 405B attention call under TP 8 (one 8K sequence,
 # 16 q heads, 1 kv head, head dim 128, causal).

@@ -7,7 +7,7 @@ import sys
 from scaling.cli.inputs import add_results_arguments, load_records, source_name
 from scaling.cli.plan import add_plan_arguments, plan_from_args, warn_about_law
 from scaling.errors import FlopcastError
-from scaling.cli.output import print_json
+from scaling.output import print_json
 
 DEFAULT_OUT = "flopcast-report"
 CLAIMS_HARDWARE = "h100-sxm"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from scaling.cli.inputs import add_results_arguments, load_records, runs_table, source_name
 from scaling.errors import DataError
-from scaling.cli.output import format_table, print_json
+from scaling.output import format_table, print_json
 from scaling.units import format_seconds
 
 JSON_FIELDS = ["kernel", "impl", "baseline", "backend", "gqa_method", "dtype", "direction",

@@ -9,7 +9,7 @@ from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, memory_known, require_fit, step_memory
 from scaling.model.config import model_presets, resolve_model
-from scaling.cli.output import fmt_num, format_table, print_json
+from scaling.output import fmt_num, format_table, print_json
 from scaling.model.step import OVERRIDES, PRECISIONS, STEP_RECOMPUTE, TERM_NAMES, step_time
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
                            parse_count, parse_number, parse_whole, with_interval)

@@ -11,7 +11,7 @@ import sys
 
 from scaling.cli.inputs import results_warnings_to_stderr
 from scaling.records.database import DEFAULT_URL
-from scaling.cli.output import format_table, print_json
+from scaling.output import format_table, print_json
 
 TABLE = [("file", "file"), ("status", "status"), ("records", "records"), ("note", "note")]
 

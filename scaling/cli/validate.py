@@ -16,7 +16,7 @@ from __future__ import annotations
 from scaling.errors import DataError
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, step_memory
-from scaling.cli.output import format_table, print_json
+from scaling.output import format_table, print_json
 from scaling.model.step import PRECISIONS, STEP_RECOMPUTE, step_time
 from scaling.plan.throughput import SCHEDULES
 from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,

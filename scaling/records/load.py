@@ -1,6 +1,7 @@
 """Loading results files into one tidy DataFrame, validating as it goes.
 
-Schema: results/README.md. One row per record, units in column names. Every problem names the
+The schema and its rules are `scaling.schema` (tabled in results/README.md); this module reads
+files and makes the DataFrame. One row per record, units in column names. Every problem names the
 file and the field: a truncated or non-JSON file, a file without a flopcast section, a schema
 version this flopcast does not read, a missing or mistyped field, a negative or NaN time. The
 same run (same ``run_id``) found in several files is counted once and reported.
@@ -9,7 +10,6 @@ same run (same ``run_id``) found in several files is counted once and reported.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import warnings
@@ -19,33 +19,16 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from scaling import schema
 from scaling.errors import ResultsFileError
+from scaling.schema import KEY_DEFAULTS, TIME_FIELDS, shape_str
 
-SCHEMA_VERSIONS = (1,)
-
-# The baseline of each family in records without a ``baseline`` field (files written before
-# records said which implementations are baselines): speedup_vs_baseline compares with it.
-BASELINE_IMPL = {"gemm": "torch", "attention": "torch"}
+SCHEMA_VERSIONS = schema.READABLE_VERSIONS
 
 RUN_COLUMNS = ["run_id", "file", "created_utc", "source", "sweep", "hostname",
                "flopcast_version", "torch_version", "triton_version", "cuda_version",
                "driver_version"]
-RECORD_COLUMNS = [
-    "name", "test", "label", "kernel", "impl", "baseline", "backend", "gqa_method", "dtype",
-    "out_dtype", "direction", "variant", "layout", "shape", "flops", "bytes", "device",
-    "device_name",
-    "time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr", "rounds", "iterations",
-    "timing_method", "l2_flush", "timing_fallback_reason",
-    "tflops", "gbps", "rel_error", "tolerance",
-    "telemetry_backend", "power_window_s", "energy_j", "avg_power_w", "max_power_w",
-    "tflops_per_w", "sustained_tflops", "sm_clock_mhz", "mem_clock_mhz", "temp_c",
-    "power_limit_w", "throttled",
-    "throttle_reasons", "power_missing_reason",
-]
-TEXT_FIELDS = ("name", "kernel", "impl", "dtype", "device")
-TIME_FIELDS = ("time_s", "time_s_min", "time_s_mean", "time_s_stddev", "time_s_iqr")
-# Only these key groups make the rows of one table; the loader keeps other record fields too.
-KEY_DEFAULTS = {"out_dtype": None, "direction": "fwd", "variant": "", "layout": "", "label": ""}
+RECORD_COLUMNS = list(schema.FIELD_NAMES)
 
 
 class ResultsWarning(UserWarning):
@@ -123,62 +106,11 @@ def read_section(path: Path) -> dict:
                                      "(write one with `python -m pytest --benchmark`)",
                                field="flopcast")
     section = document["flopcast"]
-    if not isinstance(section, dict):
-        raise ResultsFileError(path, "must be an object", field="flopcast")
-    version = section.get("schema_version")
-    if version not in SCHEMA_VERSIONS:
-        raise ResultsFileError(
-            path, f"schema version {version!r} is not one this flopcast reads "
-                  f"({', '.join(map(str, SCHEMA_VERSIONS))}); upgrade flopcast to load it",
-            field="flopcast.schema_version")
-    for key, kind in (("run_id", str), ("created_utc", str), ("machine", dict), ("records", list)):
-        if not isinstance(section.get(key), kind):
-            problem = "missing" if key not in section else f"must be {kind.__name__}"
-            raise ResultsFileError(path, problem, field=f"flopcast.{key}")
-    for i, record in enumerate(section["records"]):
-        _validate_record(path, i, record)
+    try:
+        schema.validate_section(section)
+    except schema.SchemaError as exc:
+        raise ResultsFileError(path, exc.problem, field=exc.field) from None
     return section
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _validate_record(path: Path, i: int, record) -> None:
-    where = f"flopcast.records[{i}]"
-    if not isinstance(record, dict):
-        raise ResultsFileError(path, "must be an object", field=where)
-    for key in TEXT_FIELDS:
-        if not isinstance(record.get(key), str) or not record[key]:
-            raise ResultsFileError(path, "missing or not a non-empty string", field=f"{where}.{key}")
-    for key in KEY_DEFAULTS:
-        if record.get(key) is not None and not isinstance(record[key], str):
-            raise ResultsFileError(path, f"must be a string or null, got {record[key]!r}",
-                                   field=f"{where}.{key}")
-    if record.get("baseline") is not None and not isinstance(record["baseline"], bool):
-        raise ResultsFileError(path, f"must be true, false or null, got {record['baseline']!r}",
-                               field=f"{where}.baseline")
-    if not isinstance(record.get("shape"), dict):
-        raise ResultsFileError(path, "missing or not an object", field=f"{where}.shape")
-    for key in ("flops", "bytes"):
-        value = record.get(key)
-        if not _number(value) or not value >= 0:
-            raise ResultsFileError(path, f"must be a non-negative number, got {value!r}",
-                                   field=f"{where}.{key}")
-    for key in TIME_FIELDS:
-        value = record.get(key)
-        if key != "time_s" and value is None:
-            continue  # only time_s is required; the spread fields may be absent or null
-        if not _number(value) or not math.isfinite(value) or value < 0 or (key == "time_s" and value == 0):
-            raise ResultsFileError(path, f"must be a positive finite number of seconds, got {value!r}",
-                                   field=f"{where}.{key}")
-
-
-def shape_str(shape: dict) -> str:
-    """``{"m": 8, "n": 16, "k": 32}`` -> ``8x16x32``; a causal flag becomes a ``-causal``
-    suffix."""
-    dims = "x".join(str(v) for k, v in shape.items() if k != "causal")
-    return dims + ("-causal" if shape.get("causal") else "")
 
 
 def _cell(value):
@@ -286,33 +218,30 @@ PROBLEM_KEY = ["run_id", "device_name", "kernel", "dtype", "direction", "variant
 
 
 def is_baseline(df: pd.DataFrame) -> pd.Series:
-    """Whether each record is a baseline: its ``baseline`` field, or for records without one
-    (older files) whether its impl is its family's `BASELINE_IMPL`."""
-    declared = df["baseline"] if "baseline" in df.columns else pd.Series(None, index=df.index)
-    old_rule = df["impl"] == df["kernel"].map(BASELINE_IMPL)
-    return pd.Series([bool(d) if isinstance(d, (bool, np.bool_)) else bool(o)
-                      for d, o in zip(declared, old_rule)], index=df.index, dtype=bool)
+    """Whether each record is a baseline (`scaling.schema.is_baseline`: its ``baseline``
+    field, or the documented fallback for older files without one)."""
+    return pd.Series([schema.is_baseline(r) for r in df[["kernel", "impl"] + (
+        ["baseline"] if "baseline" in df.columns else [])].to_dict("records")],
+        index=df.index, dtype=bool)
 
 
 def fastest_baseline(df: pd.DataFrame) -> pd.DataFrame:
     """Per record: ``baseline_impl``, the fastest baseline implementation measured for the
     same problem (same run, device, kernel, dtype, direction, variant, layout and shape; each
     implementation by its median time over repeated records), and ``speedup_vs_baseline``,
-    that baseline's time / this time. None and NaN where the run measured no baseline of the
-    problem."""
+    that baseline's time / this time (`scaling.schema.fastest_baselines`). None and NaN where
+    the run measured no baseline of the problem."""
     out = pd.DataFrame({"baseline_impl": pd.Series(None, index=df.index, dtype=object),
                         "speedup_vs_baseline": pd.Series(np.nan, index=df.index)})
     if df.empty:
         return out
-    base = (df[is_baseline(df)].groupby(PROBLEM_KEY + ["impl"], dropna=False)["time_s"]
-            .median().reset_index().sort_values(["time_s", "impl"])
-            .drop_duplicates(PROBLEM_KEY).set_index(PROBLEM_KEY))
-    joined = df[PROBLEM_KEY].join(base.rename(columns={"impl": "baseline_impl",
-                                                       "time_s": "baseline_time_s"}),
-                                  on=PROBLEM_KEY)
-    out["baseline_impl"] = joined["baseline_impl"].astype(object).where(
-        joined["baseline_impl"].notna(), None)
-    out["speedup_vs_baseline"] = joined["baseline_time_s"] / df["time_s"]
+    columns = PROBLEM_KEY + ["impl", "time_s", "kernel"] + (
+        ["baseline"] if "baseline" in df.columns else [])
+    rows = df[list(dict.fromkeys(columns))].astype(object).to_dict("records")
+    compared = schema.fastest_baselines(rows, PROBLEM_KEY)
+    out["baseline_impl"] = pd.Series([impl for impl, _ in compared], index=df.index, dtype=object)
+    out["speedup_vs_baseline"] = pd.Series([np.nan if s is None else s for _, s in compared],
+                                           index=df.index, dtype=float)
     return out
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from bench.telemetry import (DEFAULT_INTERVAL_S, Sample, Sampler, Telemetry, Unavailable,
-                             Window, summarise)
+from bench.telemetry.base import (DEFAULT_INTERVAL_S, Sample, Sampler, Telemetry, Unavailable,
+                                  Window, summarise)
 
 
 def _text(value) -> str:

@@ -1,4 +1,7 @@
-"""Printing: aligned text tables for people, JSON for machines."""
+"""Printing: aligned text tables for people, JSON for machines (JSON-safe values by
+`scaling.schema.jsonable`, the same conversion results files are written with).
+
+Standard library only, so the measuring half (``bench``) can print its tables with it."""
 
 from __future__ import annotations
 
@@ -7,27 +10,11 @@ import math
 import sys
 from typing import Any, Iterable, Sequence
 
-
-def _plain(value: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to null, tuples to lists."""
-    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
-        try:
-            value = value.item()
-        except (ValueError, AttributeError):
-            pass
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
+from scaling.schema import jsonable
 
 
 def to_json(obj: Any) -> str:
-    return json.dumps(_plain(obj), indent=2, allow_nan=False)
+    return json.dumps(jsonable(obj), indent=2, allow_nan=False)
 
 
 def print_json(obj: Any, file=None) -> None:

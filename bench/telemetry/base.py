@@ -1,7 +1,7 @@
-"""Telemetry: how much energy a device used over a window of time, and in what state.
+"""The telemetry interface: `Telemetry`, the `Window` it returns, the sampler thread.
 
 flopcast measures watts next to FLOP/s, with the hardware's own counters. Three backends,
-chosen by `open_telemetry(device)` and named in every record:
+chosen by `bench.telemetry.open_telemetry(device)` and named in every record:
 
 ``nvml``
     NVIDIA GPUs, through NVML (``nvidia-ml-py``, imported as ``pynvml``). Energy is the
@@ -16,8 +16,9 @@ chosen by `open_telemetry(device)` and named in every record:
 ``none``
     Nothing readable. Every power field is null and the window says why.
 
-This module holds the interface (`Telemetry`, `Window`, the sampler thread) and the choice
-of backend; `bench.nvml` and `bench.rapl` hold the two that measure.
+This module holds the interface (`Telemetry`, `Window`, the sampler thread); the backends that
+measure, `bench.telemetry.nvml` and `bench.telemetry.rapl`, build on it, and the package
+(`bench.telemetry`) chooses between them.
 
 Use it as a window around the work::
 
@@ -241,7 +242,7 @@ class Sampler:
 
 
 # ---------------------------------------------------------------------------------------------
-# The interface and its three backends
+# The interface (and the ``none`` backend)
 # ---------------------------------------------------------------------------------------------
 
 class Measured:
@@ -301,51 +302,3 @@ class Telemetry:
 
 class Unavailable(Exception):
     """A backend cannot measure this device; the message is the reason records carry."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Choosing a backend
-# ---------------------------------------------------------------------------------------------
-
-def parse_device(device) -> tuple[str, int | None]:
-    """``"cuda:1"`` or ``torch.device("cuda", 1)`` -> ``("cuda", 1)``; ``"cpu"`` ->
-    ``("cpu", None)``."""
-    kind, _, index = str(device).partition(":")
-    return kind, int(index) if index else None
-
-
-def open_telemetry(device, *, interval_s: float = DEFAULT_INTERVAL_S,
-                   rapl_root: Path | str = DEFAULT_RAPL_ROOT) -> Telemetry:
-    """The best telemetry for ``device``: NVML for CUDA devices, RAPL for the CPU, else none.
-
-    Never raises for a missing or unreadable backend: it returns the ``none`` backend with
-    the reason. ``rapl_root`` is the powercap folder (tests point it at a fake tree).
-    """
-    kind, index = parse_device(device)
-    try:
-        if kind == "cuda":
-            from bench import nvml
-            return nvml.NvmlTelemetry.open(index, interval_s=interval_s)
-        if kind == "cpu":
-            from bench import rapl
-            return rapl.RaplTelemetry.open(Path(rapl_root), interval_s=interval_s)
-    except Unavailable as exc:
-        return Telemetry(str(exc))
-    return Telemetry(f"no telemetry backend for device type '{kind}'")
-
-
-def gpu_inventory(device, *, rapl_root: Path | str = DEFAULT_RAPL_ROOT) -> dict:
-    """The results file's machine fields that need NVML.
-
-    ``gpus``: one dict per visible CUDA device (index, name, uuid, pci_bus_id, memory_bytes,
-    compute_capability, power_limit_w, max_sm_clock_mhz, max_mem_clock_mhz; None where
-    unknown), empty for CPU runs; ``driver``: the NVIDIA driver version or None;
-    ``telemetry_backend`` and ``telemetry_reason``: what `open_telemetry(device)` chooses.
-    """
-    from bench import nvml
-
-    telemetry = open_telemetry(device, rapl_root=rapl_root)
-    telemetry.close()
-    gpus, driver = nvml.inventory(with_gpus=parse_device(device)[0] == "cuda")
-    return {"gpus": gpus, "driver": driver, "telemetry_backend": telemetry.backend,
-            "telemetry_reason": telemetry.reason}

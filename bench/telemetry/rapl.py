@@ -20,8 +20,8 @@ import re
 import threading
 from pathlib import Path
 
-from bench.telemetry import (DEFAULT_INTERVAL_S, Sample, Sampler, Telemetry, Unavailable,
-                             Window, summarise)
+from bench.telemetry.base import (DEFAULT_INTERVAL_S, Sample, Sampler, Telemetry, Unavailable,
+                                  Window, summarise)
 
 PERMISSION_HINT = "energy_uj is root-only on kernels patched for CVE-2020-8694"
 
