@@ -233,6 +233,16 @@ def test_the_schema_refuses_impossible_readings(field, value, limit, words):
     assert words in str(caught.value)
 
 
+def test_a_window_mean_gets_one_counter_update_of_slack():
+    # 100 ms windows at a 700 W limit: up to 2 x 700 x (0.1 + 0.1) / 0.1 = 2800 W.
+    ok = gemm_record(avg_power_w=2800.0, power_limit_w=700.0, power_window_s=0.1)
+    validate_record(ok)
+    with pytest.raises(SchemaError, match="avg_power_w"):
+        validate_record(dict(ok, avg_power_w=2801.0))
+    with pytest.raises(SchemaError, match="max_power_w"):  # samples get no slack
+        validate_record(dict(ok, max_power_w=1401.0))
+
+
 def test_the_schema_accepts_real_readings():
     record = gemm_record(avg_power_w=650.0, max_power_w=700.0, power_limit_w=700.0,
                          energy_j=0.2, sm_clock_mhz=1980.0, mem_clock_mhz=2619.0, temp_c=71.0)
