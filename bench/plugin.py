@@ -19,6 +19,8 @@ journal and says where. The plugin's state for a run is one `PluginState` in
 
 from __future__ import annotations
 
+import argparse
+import math
 import time
 import uuid
 import warnings
@@ -49,6 +51,20 @@ MARKER = "flopcast_benchmark"
 EXTRA_CASES = (BENCH_DIR.parent / "tests" / "test_fit_benchmark.py",)
 
 
+def window_seconds(text: str) -> float:
+    """``--power-window``'s value: a finite number of seconds, zero or more (0 disables power
+    measurement); anything else is refused when the options are parsed, in one line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a finite, non-negative number of seconds (0 disables power "
+            "measurement)")
+    return value
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("flopcast", "flopcast benchmarks")
     group.addoption("--benchmark", action="store_true", default=False, dest="flopcast_benchmark",
@@ -59,14 +75,16 @@ def pytest_addoption(parser):
                          "(GPU sizes: GEMM 1024..16384 and Llama 3 shapes, attention 1k..16k)")
     group.addoption("--results-dir", default="results", dest="flopcast_results_dir",
                     help="folder for the run's results file (default: results/)")
-    group.addoption("--power-window", type=float, default=None, dest="flopcast_power_window",
+    group.addoption("--power-window", type=window_seconds, default=None,
+                    dest="flopcast_power_window",
                     metavar="SECONDS",
                     help="length of each case's steady power window (default 5 on GPU, 0.5 on CPU; "
                          "0 disables power measurement)")
     group.addoption("--cooldown", type=float, default=0.0, dest="flopcast_cooldown",
                     metavar="SECONDS", help="pause between cases so the device cools (default 0)")
     group.addoption("--device", default=None, dest="flopcast_device",
-                    help="run on this torch device instead of the best one present (e.g. cpu)")
+                    help="run on this torch device instead of the best one present (e.g. cpu, "
+                         "cuda:1); one that is not here stops the run before it starts")
     group.addoption("--upload", default=None, dest="flopcast_upload", metavar="URL",
                     help="after writing the results file, upload it to this results database "
                          "(sqlite:///PATH or postgresql://USER@HOST:PORT/DB)")
@@ -120,6 +138,8 @@ def pytest_configure(config):
                                        "--benchmark)")
     state = config.stash[STATE] = PluginState(config)
     config.pluginmanager.register(state, "flopcast-state")
+    if config.getoption("flopcast_benchmark"):
+        checked_device(config)  # a --device that is not here: one line now, not an INTERNALERROR
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -196,20 +216,26 @@ def bench_session(config) -> BenchSession | None:
     return config.stash[STATE].bench
 
 
+def checked_device(config):
+    """The run's torch device (``--device``, else the best present); `pytest.UsageError`
+    naming the devices that exist when the one asked for is not here."""
+    from bench.device import DeviceError, resolve_device
+
+    try:
+        return resolve_device(config.getoption("flopcast_device"))
+    except DeviceError as exc:
+        raise pytest.UsageError(f"flopcast: {exc}") from None
+
+
 def open_session(config) -> BenchSession:
     """Open the device and its telemetry once per run."""
     # torch (and the modules that import it, here and for the progress line and summary) is
     # imported only under --benchmark: this plugin loads in every pytest run, and the unit
     # tests of the torch-free half must not pay for torch.
-    import torch
-
-    from bench.device import best_device, device_name, machine_info
+    from bench.device import device_name, machine_info
     from bench.telemetry import open_telemetry
 
-    requested = config.getoption("flopcast_device")
-    device = torch.device(requested) if requested else best_device()
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", torch.cuda.current_device())
+    device = checked_device(config)
     window = config.getoption("flopcast_power_window")
     if window is None:
         window = 5.0 if device.type == "cuda" else 0.5

@@ -35,6 +35,66 @@ KINDS = ("kernel", "comm", "fit")  # what `make_record` builds records of
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
+# Physical bounds of a power reading. Stated assumptions, not datasheet figures: no datasheet
+# bounds a faulty reading, so these are set well outside anything a working device reports.
+# A board's power controller holds its average draw to the enforced power limit; excursions
+# above it last milliseconds, so a reading (or a window's mean) above this factor times the
+# limit is a fault of the reading, not of the board.
+POWER_LIMIT_FACTOR = 2.0
+# Without a known limit: no single GPU board or CPU package draws this much (about ten times
+# the largest board limits of current GPUs, which are around 1 kW).
+MAX_POWER_W = 10_000.0
+# Clocks of a running device: above zero and below 10 GHz (GPU SM and memory clocks are
+# below 3 GHz, CPU cores below 6 GHz).
+MAX_CLOCK_MHZ = 10_000.0
+# A running device's temperature: from -40 degC (the low end of industrial operating
+# ranges) to 150 degC (above every GPU's and CPU's thermal shutdown point).
+TEMP_C_RANGE = (-40.0, 150.0)
+# NVML's energy counter updates about every 100 ms (Yang, Adamek and Armour 2023, "Part-time
+# Power Measurements: nvidia-smi's Lack of Attention"): a window of ``window_s`` can show up
+# to one update more than its length, so a window's mean power is held to the bound times
+# ``(window_s + COUNTER_UPDATE_S) / window_s``.
+COUNTER_UPDATE_S = 0.1
+
+
+def impossible_reading(field: str, value: Any, power_limit_w: Any = None,
+                       window_s: Any = None) -> str | None:
+    """Why ``value`` of the power field ``field`` cannot be a real reading, or None.
+
+    Power fields (``*_power_w``, ``power_w``, ``power_limit_w``) must be non-negative and at
+    most `POWER_LIMIT_FACTOR` times ``power_limit_w`` (when that is itself plausible), else at
+    most `MAX_POWER_W`; ``energy_j`` non-negative; clocks (``*_mhz``) above zero and at most
+    `MAX_CLOCK_MHZ`; ``temp_c`` within `TEMP_C_RANGE`. Non-numbers are the type check's job.
+    ``avg_power_w``, a mean over a window of ``window_s`` seconds, gets one counter update
+    of slack (`COUNTER_UPDATE_S`).
+    """
+    if not _number(value):
+        return None
+    if not math.isfinite(value):
+        return f"{value!r} is not a finite number"
+    if field == "energy_j" and value < 0:
+        return f"{value!r} J is negative"
+    if field == "power_limit_w" or field.endswith("power_w"):
+        if value < 0:
+            return f"{value!r} W is negative"
+        limit = power_limit_w if field != "power_limit_w" else None
+        slack = 1.0
+        if field == "avg_power_w" and _number(window_s) and window_s > 0:
+            slack = (window_s + COUNTER_UPDATE_S) / window_s
+        if _number(limit) and 0 < limit <= MAX_POWER_W:
+            if value > POWER_LIMIT_FACTOR * limit * slack:
+                return (f"{value!r} W is above {POWER_LIMIT_FACTOR:g} x the board's "
+                        f"{limit:g} W power limit")
+        elif value > MAX_POWER_W * slack:
+            return f"{value!r} W is above {MAX_POWER_W:g} W, more than any board draws"
+    if field.endswith("_mhz") and not 0 < value <= MAX_CLOCK_MHZ:
+        return f"{value!r} MHz is not a clock (0 < clock <= {MAX_CLOCK_MHZ:g} MHz)"
+    if field == "temp_c" and not TEMP_C_RANGE[0] <= value <= TEMP_C_RANGE[1]:
+        return (f"{value!r} degC is outside a running device's range "
+                f"({TEMP_C_RANGE[0]:g} to {TEMP_C_RANGE[1]:g} degC)")
+    return None
+
+
 class SchemaError(FlopcastError):
     """A record or section does not follow the schema: ``field`` names where, ``problem`` what."""
 
@@ -309,6 +369,12 @@ def validate_record(record: Any, where: str = "record") -> None:
                 or (key == "time_s" and value == 0):
             raise SchemaError(f"{where}.{key}",
                               f"must be a positive finite number of seconds, got {value!r}")
+    for key in ("energy_j", "avg_power_w", "max_power_w", "power_limit_w", "sm_clock_mhz",
+                "mem_clock_mhz", "temp_c"):
+        problem = impossible_reading(key, record.get(key), record.get("power_limit_w"),
+                                     record.get("power_window_s"))
+        if problem is not None:
+            raise SchemaError(f"{where}.{key}", f"impossible reading: {problem}")
     check_int_ranges(dict(record), where)
 
 

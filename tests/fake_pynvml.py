@@ -3,11 +3,14 @@
 `fake_module(gpus)` returns a module object with the real module's constants and error
 classes, whose functions are autospecs of the real ones (so a call with the wrong arguments
 fails as it would against NVML) backed by `FakeGpu` state that tests change between calls.
-Handles are the `FakeGpu` objects themselves.
+Handles are the `FakeGpu` objects themselves. ``module.hang_s`` (function name -> seconds,
+empty at first, changeable between calls) makes a call sleep that long before it answers: an
+NVML call that hangs, for module-level functions (``nvmlInit``) as for device queries.
 """
 
 from __future__ import annotations
 
+import time
 import types
 from dataclasses import dataclass, field
 from unittest import mock
@@ -62,9 +65,11 @@ class FakeGpu:
 
 
 def fake_module(gpus: list[FakeGpu], *, init_error: Exception | None = None,
-                driver: str = "550.54.15"):
-    """A stand-in for the ``pynvml`` module over ``gpus`` (NVML enumeration order)."""
+                driver: str = "550.54.15", hang_s: dict | None = None):
+    """A stand-in for the ``pynvml`` module over ``gpus`` (NVML enumeration order);
+    ``hang_s`` starts ``module.hang_s``."""
     module = types.ModuleType("pynvml")
+    module.hang_s = dict(hang_s or {})
     for name in dir(real):
         if name.startswith(("NVML_", "NVMLError", "nvmlClocks")):
             setattr(module, name, getattr(real, name))
@@ -152,6 +157,14 @@ def fake_module(gpus: list[FakeGpu], *, init_error: Exception | None = None,
         "nvmlDeviceIsMigDeviceHandle":
             device("nvmlDeviceIsMigDeviceHandle", lambda g: int(g.mig_handle)),
     }
+    def hanging(name, impl):
+        def call(*args, **kwargs):
+            if name in module.hang_s:
+                time.sleep(module.hang_s[name])
+            return impl(*args, **kwargs)
+        return call
+
     for name in FUNCTIONS:
-        setattr(module, name, mock.create_autospec(getattr(real, name), side_effect=impls[name]))
+        setattr(module, name, mock.create_autospec(getattr(real, name),
+                                                   side_effect=hanging(name, impls[name])))
     return module

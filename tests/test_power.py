@@ -76,8 +76,9 @@ def test_back_to_back_stops_soon_after_the_window():
 
 
 def test_power_fields_share_the_window_energy_over_the_calls(gpu):
-    def run():  # each call costs exactly 1 J on the fake counter
+    def run():  # each call costs exactly 1 J on the fake counter and takes 2 ms (500 W)
         gpu.energy_mj += 1000
+        time.sleep(0.002)
 
     syncs = []
     flops = 2 * 4096**3

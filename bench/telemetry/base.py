@@ -36,17 +36,26 @@ outside it. RAPL is CPU package energy (cores, caches, uncore), not DRAM or the 
 
 Faults never raise out of a window: an NVML call failing mid-window, the sampler thread
 dying, or a counter going backwards give a `Window` whose power fields are null and whose
-``missing_reason`` says what happened, so the timing measured around it is kept.
+``missing_reason`` says what happened, so the timing measured around it is kept. A read that
+hangs is a fault too: reads on the caller's thread run under a deadline (`call_with_deadline`),
+and a sample that took longer than `SAMPLE_DEADLINE_S` is dropped (it belongs to no known
+time). A reading that physics rules out (negative or impossibly high power, a clock at or
+below zero, a temperature no running device has; `scaling.schema.impossible_reading`) is
+never passed on: power becomes null with the reason, a clock or temperature sample is
+dropped and ``Window.notes`` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
+
+from scaling.schema import impossible_reading
 
 # Polling period of the sampler thread. NVML's power and energy readings update about every
 # 100 ms (Yang, Adamek and Armour 2023, "Part-time Power Measurements: nvidia-smi's Lack of
@@ -55,6 +64,11 @@ DEFAULT_INTERVAL_S = 0.05
 
 # How long `end()` waits for the sampler thread before declaring it hung.
 SAMPLER_JOIN_TIMEOUT_S = 2.0
+
+# A sample (one read of each field) that takes longer than this is dropped: its readings
+# belong to no known time. Stated assumption: NVML and powercap reads answer in well under a
+# millisecond each, so half a second means a read hung.
+SAMPLE_DEADLINE_S = 0.5
 
 # Clock-event (throttle) reason bits, nvml.h ``nvmlClocksEventReason*`` (same values as the
 # deprecated ``nvmlClocksThrottleReason*``), named in snake case.
@@ -126,6 +140,7 @@ class Window:
     samples: tuple[Sample, ...] = ()
     energy_source: str | None = None  # "energy counter" or "power polling"
     missing_reason: str | None = None  # why the power fields are None
+    notes: tuple[str, ...] = ()  # readings dropped (late samples, impossible values) and why
 
     @property
     def throttled(self) -> bool | None:
@@ -155,15 +170,48 @@ def _max(values):
     return max(values) if values else None
 
 
+SAMPLE_FIELDS = ("power_w", "sm_clock_mhz", "mem_clock_mhz", "temp_c")  # bounded by physics
+
+
+def drop_impossible(samples, power_limit_w: float | None) -> tuple[list, list[str], str | None]:
+    """(samples with impossible clocks and temperatures set to None, notes saying which,
+    a fault naming the first impossible power reading or None)."""
+    kept, notes, fault = [], [], None
+    for sample in samples:
+        changes = {}
+        for name in SAMPLE_FIELDS:
+            problem = impossible_reading(name, getattr(sample, name), power_limit_w)
+            if problem is None:
+                continue
+            changes[name] = None
+            if name == "power_w":
+                fault = fault or f"impossible power reading at t={sample.t_s:.3f} s: {problem}"
+            else:
+                notes.append(f"{name} at t={sample.t_s:.3f} s dropped: {problem}")
+        kept.append(dataclasses.replace(sample, **changes) if changes else sample)
+    return kept, notes, fault
+
+
 def summarise(backend: str, time_s: float, samples, *, energy_j: float | None = None,
               energy_source: str | None = None, power_limit_w: float | None = None,
-              fault: str | None = None) -> Window:
+              fault: str | None = None, notes=()) -> Window:
     """Turn a window's readings into a `Window`.
 
     ``energy_j`` comes from a counter when there is one; without it the polled power trace
     is integrated. A ``fault`` blanks the power fields and becomes the missing reason; the
-    clocks and temperatures that were read stay (they are real observations).
+    clocks and temperatures that were read stay (they are real observations). Readings that
+    physics rules out never pass: an impossible power limit is dropped, an impossible power
+    sample or window mean is a fault, an impossible clock or temperature sample is dropped;
+    ``notes`` (and the window's own) say what was dropped.
     """
+    notes = list(notes)
+    problem = impossible_reading("power_limit_w", power_limit_w)
+    if problem is not None:
+        notes.append(f"power limit dropped: {problem}")
+        power_limit_w = None
+    samples, dropped, power_fault = drop_impossible(samples, power_limit_w)
+    notes += dropped
+    fault = fault or power_fault
     samples = tuple(samples)
     events = [s.clock_events for s in samples if s.clock_events is not None]
     reasons = None
@@ -178,7 +226,7 @@ def summarise(backend: str, time_s: float, samples, *, energy_j: float | None = 
         mem_clock_mhz=_mean(s.mem_clock_mhz for s in samples),
         temp_c=_max(s.temp_c for s in samples),
         gpu_util_pct=_mean(s.gpu_util_pct for s in samples),
-        throttle_reasons=reasons,
+        throttle_reasons=reasons, notes=tuple(notes),
     )
     if fault is None and time_s <= 0:
         fault = f"window of {time_s} s is too short to measure"
@@ -192,6 +240,15 @@ def summarise(backend: str, time_s: float, samples, *, energy_j: float | None = 
             fault = f"too few power samples ({n}) in a {time_s:.3f} s window"
         else:
             energy_j, energy_source = avg_power_w * time_s, "power polling"
+    if fault is None and energy_j is not None:
+        # Held to the bound a record's is (`validate_record`, with the window's length), so
+        # a window that passes makes a record the writer and the loader accept.
+        problem = (impossible_reading("energy_j", energy_j)
+                   or impossible_reading("avg_power_w", energy_j / time_s, power_limit_w,
+                                         time_s))
+        if problem is not None:
+            fault = (f"impossible energy: {energy_j!r} J in {time_s:.3f} s "
+                     f"({energy_source or 'energy'}): {problem}")
     if fault is not None:
         return Window(**window, missing_reason=fault)
     return Window(**window, energy_j=energy_j, avg_power_w=energy_j / time_s,
@@ -206,13 +263,16 @@ class Sampler:
     """Calls ``read(t_s) -> Sample`` every ``interval_s`` on a daemon thread until `stop`.
 
     Whatever ``read`` raises ends the thread and is kept as ``error``: a dying sampler is a
-    fault of the window, never an exception in the caller.
+    fault of the window, never an exception in the caller. A sample that took longer than
+    `SAMPLE_DEADLINE_S` is dropped and counted in ``late``.
     """
 
     def __init__(self, read: Callable[[float], Sample], interval_s: float, t0: float):
         self._read, self._interval_s, self._t0 = read, interval_s, t0
+        self._deadline_s = SAMPLE_DEADLINE_S
         self._stopping = threading.Event()
         self.samples: list[Sample] = []
+        self.late = 0
         self.error: str | None = None
         self._thread = threading.Thread(target=self._loop, name="flopcast-telemetry",
                                         daemon=True)
@@ -221,7 +281,12 @@ class Sampler:
     def _loop(self):
         try:
             while True:
-                self.samples.append(self._read(time.perf_counter() - self._t0))
+                start = time.perf_counter()
+                sample = self._read(start - self._t0)
+                if time.perf_counter() - start > self._deadline_s:
+                    self.late += 1
+                else:
+                    self.samples.append(sample)
                 if self._stopping.wait(self._interval_s):
                     return
         except BaseException as exc:  # noqa: BLE001 - a dying sampler is reported, not raised
@@ -239,6 +304,12 @@ class Sampler:
         if died_early:
             return "power sampler thread stopped before the window ended"
         return None
+
+    def notes(self) -> tuple[str, ...]:
+        """What the window should say about dropped samples."""
+        if not self.late:
+            return ()
+        return (f"{self.late} late sample(s) dropped (a read took over {self._deadline_s:g} s)",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,3 +373,33 @@ class Telemetry:
 
 class Unavailable(Exception):
     """A backend cannot measure this device; the message is the reason records carry."""
+
+
+class Late(Exception):
+    """A call did not answer within its deadline (it may still be running on its thread)."""
+
+
+def call_with_deadline(fn: Callable[[], Any], deadline_s: float, what: str) -> Any:
+    """``fn()``, run on a daemon thread so that a call that hangs cannot hang the caller:
+    its value, or what it raised; `Late` if it has not answered within ``deadline_s``.
+
+    A late call is left running (a thread cannot be stopped); being a daemon it never keeps
+    the interpreter from exiting. (A ``concurrent.futures`` pool would: it joins its workers
+    at exit.)
+    """
+    done, box = threading.Event(), {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box["error"] = exc
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="flopcast-telemetry-call", daemon=True).start()
+    if not done.wait(deadline_s):
+        raise Late(f"{what} did not answer within {deadline_s:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]

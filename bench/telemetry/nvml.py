@@ -11,6 +11,12 @@ A CUDA device is found in NVML by identity, never by index (CUDA and NVML may nu
 differently): first the UUID that ``CUDA_VISIBLE_DEVICES`` names for it, then its PCI bus id,
 then its UUID as CUDA reports it. MIG slices are refused: NVML's power and energy belong to
 the whole GPU, not the slice.
+
+Every NVML call made on the caller's thread (initialisation, finding the device, the energy
+counter at the window's ends, the window's last sample, the machine inventory) runs under a
+deadline (`NVML_CALL_DEADLINE_S`, `NVML_INIT_DEADLINE_S`): a call that hangs makes the
+backend ``none`` or the window's power null, with the reason, and never stalls the run. The
+sampler thread's own reads are timed instead (`bench.telemetry.base.SAMPLE_DEADLINE_S`).
 """
 
 from __future__ import annotations
@@ -18,8 +24,42 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from bench.telemetry.base import (DEFAULT_INTERVAL_S, Sample, Sampler, Telemetry, Unavailable,
-                                  Window, summarise)
+from bench.telemetry.base import (DEFAULT_INTERVAL_S, Late, Sample, Sampler, Telemetry,
+                                  Unavailable, Window, call_with_deadline, summarise)
+
+# Deadlines of NVML calls made on the caller's thread. Stated assumptions: an NVML query
+# answers in well under a millisecond, so 2 s means it hangs; nvmlInit loads the driver's
+# state for every GPU, which without persistence mode takes seconds on a machine of eight.
+NVML_CALL_DEADLINE_S = 2.0
+NVML_INIT_DEADLINE_S = 20.0
+
+
+class DeadlineNvml:
+    """The ``pynvml`` module with a deadline on every ``nvml*`` function: a call that has not
+    answered in time raises `Late`. Constants and error classes pass through; ``raw`` is the
+    module itself, for the sampler thread (whose reads are timed, not given threads)."""
+
+    def __init__(self, module):
+        self.raw = module
+
+    def __getattr__(self, name):
+        value = getattr(self.raw, name)
+        if not (name.startswith("nvml") and callable(value)):
+            return value
+        deadline_s = NVML_INIT_DEADLINE_S if name == "nvmlInit" else NVML_CALL_DEADLINE_S
+
+        def call(*args, **kwargs):
+            return call_with_deadline(lambda: value(*args, **kwargs), deadline_s,
+                                      f"NVML call {name}")
+        return call
+
+
+def shutdown(nvml) -> None:
+    """nvmlShutdown, whatever it raises or however long it hangs."""
+    try:
+        nvml.nvmlShutdown()
+    except (nvml.NVMLError, Late):
+        pass
 
 
 def _text(value) -> str:
@@ -37,13 +77,16 @@ def load_nvml():
         import pynvml
     except ImportError:
         raise Unavailable("nvidia-ml-py (pynvml) is not installed") from None
+    nvml = DeadlineNvml(pynvml)
     try:
-        pynvml.nvmlInit()
+        nvml.nvmlInit()
     except pynvml.NVMLError_LibraryNotFound:
         raise Unavailable("NVML library not found (no NVIDIA driver on this machine)") from None
     except pynvml.NVMLError as exc:
         raise Unavailable(f"NVML initialisation failed: {exc}") from None
-    return pynvml
+    except Late as exc:
+        raise Unavailable(f"NVML initialisation hangs: {exc}") from None
+    return nvml
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,13 +246,16 @@ def _readers(nvml, handle) -> dict:
     }
 
 
-def _probe(nvml, candidates):
-    """The first candidate that answers, or None if the device supports none of them."""
+def _probe(nvml, candidates, name):
+    """The first candidate that answers, or None if the device supports none of them; raises
+    `Unavailable` when one hangs."""
     for read in candidates:
         try:
-            read()
+            call_with_deadline(read, NVML_CALL_DEADLINE_S, f"NVML read of {name}")
         except (nvml.NVMLError, AttributeError):  # unsupported, or absent from this pynvml
             continue
+        except Late as exc:
+            raise Unavailable(f"NVML hangs: {exc}") from None
         return read
     return None
 
@@ -225,13 +271,19 @@ class NvmlTelemetry(Telemetry):
         try:
             identity = cuda_identity(current_cuda_index() if index is None else index)
             return cls(nvml, find_handle(nvml, identity), interval_s=interval_s)
+        except Late as exc:
+            shutdown(nvml)
+            raise Unavailable(f"NVML hangs: {exc}") from None
         except BaseException:
-            nvml.nvmlShutdown()
+            shutdown(nvml)
             raise
 
     def __init__(self, nvml, handle, *, interval_s: float = DEFAULT_INTERVAL_S):
         self._nvml, self._interval_s = nvml, interval_s
-        found = {name: _probe(nvml, c) for name, c in _readers(nvml, handle).items()}
+        # The readers call the module itself: the sampler thread times its own reads, and the
+        # caller's thread runs them under `_deadline`.
+        raw = getattr(nvml, "raw", nvml)
+        found = {name: _probe(nvml, c, name) for name, c in _readers(raw, handle).items()}
         self._energy_mj = found.pop("energy_mj")
         self._power_limit_w = found.pop("power_limit_w")
         self._fields = {name: read for name, read in found.items() if read is not None}
@@ -248,14 +300,19 @@ class NvmlTelemetry(Telemetry):
     def _sample(self, t_s: float) -> Sample:
         return Sample(t_s, **{name: read() for name, read in self._fields.items()})
 
+    @staticmethod
+    def _deadline(read, what: str):
+        """``read()`` on the caller's thread's behalf, under `NVML_CALL_DEADLINE_S`."""
+        return call_with_deadline(read, NVML_CALL_DEADLINE_S, what)
+
     def _start(self) -> None:
         self._fault, self._e0_mj, self._limit_w = None, None, None
         nvml = self._nvml
         try:
             if self._energy_mj is not None:
-                self._e0_mj = self._energy_mj()
+                self._e0_mj = self._deadline(self._energy_mj, "NVML energy counter read")
             if self._power_limit_w is not None:
-                self._limit_w = self._power_limit_w()
+                self._limit_w = self._deadline(self._power_limit_w, "NVML power limit read")
         except Exception as exc:  # noqa: BLE001 - a fault of the window, never of the run
             self._fault = f"NVML read failed at window start: {_why(nvml, exc)}"
         self._sampler = Sampler(self._sample, self._interval_s, self._t0)
@@ -264,7 +321,7 @@ class NvmlTelemetry(Telemetry):
         nvml, fault, energy_j = self._nvml, self._fault, None
         if fault is None and self._energy_mj is not None:
             try:
-                e1_mj = self._energy_mj()
+                e1_mj = self._deadline(self._energy_mj, "NVML energy counter read")
             except Exception as exc:  # noqa: BLE001
                 fault = f"NVML energy counter read failed at window end: {_why(nvml, exc)}"
             else:
@@ -277,20 +334,19 @@ class NvmlTelemetry(Telemetry):
         samples = list(self._sampler.samples)
         if sampler_fault is None:
             try:
-                samples.append(self._sample(time_s))
+                samples.append(self._deadline(lambda: self._sample(time_s),
+                                              "NVML last sample of the window"))
             except Exception as exc:  # noqa: BLE001
                 sampler_fault = f"NVML read failed at window end: {_why(nvml, exc)}"
         return summarise(self.backend, time_s, samples, energy_j=energy_j,
                          energy_source="energy counter" if energy_j is not None else None,
-                         power_limit_w=self._limit_w, fault=fault or sampler_fault)
+                         power_limit_w=self._limit_w, fault=fault or sampler_fault,
+                         notes=self._sampler.notes())
 
     def close(self) -> None:
         if self._open:
             self._open = False
-            try:
-                self._nvml.nvmlShutdown()
-            except self._nvml.NVMLError:
-                pass
+            shutdown(self._nvml)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,7 +362,7 @@ def _gpu_entry(nvml, identity: CudaIdentity) -> dict:
         return entry
     try:
         handle = find_handle(nvml, identity)
-    except Unavailable:
+    except (Unavailable, Late):
         return entry
     reads = {
         "name": lambda: _text(nvml.nvmlDeviceGetName(handle)),
@@ -323,7 +379,7 @@ def _gpu_entry(nvml, identity: CudaIdentity) -> dict:
     for key, read in reads.items():
         try:
             entry[key] = read()
-        except (nvml.NVMLError, AttributeError):
+        except (nvml.NVMLError, AttributeError, Late):
             pass  # keep what CUDA said, or None
     return entry
 
@@ -341,9 +397,9 @@ def inventory(*, with_gpus: bool) -> tuple[list[dict], str | None]:
         if nvml is not None:
             try:
                 driver = _text(nvml.nvmlSystemGetDriverVersion())
-            except nvml.NVMLError:
+            except (nvml.NVMLError, Late):
                 pass
         return gpus, driver
     finally:
         if nvml is not None:
-            nvml.nvmlShutdown()
+            shutdown(nvml)
