@@ -7,8 +7,10 @@ planner's rule, the fastest of `scaling.plan.throughput.SCHEDULES` that fits the
 The modelled throughput is turned into the FLOPs the source counts (its tokens per second
 times that convention's FLOPs per token, `scaling.validate.runs.flops_per_token`), so the
 published column is the figure as printed. A run the step model cannot express (context
-parallelism, mixture-of-experts dispatch, an unpublished layout) is refused with the reason,
-never given a number.
+parallelism, an unpublished layout) is refused with the reason, never given a number; a
+report-only run (Llama 4 Behemoth) is modelled under the assumed layout its row states
+(`scaling.validate.runs.ValidationRun.assumed_layout`) and, where its source does not say
+which FLOPs it counts, compared in flopcast's FLOPs, both said in the row's assumptions.
 """
 
 from __future__ import annotations

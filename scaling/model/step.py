@@ -23,7 +23,18 @@ micro-batch on one pipeline stage:
 * **tensor-parallel communication**: Megatron sequence parallelism (Korthikanti et al. 2022),
   two all-gathers and two reduce-scatters of the layer's activations forward and again
   backward, at the profile's bus bandwidth, times ``1 - tp_overlap``;
-* **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``.
+* **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``;
+* **expert parallelism** (MoE, ``ep`` ranks inside the data-parallel group, `EP_CONVENTION`):
+  the router is a GEMM of the dense term; each MoE layer's token dispatch and combine are
+  all-to-alls, two forward and two backward, ``tokens / tp * d_model * 2 B * top_k *
+  (ep - 1) / ep`` per GPU each, priced on the NVLink level when the group's ``tp * ep`` GPUs
+  fit a node, else its on-node peers over NVLink and the rest over the scale-out fabric
+  (`scaling.hardware.datasheets.network_levels`, link rate x measured collective fraction,
+  plus one step of latency), times ``1 - ep_overlap``; the local permute and unpermute at the
+  profile's measured dispatch/combine GB/s, else memory bandwidth (labelled); the busiest
+  expert's tokens over the mean (`EXPERT_IMBALANCE`, override ``expert_imbalance``) scales
+  the expert GEMMs and all-to-alls. A model with dense and MoE layers has each kind timed
+  and counted by its layers per stage.
 
 The **pipeline bubble** of a 1F1B schedule is ``(pp - 1) * t_mb``, a fraction
 ``(p - 1) / (m + p - 1)`` of the step; an interleaved schedule with ``v`` model chunks per GPU
