@@ -20,8 +20,9 @@ from scaling.units import parse_count, parse_whole
 #: (flag, memory_breakdown argument, help).
 MEMORY_FLAGS = (
     ("--cp", "cp", "context parallelism (default 1)"),
-    ("--ep", "ep", "expert parallelism (default 1)"),
-    ("--etp", "etp", "tensor parallelism inside each expert (default 1)"),
+    ("--etp", "etp", "tensor parallelism inside each expert (default: --tp, as `flopcast "
+                     "step` splits the experts and Megatron-Core's "
+                     "--expert-tensor-parallel-size defaults)"),
 )
 
 
@@ -64,6 +65,7 @@ def layout_from_args(args, config) -> dict:
     """The layout as `memory_breakdown` takes it, with the defaults of `flopcast step`."""
     lay = {name: getattr(args, name) or 1 for _, name, _ in LAYOUT_FLAGS + MEMORY_FLAGS
            if name != "seq"}
+    lay["etp"] = args.etp or lay["tp"]  # as `flopcast step` splits the experts
     seq = args.seq or config.seq
     tokens = (parse_batch_tokens(args.batch_tokens, seq) if args.batch_tokens is not None
               else DEFAULT_BATCH_TOKENS)

@@ -22,6 +22,8 @@ LAYOUT_FLAGS = (
     ("--seq", "seq", "sequence length, e.g. 8192 or 8Ki (default: the model's)"),
     ("--micro-batch", "micro_batch", "sequences per micro-batch (default 1)"),
     ("--interleave", "interleave", "interleaved pipeline chunks per GPU (default 1: plain 1F1B)"),
+    ("--ep", "ep", "expert parallelism: MoE experts sharded over this many GPUs of the "
+                   "data-parallel group (default 1)"),
 )
 
 
@@ -124,7 +126,8 @@ def describe(result, profile, memory=None) -> str:
     """The step for people: the answer, the terms in words, the labelled inputs."""
     lay = result.layout
     lines = [f"{result.model} on {result.hardware} ({profile.label}), {result.precision}: "
-             f"TP {lay['tp']} x PP {lay['pp']} x DP {lay['dp']} = {lay['gpus']:,} GPUs, "
+             f"TP {lay['tp']} x PP {lay['pp']} x DP {lay['dp']} = {lay['gpus']:,} GPUs"
+             + (f" (EP {lay['ep']} inside DP)" if lay.get("ep", 1) > 1 else "") + ", "
              f"sequences of {lay['seq']:,}, {lay['batch_tokens']:,} tokens per step "
              f"({lay['batch_tokens'] // lay['seq']:,} sequences), {lay['micro_batches']} "
              f"micro-batches of {lay['micro_batch']}, interleave {lay['interleave']}"

@@ -7,8 +7,10 @@ planner's rule, the fastest of `scaling.plan.throughput.SCHEDULES` that fits the
 The modelled throughput is turned into the FLOPs the source counts (its tokens per second
 times that convention's FLOPs per token, `scaling.validate.runs.flops_per_token`), so the
 published column is the figure as printed. A run the step model cannot express (context
-parallelism, mixture-of-experts dispatch, an unpublished layout) is refused with the reason,
-never given a number.
+parallelism, an unpublished layout) is refused with the reason, never given a number; a
+report-only run (Llama 4 Behemoth) is modelled under the assumed layout its row states
+(`scaling.validate.runs.ValidationRun.assumed_layout`) and, where its source does not say
+which FLOPs it counts, compared in flopcast's FLOPs, both said in the row's assumptions.
 """
 
 from __future__ import annotations
@@ -44,36 +46,42 @@ def register(sub):
     return p
 
 
+def run_layout(run: ValidationRun) -> dict:
+    """The run's layout: as published, and for a report-only run the values it does not
+    publish from its stated assumed layout (`ValidationRun.assumed_layout`)."""
+    lay = dict(run.layout)
+    if run.tolerance is None:
+        lay.update({k: v for k, v in run.assumed_layout.items() if lay.get(k) is None})
+    return lay
+
+
+def comparison_flops(run: ValidationRun) -> str:
+    """The FLOP convention a run is compared in: its own, or for a report-only run whose
+    source does not say, flopcast's (an assumption `model_run` states)."""
+    return "flopcast" if run.flops == "unstated" and run.tolerance is None else run.flops
+
+
 def refusal(run: ValidationRun) -> str | None:
     """Why the step model cannot express ``run``, or None."""
-    lay, config = run.layout, run.config()
+    lay = run_layout(run)
     if any(lay.get(k) is None for k in ("tp", "pp", "dp", "seq", "global_batch")):
         missing = [k for k in ("tp", "pp", "dp", "seq", "global_batch") if lay.get(k) is None]
-        why = f"its layout is not published ({', '.join(missing)} unknown)"
-        if config.is_moe:
-            why += ("; and the step model has no expert parallelism or all-to-all token "
-                    "dispatch for its mixture of experts")
-        return why
-    if config.is_moe:
-        return ("mixture of experts: the step model has no expert parallelism or all-to-all "
-                "token dispatch")
+        return f"its layout is not published ({', '.join(missing)} unknown)"
     if (lay.get("cp") or 1) > 1:
         return (f"context parallelism (CP {lay['cp']}) is not modelled by the step model "
                 f"(no ring-attention sends per layer)")
-    if (lay.get("ep") or 1) > 1:
-        return f"expert parallelism (EP {lay['ep']}) is not modelled by the step model"
     if lay.get("recompute") is not None and lay["recompute"] not in STEP_RECOMPUTE:
         return f"{lay['recompute']} recomputation is not timed by the step model"
     if run.precision not in PRECISIONS and run.precision not in SAME_PEAK:
         return f"precision {run.precision} is not modelled"
-    if run.flops == "unstated":
+    if comparison_flops(run) == "unstated":
         return "the source does not say which FLOPs its throughput counts"
     return None
 
 
 def _schedules(run: ValidationRun) -> list[tuple[int, str]]:
     """The (interleave, recompute) pairs to try: the published ones, else the planner's."""
-    lay, out = run.layout, []
+    lay, out = run_layout(run), []
     for v, recompute in SCHEDULES:
         v = lay["interleave"] if lay.get("interleave") is not None else (
             v if lay["pp"] > 1 else 1)
@@ -93,10 +101,20 @@ def model_run(run: ValidationRun) -> dict:
     if row["refusal"] is not None:
         row["verdict"] = "refused"
         return row
-    config, lay = run.config(), run.layout
+    config, lay = run.config(), run_layout(run)
     precision, note = SAME_PEAK.get(run.precision, (run.precision, None))
     if note:
         row["assumed"]["precision"] = note
+    if run.assumed_layout and run.tolerance is None:
+        row["assumed"]["layout"] = run.assumed_layout_rule
+        row["layout"] = dict(lay)
+    flops = comparison_flops(run)
+    if flops != run.flops:
+        row["assumed"]["flops"] = (f"{run.name}: the source does not say which FLOPs it "
+                                   f"counts; compared as if it counted flopcast's "
+                                   f"({FLOP_CONVENTIONS['flopcast']})")
+        row["flops"] = flops
+    ep = lay.get("ep") or 1
     micro_batch = lay["micro_batch"] or 1
     if lay["micro_batch"] is None:
         row["assumed"]["micro_batch"] = "1 (not published; scaling.model.step.LAYOUT_DEFAULTS)"
@@ -107,11 +125,12 @@ def model_run(run: ValidationRun) -> dict:
     for interleave, recompute in _schedules(run):
         shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "seq": lay["seq"],
                  "micro_batch": micro_batch, "micro_batches": micro_batches,
-                 "interleave": interleave, "recompute": recompute}
+                 "interleave": interleave, "recompute": recompute, "ep": ep}
         memory = step_memory(config, run.hardware, shape, precision=precision)
         step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
                          dp=lay["dp"], seq=lay["seq"], batch_tokens=batch_tokens,
-                         micro_batch=micro_batch, interleave=interleave, recompute=recompute)
+                         micro_batch=micro_batch, interleave=interleave, recompute=recompute,
+                         ep=ep)
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]
     # The fastest schedule that fits; where none does (the memory model disagrees with a run
@@ -121,10 +140,10 @@ def model_run(run: ValidationRun) -> dict:
         row["assumed"]["interleave"] = (f"{step.layout['interleave']} (not published; the "
                                         f"fastest of 2 or 1 that fits the device's memory)")
     tokens_per_s_per_gpu = step.tokens_per_s / run.gpus
-    modelled = tokens_per_s_per_gpu * flops_per_token(config, run.flops) / 1e12
+    modelled = tokens_per_s_per_gpu * flops_per_token(config, flops) / 1e12
     row.update(modelled_tflops=modelled, modelled_tflops_flopcast=step.tflops_per_gpu,
                published_tflops_flopcast=run.published_tflops * (
-                   flops_per_token(config, "flopcast") / flops_per_token(config, run.flops)),
+                   flops_per_token(config, "flopcast") / flops_per_token(config, flops)),
                mfu_flopcast=step.mfu, error=modelled / run.published_tflops - 1,
                modelled_layout=dict(step.layout),
                memory={"total_bytes": float(memory.total_bytes),
@@ -172,6 +191,10 @@ def _layout_text(row: dict) -> str:
     text = f"TP{lay['tp']} PP{lay['pp']} DP{lay['dp']}"
     if (row["layout"].get("cp") or 1) > 1:
         text = text.replace(" PP", f" CP{row['layout']['cp']} PP")
+    if (lay.get("ep") or 1) > 1:
+        text += f" EP{lay['ep']}"
+    if row.get("assumed", {}).get("layout"):
+        text += " (assumed)"
     if "interleave" in lay and lay["interleave"]:
         text += f" v{lay['interleave']}"
     if lay.get("micro_batch"):
@@ -210,8 +233,10 @@ def describe(rows: list[dict]) -> str:
     lines += [f"refused: {r['name']}: {r['refusal']}" for r in refused]
     lines.append(f"defaults: {DEFAULTS}")
     assumed = sorted({f"{k}: {v}" for r in rows for k, v in r["assumed"].items()
-                      if k != "interleave"})
+                      if k not in ("interleave", "layout")})
     lines += [f"assumed: {a}" for a in assumed]
+    lines += [f"assumed: {r['name']}: {r['assumed']['layout']}"
+              for r in rows if "layout" in r["assumed"]]
     lines += [f"assumed: {r['name']}: interleave {r['assumed']['interleave']}"
               for r in rows if "interleave" in r["assumed"]]
     lines.append("modelled: the step model's tokens/s times the FLOPs per token the source "

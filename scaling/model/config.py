@@ -403,11 +403,17 @@ class ModelConfig:
                 _gemm(f"{prefix}_down", "fwd", tokens, self.d_model, width, count)]
 
     def layer_ops(self, micro_batch: int, seq: int | None = None, tp: int = 1,
-                  layer: str | None = None) -> list[Op]:
+                  layer: str | None = None, ep: int = 1) -> list[Op]:
         """The GEMMs and attention calls of one transformer layer, forward and backward, for
         ``micro_batch`` sequences of ``seq`` tokens on one GPU of a tensor-parallel group.
-        A model with both dense and MoE layers needs ``layer`` ("dense" or "moe")."""
+        A model with both dense and MoE layers needs ``layer`` ("dense" or "moe").
+
+        With expert parallelism ``ep`` each GPU holds ``experts / ep`` of an MoE layer's
+        routed experts (``ep`` must divide ``experts``) and, after the all-to-all dispatch,
+        computes them on the tokens routed to them from the ``ep`` replicas of its expert-
+        parallel group: ``ep`` times the tokens per expert, the same FLOPs per GPU."""
         b = _positive_int("micro_batch", micro_batch)
+        ep = _positive_int("ep", ep)
         seq = self.seq if seq is None else _positive_int("seq", seq)
         kind = self._layer_kind(layer)
         hq, hkv = self.local_heads(tp)
@@ -418,10 +424,14 @@ class ModelConfig:
         ffn, tokens = width // tp, b * seq
         fwd = self._attention_gemms(tokens, tp)
         if kind == "moe":
-            # Balanced routing: each expert sees tokens * k / E tokens (no expert parallelism).
-            per_expert = max(1, math.ceil(tokens * self.experts_per_token / self.experts))
+            if self.experts % ep:
+                raise DataError(f"model '{self.name}': expert parallelism {ep} does not divide "
+                                f"its {self.experts} experts")
+            # Balanced routing: each expert sees tokens * k / E tokens of each of the ep
+            # replicas that send to it.
+            per_expert = max(1, math.ceil(ep * tokens * self.experts_per_token / self.experts))
             fwd.append(_gemm("router", "fwd", tokens, self.experts, self.d_model))
-            fwd += self._mlp_gemms("expert", per_expert, ffn, self.experts)
+            fwd += self._mlp_gemms("expert", per_expert, ffn, self.experts // ep)
             if self.shared_experts:
                 fwd += self._mlp_gemms("mlp", tokens, ffn, self.shared_experts)
         else:

@@ -206,13 +206,18 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
                 options: MemoryOptions | None = None) -> MemoryBreakdown:
     """The memory of a layout as `scaling.model.step.step_time` runs it (``layout``: its keys
     ``tp, pp, dp, seq, micro_batch, micro_batches, interleave`` and optionally
-    ``recompute``; `StepResult.layout` has them): sequence parallelism with tensor
-    parallelism (as the step model's communication term assumes), `STEP_ZERO`, and FP8 GEMM
-    inputs kept in FP8 when the GEMMs run in FP8 (Transformer Engine saves the FP8 casts)."""
+    ``recompute``, ``ep`` and ``expert_imbalance``; `StepResult.layout` has them): sequence
+    parallelism with tensor parallelism (as the step model's communication term assumes),
+    `STEP_ZERO`, FP8 GEMM inputs kept in FP8 when the GEMMs run in FP8 (Transformer Engine
+    saves the FP8 casts), and the step model's expert parallelism: ``ep`` ranks of the data-
+    parallel group, each expert split over tensor parallelism (``etp = tp``, Megatron-Core's
+    default) and the busiest rank's routed tokens ``expert_imbalance`` times the mean."""
     if options is None:
-        options = MemoryOptions(fp8_gemm_inputs=precision == "fp8")
+        options = MemoryOptions(fp8_gemm_inputs=precision == "fp8",
+                                routed_token_factor=layout.get("expert_imbalance", 1.0))
     return memory_breakdown(
         config, hardware, tp=layout["tp"], pp=layout["pp"], dp=layout["dp"],
+        ep=layout.get("ep", 1), etp=layout["tp"],
         micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
         interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
         zero=STEP_ZERO, seq=layout["seq"], options=options)

@@ -23,7 +23,18 @@ micro-batch on one pipeline stage:
 * **tensor-parallel communication**: Megatron sequence parallelism (Korthikanti et al. 2022),
   two all-gathers and two reduce-scatters of the layer's activations forward and again
   backward, at the profile's bus bandwidth, times ``1 - tp_overlap``;
-* **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``.
+* **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``;
+* **expert parallelism** (MoE, ``ep`` ranks inside the data-parallel group, `EP_CONVENTION`):
+  the router is a GEMM of the dense term; each MoE layer's token dispatch and combine are
+  all-to-alls, two forward and two backward, ``tokens / tp * d_model * 2 B * top_k *
+  (ep - 1) / ep`` per GPU each, priced on the NVLink level when the group's ``tp * ep`` GPUs
+  fit a node, else its on-node peers over NVLink and the rest over the scale-out fabric
+  (`scaling.hardware.datasheets.network_levels`, link rate x measured collective fraction,
+  plus one step of latency), times ``1 - ep_overlap``; the local permute and unpermute at the
+  profile's measured dispatch/combine GB/s, else memory bandwidth (labelled); the busiest
+  expert's tokens over the mean (`EXPERT_IMBALANCE`, override ``expert_imbalance``) scales
+  the expert GEMMs and all-to-alls. A model with dense and MoE layers has each kind timed
+  and counted by its layers per stage.
 
 The **pipeline bubble** of a 1F1B schedule is ``(pp - 1) * t_mb``, a fraction
 ``(p - 1) / (m + p - 1)`` of the step; an interleaved schedule with ``v`` model chunks per GPU
@@ -45,7 +56,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kernels import flops as kflops  # plain arithmetic, no torch
 from scaling.errors import DataError, FlopcastError, UnknownNameError
+from scaling.hardware import datasheets
 from scaling.hardware.profile import HardwareProfile
 from scaling.provenance import Figure
 from scaling.labels import MISSING, modelled_from, weakest
@@ -62,15 +75,37 @@ OPTIMIZER_BYTES_PER_PARAM = 30
 # FSDP as in Llama 3 (Sec. 3.3.2): FP32 gradient reduce-scatter, BF16 parameter all-gather.
 DP_GRAD_BYTES, DP_PARAM_BYTES = 4, 2
 
+#: MoE load imbalance, the busiest expert's tokens over the mean, by default. ASSUMED: 1.0,
+#: the balanced routing the expert GEMM shapes already assume and that load balancing (an
+#: auxiliary loss, Fedus et al. 2022, Switch Transformer, arXiv 2101.03961, Sec. 2.2; DeepSeek-
+#: V3's bias terms, arXiv 2412.19437, Sec. 2.1.2) aims at; no dropless run publishes its
+#: measured factor. A token-dropping dispatcher with capacity factor C pads every expert to C
+#: times the mean (Switch Transformer, Sec. 2.2), so C is the figure to give there.
+EXPERT_IMBALANCE = 1.0
+EXPERT_IMBALANCE_SOURCE = ("assumed: balanced routing (1.0), what load balancing aims at; no "
+                           "dropless run publishes its factor; a token-dropping run pads to "
+                           "its capacity factor (Switch Transformer, arXiv 2101.03961, "
+                           "Sec. 2.2): give it with --set expert_imbalance=...")
+EP_CONVENTION = ("expert parallelism inside the data-parallel group (Megatron-Core, DeepSpeed-"
+                 "MoE): each expert-parallel group is ep ranks of ep different data-parallel "
+                 "replicas, the experts split over tensor parallelism as the dense layers "
+                 "(Megatron-Core's --expert-tensor-parallel-size defaults to "
+                 "--tensor-model-parallel-size); ranks in Megatron order, tensor fastest, so "
+                 "one group spans tp x ep consecutive GPUs")
+
 ASSUMED_OVERLAP = {
     "tp_overlap": "no overlap: Megatron-LM places tensor-parallel collectives on the critical "
                   "path unless communication overlap is enabled",
     "pp_overlap": "no overlap of pipeline sends (conservative)",
     "dp_overlap": "no overlap of the once-per-step data-parallel collectives (conservative)",
+    "ep_overlap": "no overlap of the expert-parallel all-to-alls (Megatron-Core's default "
+                  "all-to-all dispatcher runs them on the critical path; DeepSeek-V3's "
+                  "DualPipe hides them)",
 }
 
 BREAKDOWN_TERMS = ("gemm_s", "attention_s", "expert_gemm_s", "elementwise_s", "tp_comm_s", "pp_comm_s",
-                   "pipeline_bubble_s", "dp_comm_s", "optimizer_s")
+                   "pipeline_bubble_s", "dp_comm_s", "optimizer_s", "ep_comm_s",
+                   "moe_permute_s")
 #: The terms of a step as people name them (tables, the report).
 TERM_NAMES = {
     "gemm_s": "GEMMs", "attention_s": "attention", "expert_gemm_s": "MoE expert GEMMs",
@@ -78,6 +113,8 @@ TERM_NAMES = {
     "tp_comm_s": "tensor-parallel communication", "pp_comm_s": "pipeline sends",
     "pipeline_bubble_s": "pipeline bubble", "dp_comm_s": "data-parallel communication",
     "optimizer_s": "optimizer",
+    "ep_comm_s": "expert-parallel all-to-all (dispatch, combine)",
+    "moe_permute_s": "MoE token permute and unpermute",
 }
 
 
@@ -97,6 +134,7 @@ LAYOUT_DEFAULTS = {
     "dp": (1, "assumed", "default: one data-parallel replica"),
     "micro_batch": (1, "assumed", "default: one sequence per micro-batch"),
     "interleave": (1, "assumed", "default: one model chunk per GPU (plain 1F1B)"),
+    "ep": (1, "assumed", "default: no expert parallelism (every GPU holds every expert)"),
     "batch_tokens": (DEFAULT_BATCH_TOKENS, "published",
                      "Llama 3 paper, Table 4: 2,048 sequences of 8,192 tokens (16Mi) per batch"),
 }
@@ -118,9 +156,12 @@ OVERRIDES = {
     "pp_overlap": "fraction of pipeline sends hidden",
     "dp_overlap": "fraction of data-parallel communication hidden",
     "bubble_fraction": "pipeline bubble as a fraction of the step",
+    "expert_imbalance": "MoE load imbalance: the busiest expert's tokens / the mean (>= 1)",
+    "ep_busbw_gbps": "bus bandwidth of the expert-parallel all-to-alls",
+    "ep_overlap": "fraction of the expert-parallel all-to-alls hidden behind compute",
     **{term: "seconds per step for this term" for term in BREAKDOWN_TERMS},
 }
-_FRACTIONS = ("mfu", "tp_overlap", "pp_overlap", "dp_overlap", "bubble_fraction")
+_FRACTIONS = ("mfu", "tp_overlap", "pp_overlap", "dp_overlap", "bubble_fraction", "ep_overlap")
 
 
 @dataclass(frozen=True)
@@ -183,6 +224,11 @@ def _check_overrides(overrides: dict | None) -> dict:
                    "attention_tflops", "memory_gbps",
                    "tp_busbw_gbps", "dp_busbw_gbps", "pp_gbps") and v == 0:
             raise DataError(f"override {key} must be positive, got {value!r}")
+        if key == "expert_imbalance" and v < 1:
+            raise DataError(f"override expert_imbalance is the busiest expert's tokens over "
+                            f"the mean, at least 1, got {value!r}")
+        if key == "ep_busbw_gbps" and v == 0:
+            raise DataError(f"override {key} must be positive, got {value!r}")
         if key == "bubble_fraction" and v >= 1:
             raise DataError(f"override bubble_fraction must be below 1, got {value!r}")
         out[key] = v
@@ -221,17 +267,21 @@ def _override(ov: dict, key: str) -> Figure:
     return Figure.point(ov[key], "given", f"given: override {key}={ov[key]:g}")
 
 
-def elementwise_bytes_per_token(config: ModelConfig, tp: int) -> float:
+def elementwise_bytes_per_token(config: ModelConfig, tp: int, layer: str | None = None) -> float:
     """Forward bytes per token of one layer's non-GEMM, non-attention ops on one GPU:
     two RMSNorms (read d, write d) and two residual adds (read 2d, write d), split over the
     tensor-parallel group by sequence parallelism; rotary on the local q and k heads (read and
-    write); SwiGLU's gate*silu(up) on the local MLP width (read 2, write 1)."""
+    write); SwiGLU's gate*silu(up) on the local MLP width (read 2, write 1). ``layer``
+    ("dense" or "moe") picks the kind of layer of a model with both (default: its one kind)."""
     hq, hkv = config.local_heads(tp)
     d = config.d_model
     norms_residual = (2 * 2 * d + 2 * 3 * d) / tp
     rotary = 2 * (hq + hkv) * config.head_dim
-    mlps = (config.experts_per_token + config.shared_experts) if config.is_moe else 1
-    swiglu = 3 * (config.d_ffn // tp) * mlps
+    kind = layer or ("moe" if config.is_moe else "dense")
+    if kind == "moe":
+        swiglu = 3 * (config.d_ffn // tp) * (config.experts_per_token + config.shared_experts)
+    else:
+        swiglu = 3 * (config.dense_width // tp)
     return (norms_residual + rotary + swiglu) * ACT_BYTES
 
 
@@ -299,13 +349,23 @@ class _Step:
     def gpus(self) -> int:
         return self.lay["tp"] * self.lay["pp"] * self.lay["dp"]
 
+    def layers_of(self, kind: str) -> float:
+        """Layers of ``kind`` ("dense" or "moe") on one stage of a balanced pipeline."""
+        count = self.config.moe_layers if kind == "moe" else self.config.dense_layers
+        return count / self.lay["pp"]
+
+    @property
+    def imbalance(self) -> float:
+        """The busiest expert's tokens over the mean (`EXPERT_IMBALANCE`, or the override)."""
+        return self.ov.get("expert_imbalance", EXPERT_IMBALANCE) if self.config.is_moe else 1.0
+
 
 def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str = "bf16",
               tp: int | None = None, pp: int | None = None, dp: int | None = None,
               seq: int | None = None, batch_tokens: int | None = None,
               micro_batch: int | None = None, interleave: int | None = None,
               overrides: dict | None = None, chosen: dict | None = None,
-              recompute: str = "none") -> StepResult:
+              recompute: str = "none", ep: int | None = None) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
@@ -313,7 +373,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     GEMM, attention and expert terms (`STEP_RECOMPUTE`)."""
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
-                     micro_batch=micro_batch, interleave=interleave), recompute)
+                     micro_batch=micro_batch, interleave=interleave, ep=ep), recompute)
     peak = _peak(st)
     kernels = _kernel_terms(st)
     memory = _memory_bandwidth(st)
@@ -324,6 +384,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     overlaps = _overlaps(st)
     mb.update(tp_comm_s=_tp_comm_term(st, overlaps["tp_overlap"]),
               pp_comm_s=_pp_comm_term(st, overlaps["pp_overlap"]))
+    if st.config.is_moe:
+        mb.update(ep_comm_s=_ep_comm_term(st), moe_permute_s=_permute_term(st, memory))
     t_mb = sum(mb.values())
     terms = {k: st.m * v for k, v in mb.items()}
     terms["pipeline_bubble_s"] = _bubble_term(st, t_mb)
@@ -343,7 +405,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
         layout={"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "gpus": st.gpus,
                 "seq": lay["seq"], "batch_tokens": lay["batch_tokens"],
                 "micro_batch": lay["micro_batch"], "micro_batches": st.m,
-                "interleave": lay["interleave"], "recompute": st.recompute},
+                "interleave": lay["interleave"], "recompute": st.recompute, "ep": lay["ep"],
+                "expert_imbalance": st.imbalance},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -373,8 +436,11 @@ def _setup(config, profile, precision, overrides, chosen, passed, recompute="non
     if config.layers < pp or lay["interleave"] > math.ceil(config.layers / pp):
         raise DataError(f"{config.layers} layers cannot fill {pp} pipeline stages x "
                         f"{lay['interleave']} interleaved chunks")
-    if "expert_gemm_s" in ov and not config.is_moe:
-        raise DataError(f"override expert_gemm_s: model '{config.name}' has no experts")
+    for key in ("expert_gemm_s", "ep_comm_s", "moe_permute_s", "expert_imbalance",
+                "ep_busbw_gbps", "ep_overlap"):
+        if key in ov and not config.is_moe:
+            raise DataError(f"override {key}: model '{config.name}' has no experts")
+    _check_ep(config, lay)
     notes = []
     if precision == "fp8":
         notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
@@ -440,30 +506,30 @@ def _kernel_terms(st: _Step) -> dict:
     """Seconds of one micro-batch on one stage for the dense GEMMs, attention and (MoE) the
     expert GEMMs, and the kernel FLOPs they execute (``flops``, for utilisation)."""
     config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
-    layer_ops = config.layer_ops(st.lay["micro_batch"], st.lay["seq"], tp)
     head_ops = config.head_ops(st.lay["micro_batch"], st.lay["seq"], tp)
-    experts = [op for op in layer_ops if is_expert_op(op)]
     rates = _Rates(st)
-    per_layer = {"gemm": np.zeros(3), "attention": np.zeros(3)}
-    flops_layer = {"gemm": 0.0, "attention": 0.0}
-    for op in layer_ops:
-        if not is_expert_op(op):
-            per_layer[op.kind] += rates.time(op) * st.passes(op)
-            flops_layer[op.kind] += op.count * op.flops * st.passes(op)
     head_gemm = sum((rates.time(op) for op in head_ops), np.zeros(3))
     hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
-    out = {"gemm": (config.layers * per_layer["gemm"] + head_gemm) / pp,
-           "attention": st.layers_per_stage * per_layer["attention"]}
-    flops = {"gemm": (config.layers * flops_layer["gemm"] + hw_flops_head) / pp,
-             "attention": config.layers * flops_layer["attention"] / pp}
+    out = {"gemm": head_gemm / pp, "attention": np.zeros(3)}
+    flops = {"gemm": hw_flops_head / pp, "attention": 0.0, "expert": 0.0}
+    # A model with dense and MoE layers: each kind timed once and counted per stage.
+    for layer in config.layer_kinds():
+        n = st.layers_of(layer)
+        layer_ops = config.layer_ops(st.lay["micro_batch"], st.lay["seq"], tp, layer=layer,
+                                     ep=st.lay["ep"])
+        for op in layer_ops:
+            if not is_expert_op(op):
+                out[op.kind] = out[op.kind] + n * rates.time(op) * st.passes(op)
+                flops[op.kind] += n * op.count * op.flops * st.passes(op)
+        experts = [op for op in layer_ops if is_expert_op(op)]
+        if experts:
+            per_layer_expert, flops_expert = _expert_term(st, experts)
+            # Every GPU waits for the one holding the busiest expert.
+            out["expert"] = n * per_layer_expert * st.imbalance
+            flops["expert"] += n * flops_expert
     for kind in ("gemm", "attention"):
         _kind_label(st, rates, kind, flops[kind], out[kind])
-    flops_expert = 0.0
-    if experts:
-        per_layer_expert, flops_expert = _expert_term(st, experts)
-        out["expert"] = st.layers_per_stage * per_layer_expert
-    out["flops"] = (config.layers * (flops_layer["gemm"] + flops_layer["attention"]
-                                     + flops_expert) + hw_flops_head) / pp
+    out["flops"] = flops["gemm"] + flops["attention"] + flops["expert"]
     return out
 
 
@@ -550,8 +616,9 @@ def _elementwise_term(st: _Step, memory: Figure) -> np.ndarray:
     """Seconds of one micro-batch's elementwise traffic on one stage."""
     config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
     logits_bytes = 3 * st.tokens_mb * math.ceil(config.vocab / tp) * 4  # FP32 softmax fwd+bwd
-    elem_bytes = (3 * st.layers_per_stage * elementwise_bytes_per_token(config, tp)
-                  * st.tokens_mb + logits_bytes / pp)
+    per_token = sum(st.layers_of(k) * elementwise_bytes_per_token(config, tp, k)
+                    for k in config.layer_kinds())
+    elem_bytes = 3 * per_token * st.tokens_mb + logits_bytes / pp
     st.labels["elementwise_bytes_per_microbatch"] = _label(
         elem_bytes, "assumed", "norms, residuals, rotary, SwiGLU and loss softmax read and "
                                "written once each (no fusion beyond that)")
@@ -636,6 +703,125 @@ def _optimizer_term(st: _Step, memory: Figure) -> np.ndarray:
     """Seconds per step of Adam's memory traffic over this GPU's parameter shard."""
     return np.full(3, _params_local(st) / st.lay["dp"] * OPTIMIZER_BYTES_PER_PARAM
                    / (memory.value * 1e9))
+
+
+# -- mixture of experts: expert parallelism -----------------------------------------------------
+
+def _check_ep(config: ModelConfig, lay: dict) -> None:
+    """Expert parallelism ``ep`` shards a model's routed experts over ``ep`` GPUs of the data-
+    parallel group (`EP_CONVENTION`): it must divide ``dp`` and the experts."""
+    ep = lay["ep"]
+    if ep == 1:
+        return
+    if not config.is_moe:
+        raise DataError(f"expert parallelism {ep}: model '{config.name}' has no experts")
+    if lay["dp"] % ep:
+        raise DataError(f"expert parallelism {ep} must divide data parallelism {lay['dp']}: "
+                        f"the expert-parallel group lies inside the data-parallel group")
+    if config.experts % ep:
+        raise DataError(f"expert parallelism {ep} must divide the {config.experts} experts of "
+                        f"model '{config.name}'")
+
+
+def _levels(profile: HardwareProfile):
+    """The (NVLink, scale-out) `datasheets.NetworkLevel` pair of the profile's device, or
+    None for a device that is not a preset."""
+    name = (profile.name if profile.name in datasheets.DEVICES
+            else datasheets.preset_for_device(profile.device_name))
+    return None if name is None else datasheets.network_levels(name)
+
+
+def _level_busbw(st: _Step, collective: str, message_bytes: float, world: int,
+                 intra: bool) -> tuple[Figure, float]:
+    """(bus bandwidth, latency in seconds) of ``collective`` over ``world`` GPUs on the
+    NVLink level (``intra``) or the scale-out level: a measured curve of the profile where it
+    has one at that level; else the preset's network level, its link rate times the measured
+    (or carried, labelled) collective fraction; else the profile's link figure. The latency is
+    one network step of that level (NCCL's tuning constants, `datasheets`), none for a
+    measured curve (its bus bandwidth already includes it)."""
+    profile = st.profile
+    measured = [c for c in profile.comm_curves
+                if c.collective == collective and (c.nodes <= 1) == intra]
+    if measured:
+        return profile.busbw_gbps(collective, message_bytes, world, intra_node=intra), 0.0
+    levels = _levels(profile)
+    if levels is None:
+        return profile.link_gbps("intra_node" if intra else "inter_node"), 0.0
+    level = levels[0] if intra else levels[1]
+    gbps, label, source = level.achievable_gbps(collective)
+    figure = Figure.point(gbps, modelled_from(level.gbps_label, label),
+                          f"{level.name} link {level.gbps:g} GB/s ({level.gbps_source}) x "
+                          f"{collective} fraction {gbps / level.gbps:.3g} ({source})")
+    return figure, (level.base_latency_us + level.latency_us) * 1e-6
+
+
+def _ep_comm_term(st: _Step) -> np.ndarray:
+    """Seconds of one micro-batch's expert-parallel all-to-alls on one stage.
+
+    Per MoE layer, forward: the dispatch and the combine, each GPU sending its tokens' top-k
+    copies (``tokens / tp`` tokens, sequence parallelism's shard) to the ``ep`` ranks of its
+    group, ``tokens / tp * d_model * 2 B * top_k * (ep - 1) / ep`` to others; backward: the
+    same two again (the combine's and the dispatch's gradients); under full recomputation
+    the forward pair once more. The group sits where its GPUs are (`EP_CONVENTION`): inside
+    the NVLink domain when ``tp * ep`` GPUs fit a node, else spread over ``tp * ep /
+    gpus_per_node`` nodes, the peers on the same node over NVLink and the rest over the
+    scale-out fabric, the two at once (time = the slower). The busiest rank receives
+    `_Step.imbalance` times the mean."""
+    config, ep, tp = st.config, st.lay["ep"], st.lay["tp"]
+    if ep == 1:
+        return np.zeros(3)
+    per_peer = st.tokens_mb / tp * config.d_model * ACT_BYTES * config.experts_per_token / ep
+    node = st.profile.gpus_per_node
+    local = ep if tp * ep <= node else max(1, node // tp)  # group members per node
+    parts = []
+    for peers, intra in ((local - 1, True), (ep - local, False)):
+        if peers == 0:
+            continue
+        if "ep_busbw_gbps" in st.ov:
+            bw, latency = _override(st.ov, "ep_busbw_gbps"), 0.0
+        else:
+            bw, latency = _level_busbw(st, "all_to_all", per_peer * ep, ep, intra)
+        parts.append(peers * per_peer / (_trio(bw) * 1e9) + latency)
+        st.labels["ep_busbw_gbps" if intra or "ep_busbw_gbps" in st.ov
+                  else "ep_scale_out_busbw_gbps"] = _as_label(bw)
+    one = np.maximum.reduce(parts) * st.imbalance
+    calls = 2 * st.passes(Op("gemm", "dispatch", "fwd", {})) + 2
+    overlap = st.ov.get("ep_overlap", 0.0)
+    st.labels["ep_overlap"] = (_as_label(_override(st.ov, "ep_overlap")) if "ep_overlap" in st.ov
+                               else _label(overlap, "assumed", ASSUMED_OVERLAP["ep_overlap"]))
+    st.labels["ep_bytes_per_all_to_all"] = _label(
+        (ep - 1) * per_peer, "modelled",
+        f"tokens / tp x d_model x 2 B x top_k x (ep - 1) / ep, balanced routing; "
+        f"{local} of the {ep} ranks on one node; {EP_CONVENTION}")
+    return st.layers_of("moe") * calls * one * (1 - overlap)
+
+
+def _permute_term(st: _Step, memory: Figure) -> np.ndarray:
+    """Seconds of one micro-batch's local token permute (before the experts: each token's row
+    read, written top-k times in expert order) and unpermute (the weighted sum back), bytes as
+    `kernels.flops.moe_dispatch_bytes` / `moe_combine_bytes` count them on the GPU's
+    ``tokens / tp`` tokens, forward and backward (the gradients move the same bytes the other
+    way; full recomputation: the forward once more), at the profile's measured dispatch and
+    combine GB/s where it has them, else at memory bandwidth (labelled)."""
+    config, tp = st.config, st.lay["tp"]
+    tokens = max(1, st.tokens_mb // tp)
+    k, d, e = config.experts_per_token, config.d_model, config.experts
+    calls = st.passes(Op("gemm", "permute", "fwd", {})) + 1
+    total, labels = np.zeros(3), []
+    for kernel, size in (("moe_dispatch", kflops.moe_dispatch_bytes(tokens, d, k, e, "bf16")),
+                         ("moe_combine", kflops.moe_combine_bytes(tokens, d, k, "bf16"))):
+        try:
+            rate = st.profile.routing_gbps(kernel, size)
+        except DataError:
+            rate = Figure.point(memory.value, "assumed",
+                                f"no measured {kernel} curve: at memory bandwidth, "
+                                f"{memory.source}")
+        labels.append(rate)
+        total = total + calls * size / (_trio(rate) * 1e9)
+    st.labels["moe_permute_gbps"] = _label(
+        labels[0].value, weakest(*(r.label for r in labels)),
+        "; ".join(f"{r.source}" for r in labels))
+    return st.layers_of("moe") * total
 
 
 def _override_terms(st: _Step, terms: dict) -> None:

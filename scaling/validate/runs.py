@@ -76,6 +76,10 @@ class ValidationRun:
     published_params: float | None = None
     hardware_source: str = ""
     notes: tuple = field(default_factory=tuple)
+    #: For a report-only run whose layout is not published: the layout flopcast assumes
+    #: (keys of ``layout``) and the rule that chose it; never used where a value is published.
+    assumed_layout: dict = field(default_factory=dict)
+    assumed_layout_rule: str = ""
 
     @property
     def tolerance(self) -> float | None:
@@ -95,7 +99,8 @@ class ValidationRun:
                 "flops": self.flops, "flops_label": self.flops_label,
                 "flops_source": self.flops_source, "published_params": self.published_params,
                 "tolerance": self.tolerance, "hardware_source": self.hardware_source,
-                "notes": list(self.notes)}
+                "notes": list(self.notes), "assumed_layout": dict(self.assumed_layout),
+                "assumed_layout_rule": self.assumed_layout_rule}
 
 
 # -- FLOPs per token by convention ----------------------------------------------------------
@@ -249,7 +254,16 @@ VALIDATION_RUNS: tuple[ValidationRun, ...] = (
                         "clusters); '32K GPUs' read as 32,768",
         notes=("the model is the assumed llama4-behemoth preset (only 288B active, 16 experts "
                "and ~2T total are published)",
-               "390 is 19.7% of the H100's FP8 dense peak, 39.4% of its BF16 peak")),
+               "390 is 19.7% of the H100's FP8 dense peak, 39.4% of its BF16 peak"),
+        assumed_layout={"tp": 8, "pp": 16, "dp": 256, "cp": 1, "ep": 16, "seq": 8192,
+                        "global_batch": 4096},
+        assumed_layout_rule=(
+            "ASSUMED layout (none is published): Llama 3 405B's 16,384-GPU layout of Table 4 "
+            "carried to 32,768 GPUs, TP 8 (one NVLink domain), PP 16, 16 sequences of 8,192 "
+            "per data-parallel replica, so DP 256 and a global batch of 4,096 sequences "
+            "(32Mi tokens); EP 16, one routed expert per expert-parallel rank, inside the "
+            "data-parallel group (so each EP group spans 16 nodes); micro-batch, interleave "
+            "and recomputation by validate's defaults")),
 )
 
 
