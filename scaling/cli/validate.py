@@ -8,7 +8,7 @@ The modelled throughput is turned into the FLOPs the source counts (its tokens p
 times that convention's FLOPs per token, `scaling.validate.runs.flops_per_token`), so the
 published column is the figure as printed. A run the step model cannot express (context
 parallelism, mixture-of-experts dispatch, an unpublished layout) is refused with the reason,
-never given a number.
+never given a number. Context parallelism is modelled (`scaling.model.step`'s ``cp``).
 """
 
 from __future__ import annotations
@@ -57,9 +57,6 @@ def refusal(run: ValidationRun) -> str | None:
     if config.is_moe:
         return ("mixture of experts: the step model has no expert parallelism or all-to-all "
                 "token dispatch")
-    if (lay.get("cp") or 1) > 1:
-        return (f"context parallelism (CP {lay['cp']}) is not modelled by the step model "
-                f"(no ring-attention sends per layer)")
     if (lay.get("ep") or 1) > 1:
         return f"expert parallelism (EP {lay['ep']}) is not modelled by the step model"
     if lay.get("recompute") is not None and lay["recompute"] not in STEP_RECOMPUTE:
@@ -105,12 +102,14 @@ def model_run(run: ValidationRun) -> dict:
     micro_batches = batch_tokens // (lay["seq"] * lay["dp"] * micro_batch)
     tried = []
     for interleave, recompute in _schedules(run):
-        shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "seq": lay["seq"],
+        shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "cp": lay.get("cp") or 1,
+                 "seq": lay["seq"],
                  "micro_batch": micro_batch, "micro_batches": micro_batches,
                  "interleave": interleave, "recompute": recompute}
         memory = step_memory(config, run.hardware, shape, precision=precision)
         step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
-                         dp=lay["dp"], seq=lay["seq"], batch_tokens=batch_tokens,
+                         dp=lay["dp"], cp=lay.get("cp") or 1, seq=lay["seq"],
+                         batch_tokens=batch_tokens,
                          micro_batch=micro_batch, interleave=interleave, recompute=recompute)
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]

@@ -206,14 +206,14 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
                 options: MemoryOptions | None = None) -> MemoryBreakdown:
     """The memory of a layout as `scaling.model.step.step_time` runs it (``layout``: its keys
     ``tp, pp, dp, seq, micro_batch, micro_batches, interleave`` and optionally
-    ``recompute``; `StepResult.layout` has them): sequence parallelism with tensor
+    ``recompute`` and ``cp``; `StepResult.layout` has them): sequence parallelism with tensor
     parallelism (as the step model's communication term assumes), `STEP_ZERO`, and FP8 GEMM
     inputs kept in FP8 when the GEMMs run in FP8 (Transformer Engine saves the FP8 casts)."""
     if options is None:
         options = MemoryOptions(fp8_gemm_inputs=precision == "fp8")
     return memory_breakdown(
         config, hardware, tp=layout["tp"], pp=layout["pp"], dp=layout["dp"],
-        micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
+        cp=layout.get("cp", 1), micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
         interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
         zero=STEP_ZERO, seq=layout["seq"], options=options)
 
