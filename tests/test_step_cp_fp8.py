@@ -100,3 +100,40 @@ def test_step_command_takes_cp(capsys):
     assert main(["step", "llama3-405b", "--tp", "8", "--cp", "16", "--pp", "16", "--dp", "8",
                  "--seq", "128Ki", "--batch-tokens", "128x131072"]) == 0
     assert "CP 16" in capsys.readouterr().out
+
+
+def test_materialised_attention_kernels_by_hand():
+    from scaling.model.step import materialised_attention_kernels
+    k = materialised_attention_kernels(1, 2, 4, 8, dropout=True)
+    n, gemm = 1 * 2 * 4 * 4, 2 * 4 * 4 * 8 * 2
+    assert k["fwd"] == {"gemm_flops": 2 * gemm, "gemm_bytes": 4 * n, "elementwise_bytes": 9 * n}
+    assert k["bwd"] == {"gemm_flops": 4 * gemm, "gemm_bytes": 8 * n,
+                        "elementwise_bytes": 11 * n}
+    assert materialised_attention_kernels(1, 2, 4, 8, dropout=False)["fwd"][
+        "elementwise_bytes"] == 4 * n
+
+
+def test_materialised_attention_step_by_hand():
+    gpt = model_preset("megatron-gpt-1.7b")  # 24 layers, 24 heads of 96, dropout
+    a100 = load_profile("a100-80gb")
+    ov = {"gemm_tflops": 100, "memory_gbps": 1000}
+    r = step_time(gpt, a100, tp=1, dp=1, seq=2048, micro_batch=16, batch_tokens=16 * 2048,
+                  overrides=ov, attention="materialised")
+    n = 16 * 24 * 2048 ** 2
+    gemm = 2 * 2048 ** 2 * 96 * 16 * 24
+    fwd = max(2 * gemm / 100e12, 4 * n / 1e12) + 9 * n / 1e12
+    bwd = max(4 * gemm / 100e12, 8 * n / 1e12) + 11 * n / 1e12
+    assert r.breakdown["attention_s"] == pytest.approx(24 * (fwd + bwd))
+    flash = step_time(gpt, a100, tp=1, dp=1, seq=2048, micro_batch=16, batch_tokens=16 * 2048,
+                      overrides=ov)
+    assert flash.breakdown["gemm_s"] == r.breakdown["gemm_s"]
+    with pytest.raises(UnknownNameError):
+        step_time(gpt, a100, batch_tokens=2048, attention="sdpa")
+
+
+def test_megatron_rows_say_how_they_computed_attention():
+    from scaling.validate.runs import validation_runs
+    for run in validation_runs("megatron-table1"):
+        assert run.attention == "materialised" and "2205.14135" in run.attention_source
+    for run in validation_runs("llama3-table4"):
+        assert run.attention == "flash"

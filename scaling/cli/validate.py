@@ -109,7 +109,7 @@ def model_run(run: ValidationRun) -> dict:
         memory = step_memory(config, run.hardware, shape, precision=precision)
         step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
                          dp=lay["dp"], cp=lay.get("cp") or 1, seq=lay["seq"],
-                         batch_tokens=batch_tokens,
+                         batch_tokens=batch_tokens, attention=run.attention,
                          micro_batch=micro_batch, interleave=interleave, recompute=recompute)
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]

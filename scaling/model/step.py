@@ -111,6 +111,12 @@ LAYOUT_DEFAULTS = {
 #: and attention run again before its backward: Megatron-LM's --checkpoint-activations,
 #: Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not count the recomputed forward.
 STEP_RECOMPUTE = ("none", "full")
+#: How attention is computed: ``flash``, a fused kernel timed with the profile's attention
+#: curves (FlashAttention, Dao et al. 2022, arXiv 2205.14135, and its successors), or
+#: ``materialised``, the pre-FlashAttention way (Megatron-LM of 2021: QK^T as a batched GEMM,
+#: a fused scale-mask-softmax, dropout, and a batched GEMM with V), where the s x s scores go
+#: through memory (`materialised_attention_kernels`).
+ATTENTION_IMPLS = ("flash", "materialised")
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
@@ -327,7 +333,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               seq: int | None = None, batch_tokens: int | None = None,
               micro_batch: int | None = None, interleave: int | None = None,
               overrides: dict | None = None, chosen: dict | None = None,
-              recompute: str = "none", cp: int | None = None) -> StepResult:
+              recompute: str = "none", cp: int | None = None,
+              attention: str = "flash") -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
@@ -336,9 +343,13 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, cp=cp, seq=seq, batch_tokens=batch_tokens,
                      micro_batch=micro_batch, interleave=interleave), recompute)
+    if attention not in ATTENTION_IMPLS:
+        raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
     peak = _peak(st)
     kernels = _kernel_terms(st)
     memory = _memory_bandwidth(st)
+    if attention == "materialised":
+        _materialised_attention_term(st, kernels, memory)
     mb = {"gemm_s": kernels["gemm"], "attention_s": kernels["attention"]}
     if "expert" in kernels:
         mb["expert_gemm_s"] = kernels["expert"]
@@ -580,6 +591,60 @@ def _cp_share(st: _Step, op: Op) -> float:
     full-sequence causal call (an assumption: the local kernel is seq / cp queries by up to
     seq keys, shapes the curves do not hold)."""
     return 1.0 / st.lay["cp"] if op.kind == "attention" else 1.0
+
+
+def materialised_attention_kernels(batch: int, heads: int, seq: int, head_dim: int,
+                                   dropout: bool) -> dict:
+    """The kernels of one attention call that writes its ``seq x seq`` scores to memory, as
+    (FLOPs, bytes of s x s traffic) per direction, over ``batch x heads`` score matrices of
+    FP16/BF16 (2 B) elements; the mask and softmax run on the whole matrix (no causal
+    skipping), as Megatron-LM's fused scale-mask-softmax kernel of 2021 did.
+
+    Forward: QK^T writes the scores (2 B); softmax reads and writes them (4 B); dropout reads
+    them and writes its output and a 1-byte mask (5 B); the product with V reads them (2 B).
+    Backward: dO V^T writes the probabilities' gradient (2 B); dV = P^T dO reads P (2 B);
+    dropout's backward reads gradient and mask and writes (5 B); softmax's backward reads
+    gradient and output and writes (6 B); dQ and dK read the score gradient (2 x 2 B). The
+    stored tensors are Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.1's ``5 a s^2 b``
+    bytes per layer (softmax output, dropout mask and output). Each batched GEMM does
+    ``2 s^2 d`` FLOPs per matrix."""
+    n = batch * heads * seq * seq
+    gemm = 2 * seq * seq * head_dim * batch * heads
+    drop_fwd, drop_bwd = (5, 5) if dropout else (0, 0)
+    return {"fwd": {"gemm_flops": 2 * gemm, "gemm_bytes": (2 + 2) * n,
+                    "elementwise_bytes": (4 + drop_fwd) * n},
+            "bwd": {"gemm_flops": 4 * gemm, "gemm_bytes": (2 + 2 + 2 + 2) * n,
+                    "elementwise_bytes": (6 + drop_bwd) * n}}
+
+
+def _materialised_attention_term(st: _Step, kernels: dict, memory: Figure) -> None:
+    """Replace the attention term by attention with materialised scores: its batched GEMMs
+    each at the slower of the GEMM curve's rate and their s x s traffic over memory
+    bandwidth (a roofline per kernel), its softmax and dropout as memory traffic."""
+    config, b, seq, tp = st.config, st.lay["micro_batch"], st.lay["seq"], st.lay["tp"]
+    if st.lay["cp"] > 1:
+        raise DataError("materialised attention is not modelled with context parallelism")
+    hq, _ = config.local_heads(tp)
+    hd = (config.qk_head_dim + config.v_head_dim) // 2
+    k = materialised_attention_kernels(b, hq, seq, hd, config.dropout)
+    rate = (_override(st.ov, "gemm_tflops") if "gemm_tflops" in st.ov
+            else st.profile.matmul_tflops(seq, seq, hd, "bf16"))
+    bw = memory.value * 1e9
+    per_layer, flops = np.zeros(3), 0.0
+    for direction, passes in (("fwd", 2 if st.recompute == "full" else 1), ("bwd", 1)):
+        d = k[direction]
+        # Each batched GEMM is split evenly over its FLOPs and bytes (two forward, four back).
+        gemm = np.maximum(d["gemm_flops"] / (_trio(rate) * 1e12), d["gemm_bytes"] / bw)
+        per_layer = per_layer + passes * (gemm + d["elementwise_bytes"] / bw)
+        flops += passes * d["gemm_flops"]
+    kernels["attention"] = st.layers_per_stage * per_layer
+    st.labels["attention_tflops"] = _label(
+        flops / per_layer[0] / 1e12, rate.label,
+        "materialised attention (no FlashAttention): batched GEMMs on the GEMM curve or s x s "
+        "traffic at memory bandwidth, softmax" + (" and dropout" if config.dropout else "")
+        + " as memory traffic (Korthikanti et al. 2022, Sec. 4.1)")
+    st.notes.append("attention materialises its s x s scores (pre-FlashAttention); the "
+                    "utilisation still counts attention's causal FLOPs, not the full s x s")
 
 
 def _kind_label(st: _Step, rates: _Rates, kind: str, flops: float, t: np.ndarray) -> None:
