@@ -19,7 +19,7 @@ from scaling.units import parse_count, parse_whole
 #: The parallel dimensions `flopcast step` does not time but the memory model shards by:
 #: (flag, memory_breakdown argument, help).
 MEMORY_FLAGS = (
-    ("--cp", "cp", "context parallelism (default 1)"),
+    # --cp and --ep come with the step command's layout flags (LAYOUT_FLAGS).
     ("--etp", "etp", "tensor parallelism inside each expert (default: --tp, as `flopcast "
                      "step` splits the experts and Megatron-Core's "
                      "--expert-tensor-parallel-size defaults)"),

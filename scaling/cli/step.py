@@ -19,6 +19,8 @@ LAYOUT_FLAGS = (
     ("--tp", "tp", "tensor parallelism (default 1)"),
     ("--pp", "pp", "pipeline stages (default 1)"),
     ("--dp", "dp", "data-parallel replicas (default 1)"),
+    ("--cp", "cp", "context parallelism: each sequence split over CP GPUs, ring/all-gather "
+                   "attention (default 1)"),
     ("--seq", "seq", "sequence length, e.g. 8192 or 8Ki (default: the model's)"),
     ("--micro-batch", "micro_batch", "sequences per micro-batch (default 1)"),
     ("--interleave", "interleave", "interleaved pipeline chunks per GPU (default 1: plain 1F1B)"),
@@ -126,7 +128,9 @@ def describe(result, profile, memory=None) -> str:
     """The step for people: the answer, the terms in words, the labelled inputs."""
     lay = result.layout
     lines = [f"{result.model} on {result.hardware} ({profile.label}), {result.precision}: "
-             f"TP {lay['tp']} x PP {lay['pp']} x DP {lay['dp']} = {lay['gpus']:,} GPUs"
+             f"TP {lay['tp']} x "
+             + (f"CP {lay['cp']} x " if lay.get("cp", 1) > 1 else "")
+             + f"PP {lay['pp']} x DP {lay['dp']} = {lay['gpus']:,} GPUs"
              + (f" (EP {lay['ep']} inside DP)" if lay.get("ep", 1) > 1 else "") + ", "
              f"sequences of {lay['seq']:,}, {lay['batch_tokens']:,} tokens per step "
              f"({lay['batch_tokens'] // lay['seq']:,} sequences), {lay['micro_batches']} "

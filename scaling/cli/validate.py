@@ -11,6 +11,7 @@ parallelism, an unpublished layout) is refused with the reason, never given a nu
 report-only run (Llama 4 Behemoth) is modelled under the assumed layout its row states
 (`scaling.validate.runs.ValidationRun.assumed_layout`) and, where its source does not say
 which FLOPs it counts, compared in flopcast's FLOPs, both said in the row's assumptions.
+Context parallelism is modelled (`scaling.model.step`'s ``cp``).
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ def refusal(run: ValidationRun) -> str | None:
     if any(lay.get(k) is None for k in ("tp", "pp", "dp", "seq", "global_batch")):
         missing = [k for k in ("tp", "pp", "dp", "seq", "global_batch") if lay.get(k) is None]
         return f"its layout is not published ({', '.join(missing)} unknown)"
-    if (lay.get("cp") or 1) > 1:
-        return (f"context parallelism (CP {lay['cp']}) is not modelled by the step model "
-                f"(no ring-attention sends per layer)")
     if lay.get("recompute") is not None and lay["recompute"] not in STEP_RECOMPUTE:
         return f"{lay['recompute']} recomputation is not timed by the step model"
     if run.precision not in PRECISIONS and run.precision not in SAME_PEAK:
@@ -123,12 +121,14 @@ def model_run(run: ValidationRun) -> dict:
     micro_batches = batch_tokens // (lay["seq"] * lay["dp"] * micro_batch)
     tried = []
     for interleave, recompute in _schedules(run):
-        shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "seq": lay["seq"],
+        shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "cp": lay.get("cp") or 1,
+                 "seq": lay["seq"],
                  "micro_batch": micro_batch, "micro_batches": micro_batches,
                  "interleave": interleave, "recompute": recompute, "ep": ep}
         memory = step_memory(config, run.hardware, shape, precision=precision)
         step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
-                         dp=lay["dp"], seq=lay["seq"], batch_tokens=batch_tokens,
+                         dp=lay["dp"], cp=lay.get("cp") or 1, seq=lay["seq"],
+                         batch_tokens=batch_tokens, attention=run.attention,
                          micro_batch=micro_batch, interleave=interleave, recompute=recompute,
                          ep=ep)
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))

@@ -206,18 +206,19 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
                 options: MemoryOptions | None = None) -> MemoryBreakdown:
     """The memory of a layout as `scaling.model.step.step_time` runs it (``layout``: its keys
     ``tp, pp, dp, seq, micro_batch, micro_batches, interleave`` and optionally
-    ``recompute``, ``ep`` and ``expert_imbalance``; `StepResult.layout` has them): sequence
-    parallelism with tensor parallelism (as the step model's communication term assumes),
-    `STEP_ZERO`, FP8 GEMM inputs kept in FP8 when the GEMMs run in FP8 (Transformer Engine
-    saves the FP8 casts), and the step model's expert parallelism: ``ep`` ranks of the data-
-    parallel group, each expert split over tensor parallelism (``etp = tp``, Megatron-Core's
-    default) and the busiest rank's routed tokens ``expert_imbalance`` times the mean."""
+    ``recompute``, ``cp``, ``ep`` and ``expert_imbalance``; `StepResult.layout` has them):
+    sequence parallelism with tensor parallelism (as the step model's communication term
+    assumes), `STEP_ZERO`, FP8 GEMM inputs kept in FP8 when the GEMMs run in FP8 (Transformer
+    Engine saves the FP8 casts), and the step model's expert parallelism: ``ep`` ranks of the
+    data-parallel group, each expert split over tensor parallelism (``etp = tp``,
+    Megatron-Core's default) and the busiest rank's routed tokens ``expert_imbalance`` times
+    the mean."""
     if options is None:
         options = MemoryOptions(fp8_gemm_inputs=precision == "fp8",
                                 routed_token_factor=layout.get("expert_imbalance", 1.0))
     return memory_breakdown(
         config, hardware, tp=layout["tp"], pp=layout["pp"], dp=layout["dp"],
-        ep=layout.get("ep", 1), etp=layout["tp"],
+        ep=layout.get("ep", 1), etp=layout["tp"], cp=layout.get("cp", 1),
         micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
         interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
         zero=STEP_ZERO, seq=layout["seq"], options=options)
@@ -238,8 +239,6 @@ def memory_known(hardware) -> bool:
 def device_memory(hardware) -> tuple[float, str]:
     """(bytes, short name) of the device: a preset name, a `HardwareProfile` of a recognised
     device, or a number of GiB."""
-    from scaling.hardware import datasheets
-
     if isinstance(hardware, (int, float)) and not isinstance(hardware, bool):
         if not hardware > 0:
             raise DataError(f"device memory must be a positive number of GiB, got {hardware!r}")

@@ -101,16 +101,21 @@ ASSUMED_OVERLAP = {
     "ep_overlap": "no overlap of the expert-parallel all-to-alls (Megatron-Core's default "
                   "all-to-all dispatcher runs them on the critical path; DeepSeek-V3's "
                   "DualPipe hides them)",
+    "cp_overlap": "no overlap: Llama 3's context parallelism all-gathers K and V before the "
+                  "local attention and calls the exposed all-gather small, not hidden "
+                  "(arXiv 2407.21783, Sec. 3.3.2)",
 }
 
-BREAKDOWN_TERMS = ("gemm_s", "attention_s", "expert_gemm_s", "elementwise_s", "tp_comm_s", "pp_comm_s",
-                   "pipeline_bubble_s", "dp_comm_s", "optimizer_s", "ep_comm_s",
-                   "moe_permute_s")
+BREAKDOWN_TERMS = ("gemm_s", "attention_s", "expert_gemm_s", "elementwise_s", "fp8_cast_s",
+                   "tp_comm_s", "cp_comm_s", "pp_comm_s", "pipeline_bubble_s", "dp_comm_s",
+                   "optimizer_s", "ep_comm_s", "moe_permute_s")
 #: The terms of a step as people name them (tables, the report).
 TERM_NAMES = {
     "gemm_s": "GEMMs", "attention_s": "attention", "expert_gemm_s": "MoE expert GEMMs",
     "elementwise_s": "elementwise (norms, rotary, SwiGLU, softmax)",
-    "tp_comm_s": "tensor-parallel communication", "pp_comm_s": "pipeline sends",
+    "fp8_cast_s": "FP8 quantisation of GEMM inputs (amax and cast)",
+    "tp_comm_s": "tensor-parallel communication",
+    "cp_comm_s": "context-parallel key/value exchange", "pp_comm_s": "pipeline sends",
     "pipeline_bubble_s": "pipeline bubble", "dp_comm_s": "data-parallel communication",
     "optimizer_s": "optimizer",
     "ep_comm_s": "expert-parallel all-to-all (dispatch, combine)",
@@ -132,6 +137,7 @@ LAYOUT_DEFAULTS = {
     "tp": (1, "assumed", "default: no tensor parallelism"),
     "pp": (1, "assumed", "default: no pipeline parallelism"),
     "dp": (1, "assumed", "default: one data-parallel replica"),
+    "cp": (1, "assumed", "default: no context parallelism"),
     "micro_batch": (1, "assumed", "default: one sequence per micro-batch"),
     "interleave": (1, "assumed", "default: one model chunk per GPU (plain 1F1B)"),
     "ep": (1, "assumed", "default: no expert parallelism (every GPU holds every expert)"),
@@ -142,6 +148,12 @@ LAYOUT_DEFAULTS = {
 #: and attention run again before its backward: Megatron-LM's --checkpoint-activations,
 #: Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not count the recomputed forward.
 STEP_RECOMPUTE = ("none", "full")
+#: How attention is computed: ``flash``, a fused kernel timed with the profile's attention
+#: curves (FlashAttention, Dao et al. 2022, arXiv 2205.14135, and its successors), or
+#: ``materialised``, the pre-FlashAttention way (Megatron-LM of 2021: QK^T as a batched GEMM,
+#: a fused scale-mask-softmax, dropout, and a batched GEMM with V), where the s x s scores go
+#: through memory (`materialised_attention_kernels`).
+ATTENTION_IMPLS = ("flash", "materialised")
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
@@ -152,6 +164,8 @@ OVERRIDES = {
     "tp_busbw_gbps": "bus bandwidth of tensor-parallel collectives",
     "dp_busbw_gbps": "bus bandwidth of data-parallel collectives",
     "pp_gbps": "bandwidth of pipeline sends",
+    "cp_busbw_gbps": "bus bandwidth of the context-parallel key/value exchange",
+    "cp_overlap": "fraction of the context-parallel key/value exchange hidden behind attention",
     "tp_overlap": "fraction of tensor-parallel communication hidden behind compute",
     "pp_overlap": "fraction of pipeline sends hidden",
     "dp_overlap": "fraction of data-parallel communication hidden",
@@ -161,7 +175,8 @@ OVERRIDES = {
     "ep_overlap": "fraction of the expert-parallel all-to-alls hidden behind compute",
     **{term: "seconds per step for this term" for term in BREAKDOWN_TERMS},
 }
-_FRACTIONS = ("mfu", "tp_overlap", "pp_overlap", "dp_overlap", "bubble_fraction", "ep_overlap")
+_FRACTIONS = ("mfu", "tp_overlap", "pp_overlap", "dp_overlap", "cp_overlap", "bubble_fraction",
+              "ep_overlap")
 
 
 @dataclass(frozen=True)
@@ -222,7 +237,7 @@ def _check_overrides(overrides: dict | None) -> dict:
             raise DataError(f"override {key} is a fraction in [0, 1], got {value!r}")
         if key in ("mfu", "tflops_per_gpu", "gemm_tflops", "expert_gemm_tflops",
                    "attention_tflops", "memory_gbps",
-                   "tp_busbw_gbps", "dp_busbw_gbps", "pp_gbps") and v == 0:
+                   "tp_busbw_gbps", "dp_busbw_gbps", "pp_gbps", "cp_busbw_gbps") and v == 0:
             raise DataError(f"override {key} must be positive, got {value!r}")
         if key == "expert_imbalance" and v < 1:
             raise DataError(f"override expert_imbalance is the busiest expert's tokens over "
@@ -338,8 +353,14 @@ class _Step:
         return 2 if self.recompute == "full" and op.direction == "fwd" else 1
 
     @property
+    def seq_local(self) -> int:
+        """Tokens of each sequence on one GPU: ``seq / cp`` under context parallelism."""
+        return self.lay["seq"] // self.lay["cp"]
+
+    @property
     def tokens_mb(self) -> int:
-        return self.lay["micro_batch"] * self.lay["seq"]
+        """Tokens of one micro-batch on one GPU (its context-parallel share)."""
+        return self.lay["micro_batch"] * self.seq_local
 
     @property
     def layers_per_stage(self) -> float:
@@ -347,7 +368,14 @@ class _Step:
 
     @property
     def gpus(self) -> int:
-        return self.lay["tp"] * self.lay["pp"] * self.lay["dp"]
+        return self.lay["tp"] * self.lay["cp"] * self.lay["pp"] * self.lay["dp"]
+
+    @property
+    def dp_group(self) -> int:
+        """The GPUs that hold the same weights and reduce their gradients together: the
+        data-parallel replicas times the context-parallel ranks (Megatron-Core folds CP into
+        the gradient reduction; `scaling.model.memory` shards optimizer state over dp x cp)."""
+        return self.lay["dp"] * self.lay["cp"]
 
     def layers_of(self, kind: str) -> float:
         """Layers of ``kind`` ("dense" or "moe") on one stage of a balanced pipeline."""
@@ -365,25 +393,34 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               seq: int | None = None, batch_tokens: int | None = None,
               micro_batch: int | None = None, interleave: int | None = None,
               overrides: dict | None = None, chosen: dict | None = None,
-              recompute: str = "none", ep: int | None = None) -> StepResult:
+              recompute: str = "none", cp: int | None = None,
+              attention: str = "flash", ep: int | None = None) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
     ``recompute="full"`` adds each layer's forward GEMMs and attention once more to the
     GEMM, attention and expert terms (`STEP_RECOMPUTE`)."""
     st = _setup(config, profile, precision, overrides, chosen,
-                dict(tp=tp, pp=pp, dp=dp, seq=seq, batch_tokens=batch_tokens,
+                dict(tp=tp, pp=pp, dp=dp, cp=cp, seq=seq, batch_tokens=batch_tokens,
                      micro_batch=micro_batch, interleave=interleave, ep=ep), recompute)
+    if attention not in ATTENTION_IMPLS:
+        raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
     peak = _peak(st)
     kernels = _kernel_terms(st)
     memory = _memory_bandwidth(st)
+    if attention == "materialised":
+        _materialised_attention_term(st, kernels, memory)
     mb = {"gemm_s": kernels["gemm"], "attention_s": kernels["attention"]}
     if "expert" in kernels:
         mb["expert_gemm_s"] = kernels["expert"]
     mb["elementwise_s"] = _elementwise_term(st, memory)
     overlaps = _overlaps(st)
-    mb.update(tp_comm_s=_tp_comm_term(st, overlaps["tp_overlap"]),
-              pp_comm_s=_pp_comm_term(st, overlaps["pp_overlap"]))
+    if st.gemm_dtype != "bf16":
+        mb["fp8_cast_s"] = _fp8_cast_term(st, memory)
+    mb["tp_comm_s"] = _tp_comm_term(st, overlaps["tp_overlap"])
+    if st.lay["cp"] > 1:
+        mb["cp_comm_s"] = _cp_comm_term(st, overlaps["cp_overlap"])
+    mb["pp_comm_s"] = _pp_comm_term(st, overlaps["pp_overlap"])
     if st.config.is_moe:
         mb.update(ep_comm_s=_ep_comm_term(st), moe_permute_s=_permute_term(st, memory))
     t_mb = sum(mb.values())
@@ -402,7 +439,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     lay = st.lay
     return StepResult(
         model=config.name, hardware=profile.name, precision=precision,
-        layout={"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "gpus": st.gpus,
+        layout={"tp": lay["tp"], "cp": lay["cp"], "pp": lay["pp"], "dp": lay["dp"],
+                "gpus": st.gpus,
                 "seq": lay["seq"], "batch_tokens": lay["batch_tokens"],
                 "micro_batch": lay["micro_batch"], "micro_batches": st.m,
                 "interleave": lay["interleave"], "recompute": st.recompute, "ep": lay["ep"],
@@ -436,6 +474,10 @@ def _setup(config, profile, precision, overrides, chosen, passed, recompute="non
     if config.layers < pp or lay["interleave"] > math.ceil(config.layers / pp):
         raise DataError(f"{config.layers} layers cannot fill {pp} pipeline stages x "
                         f"{lay['interleave']} interleaved chunks")
+    if seq % lay["cp"] or (lay["cp"] > 1 and seq % (2 * lay["cp"])):
+        raise DataError(f"sequence length {seq} must split into 2 x cp = {2 * lay['cp']} equal "
+                        f"chunks for context parallelism {lay['cp']} (each rank holds two, "
+                        f"Llama 3 Sec. 3.3.2)")
     for key in ("expert_gemm_s", "ep_comm_s", "moe_permute_s", "expert_imbalance",
                 "ep_busbw_gbps", "ep_overlap"):
         if key in ov and not config.is_moe:
@@ -443,8 +485,9 @@ def _setup(config, profile, precision, overrides, chosen, passed, recompute="non
     _check_ep(config, lay)
     notes = []
     if precision == "fp8":
-        notes.append("FP8 applies to the GEMMs; attention runs in BF16 (as in FP8 training "
-                     "recipes such as Transformer Engine's)")
+        notes.append("FP8 applies to the layers' GEMMs; the output head, router, attention and "
+                     "norms run in BF16 (DeepSeek-V3 Sec. 3.3.1; Transformer Engine), and each "
+                     f"FP8 GEMM input is quantised ({FP8_RECIPE} scaling, fp8_cast_s)")
     return _Step(config, profile, precision, ov, lay, labels, notes, int(per_replica),
                  PRECISIONS[precision], recompute=recompute)
 
@@ -464,6 +507,67 @@ def _peak(st: _Step) -> Figure | None:
 
 
 # -- kernels of one micro-batch ---------------------------------------------------------------
+
+#: GEMMs an FP8 recipe keeps in BF16: the output head and the MoE router (DeepSeek-V3,
+#: arXiv 2412.19437, Sec. 3.3.1: "the embedding module, the output head, MoE gating modules,
+#: normalization operators, and attention operators" stay in BF16/FP32; Megatron-LM's output
+#: layer is not a Transformer Engine FP8 module). Attention and norms are not GEMMs here and
+#: run in BF16 already.
+BF16_GEMMS_UNDER_FP8 = ("lm_head", "router")
+#: Bytes moved per element to quantise one GEMM input for FP8 (BF16 in, FP8 out), by scaling
+#: recipe. Both write the FP8 tensor and its transpose in one pass (Transformer Engine's
+#: cast-transpose: Hopper FP8 GEMMs take only the TN layout, so the wgrad needs X^T and
+#: dY^T): read 2 B, write 1 + 1 B.
+#: ``delayed``: the scale comes from the amax history of earlier iterations and the amax is
+#: recorded in the same pass (Transformer Engine's DelayedScaling, its default recipe):
+#: 4 B per element. ``current``: the amax of this tensor is reduced first, one more read
+#: (Transformer Engine's Float8CurrentScaling; DeepSeek-V3's online 1x128 tile scales,
+#: Sec. 3.3.2, also read each tile before casting it): 6 B per element.
+FP8_CAST_BYTES = {"delayed": 2 + 1 + 1, "current": 2 + 2 + 1 + 1}
+FP8_RECIPE = "delayed"
+
+
+def gemm_dtype(st: "_Step", op: Op) -> str:
+    """The dtype ``op`` runs in: the step's GEMM dtype, except the GEMMs an FP8 recipe keeps in
+    BF16 (`BF16_GEMMS_UNDER_FP8`)."""
+    if st.gemm_dtype != "bf16" and op.name.split(".")[0] in BF16_GEMMS_UNDER_FP8:
+        return "bf16"
+    return st.gemm_dtype
+
+
+def fp8_cast_bytes(fwd_gemms: list[Op], micro_batches: int, recipe: str = FP8_RECIPE,
+                   input_passes: int = 1) -> float:
+    """Bytes of memory traffic per micro-batch to quantise the inputs of the FP8 GEMMs whose
+    forwards are ``fwd_gemms`` (Y[m,n] = X[m,k] W[k,n], ``count`` of each): X once per forward
+    pass (``input_passes``: 2 under full recomputation), the output gradient dY once in the
+    backward, and W once per optimizer step, shared by the ``micro_batches`` micro-batches
+    (Transformer Engine caches the FP8 weights between micro-batches: ``is_first_microbatch``
+    of ``te.Linear.forward``), each at `FP8_CAST_BYTES` per element."""
+    if recipe not in FP8_CAST_BYTES:
+        raise UnknownNameError("FP8 scaling recipe", recipe, FP8_CAST_BYTES)
+    per = FP8_CAST_BYTES[recipe]
+    total = 0.0
+    for op in fwd_gemms:
+        m, n, k = op.shape["m"], op.shape["n"], op.shape["k"]
+        total += op.count * per * (input_passes * m * k + m * n + k * n / micro_batches)
+    return total
+
+
+def _fp8_cast_term(st: "_Step", memory: Figure) -> np.ndarray:
+    """Seconds of one micro-batch's FP8 quantisation (amax and cast) of the GEMM inputs on one
+    stage: memory-bound traffic at the profile's memory bandwidth."""
+    total = 0.0
+    for layer in st.config.layer_kinds():  # dense and MoE layers, each counted per stage
+        fp8 = [op for op in _layer_ops(st, layer) if op.kind == "gemm" and op.direction == "fwd"
+               and gemm_dtype(st, op) != "bf16"]
+        total += st.layers_of(layer) * fp8_cast_bytes(
+            fp8, st.m, input_passes=2 if st.recompute == "full" else 1)
+    st.labels["fp8_cast_bytes_per_microbatch"] = _label(
+        total, "assumed", f"{FP8_RECIPE} scaling, {FP8_CAST_BYTES[FP8_RECIPE]} B per element "
+                          "of each FP8 GEMM input (X per forward, dY per backward, W per step; "
+                          "Transformer Engine cast-transpose)")
+    return np.full(3, total / (memory.value * 1e9))
+
 
 def is_expert_op(op: Op) -> bool:
     """Whether ``op`` is one of a routed expert's GEMMs (`ModelConfig.layer_ops` names them
@@ -488,7 +592,7 @@ class _Rates:
             return _override(ov, "attention_tflops")
         if op.kind == "gemm":
             s = op.shape
-            return profile.matmul_tflops(s["m"], s["n"], s["k"], self.st.gemm_dtype)
+            return profile.matmul_tflops(s["m"], s["n"], s["k"], gemm_dtype(self.st, op))
         return profile.attention_tflops(dtype=self.st.attn_dtype, direction=op.direction,
                                         **op.shape)
 
@@ -506,7 +610,7 @@ def _kernel_terms(st: _Step) -> dict:
     """Seconds of one micro-batch on one stage for the dense GEMMs, attention and (MoE) the
     expert GEMMs, and the kernel FLOPs they execute (``flops``, for utilisation)."""
     config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
-    head_ops = config.head_ops(st.lay["micro_batch"], st.lay["seq"], tp)
+    head_ops = config.head_ops(st.lay["micro_batch"], st.seq_local, tp)
     rates = _Rates(st)
     head_gemm = sum((rates.time(op) for op in head_ops), np.zeros(3))
     hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
@@ -515,12 +619,12 @@ def _kernel_terms(st: _Step) -> dict:
     # A model with dense and MoE layers: each kind timed once and counted per stage.
     for layer in config.layer_kinds():
         n = st.layers_of(layer)
-        layer_ops = config.layer_ops(st.lay["micro_batch"], st.lay["seq"], tp, layer=layer,
-                                     ep=st.lay["ep"])
+        layer_ops = _layer_ops(st, layer)
         for op in layer_ops:
             if not is_expert_op(op):
-                out[op.kind] = out[op.kind] + n * rates.time(op) * st.passes(op)
-                flops[op.kind] += n * op.count * op.flops * st.passes(op)
+                share = _cp_share(st, op)
+                out[op.kind] = out[op.kind] + n * rates.time(op) * st.passes(op) * share
+                flops[op.kind] += n * op.count * op.flops * st.passes(op) * share
         experts = [op for op in layer_ops if is_expert_op(op)]
         if experts:
             per_layer_expert, flops_expert = _expert_term(st, experts)
@@ -531,6 +635,84 @@ def _kernel_terms(st: _Step) -> dict:
         _kind_label(st, rates, kind, flops[kind], out[kind])
     out["flops"] = flops["gemm"] + flops["attention"] + flops["expert"]
     return out
+
+
+def _layer_ops(st: _Step, layer) -> list[Op]:
+    """One layer's kernels (of kind ``layer``, dense or MoE) on one GPU: the GEMMs at the
+    micro-batch's local tokens (``seq / cp`` per sequence under context parallelism) and the
+    attention calls at the full sequence, of which `_cp_share` gives this GPU its part."""
+    config, b, tp, ep = st.config, st.lay["micro_batch"], st.lay["tp"], st.lay["ep"]
+    ops = config.layer_ops(b, st.seq_local, tp, layer=layer, ep=ep)
+    if st.lay["cp"] == 1:
+        return ops
+    full = [op for op in config.layer_ops(b, st.lay["seq"], tp, layer=layer, ep=ep)
+            if op.kind == "attention"]
+    return [op for op in ops if op.kind != "attention"] + full
+
+
+def _cp_share(st: _Step, op: Op) -> float:
+    """This GPU's share of ``op``: ``1 / cp`` of a full-sequence attention call under context
+    parallelism, else 1. Each rank computes its ``seq / cp`` queries against every key of the
+    sequence; the causal work is balanced because each rank holds two chunks, i and
+    2 cp - 1 - i, of the sequence cut into 2 cp (Llama 3 paper, arXiv 2407.21783, Sec. 3.3.2),
+    so each does ``1 / cp`` of the causal FLOPs. Timed at the attention curve's rate for the
+    full-sequence causal call (an assumption: the local kernel is seq / cp queries by up to
+    seq keys, shapes the curves do not hold)."""
+    return 1.0 / st.lay["cp"] if op.kind == "attention" else 1.0
+
+
+def materialised_attention_kernels(batch: int, heads: int, seq: int, head_dim: int,
+                                   dropout: bool) -> dict:
+    """The kernels of one attention call that writes its ``seq x seq`` scores to memory, as
+    (FLOPs, bytes of s x s traffic) per direction, over ``batch x heads`` score matrices of
+    FP16/BF16 (2 B) elements; the mask and softmax run on the whole matrix (no causal
+    skipping), as Megatron-LM's fused scale-mask-softmax kernel of 2021 did.
+
+    Forward: QK^T writes the scores (2 B); softmax reads and writes them (4 B); dropout reads
+    them and writes its output and a 1-byte mask (5 B); the product with V reads them (2 B).
+    Backward: dO V^T writes the probabilities' gradient (2 B); dV = P^T dO reads P (2 B);
+    dropout's backward reads gradient and mask and writes (5 B); softmax's backward reads
+    gradient and output and writes (6 B); dQ and dK read the score gradient (2 x 2 B). The
+    stored tensors are Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.1's ``5 a s^2 b``
+    bytes per layer (softmax output, dropout mask and output). Each batched GEMM does
+    ``2 s^2 d`` FLOPs per matrix."""
+    n = batch * heads * seq * seq
+    gemm = 2 * seq * seq * head_dim * batch * heads
+    drop_fwd, drop_bwd = (5, 5) if dropout else (0, 0)
+    return {"fwd": {"gemm_flops": 2 * gemm, "gemm_bytes": (2 + 2) * n,
+                    "elementwise_bytes": (4 + drop_fwd) * n},
+            "bwd": {"gemm_flops": 4 * gemm, "gemm_bytes": (2 + 2 + 2 + 2) * n,
+                    "elementwise_bytes": (6 + drop_bwd) * n}}
+
+
+def _materialised_attention_term(st: _Step, kernels: dict, memory: Figure) -> None:
+    """Replace the attention term by attention with materialised scores: its batched GEMMs
+    each at the slower of the GEMM curve's rate and their s x s traffic over memory
+    bandwidth (a roofline per kernel), its softmax and dropout as memory traffic."""
+    config, b, seq, tp = st.config, st.lay["micro_batch"], st.lay["seq"], st.lay["tp"]
+    if st.lay["cp"] > 1:
+        raise DataError("materialised attention is not modelled with context parallelism")
+    hq, _ = config.local_heads(tp)
+    hd = (config.qk_head_dim + config.v_head_dim) // 2
+    k = materialised_attention_kernels(b, hq, seq, hd, config.dropout)
+    rate = (_override(st.ov, "gemm_tflops") if "gemm_tflops" in st.ov
+            else st.profile.matmul_tflops(seq, seq, hd, "bf16"))
+    bw = memory.value * 1e9
+    per_layer, flops = np.zeros(3), 0.0
+    for direction, passes in (("fwd", 2 if st.recompute == "full" else 1), ("bwd", 1)):
+        d = k[direction]
+        # Each batched GEMM is split evenly over its FLOPs and bytes (two forward, four back).
+        gemm = np.maximum(d["gemm_flops"] / (_trio(rate) * 1e12), d["gemm_bytes"] / bw)
+        per_layer = per_layer + passes * (gemm + d["elementwise_bytes"] / bw)
+        flops += passes * d["gemm_flops"]
+    kernels["attention"] = st.layers_per_stage * per_layer
+    st.labels["attention_tflops"] = _label(
+        flops / per_layer[0] / 1e12, rate.label,
+        "materialised attention (no FlashAttention): batched GEMMs on the GEMM curve or s x s "
+        "traffic at memory bandwidth, softmax" + (" and dropout" if config.dropout else "")
+        + " as memory traffic (Korthikanti et al. 2022, Sec. 4.1)")
+    st.notes.append("attention materialises its s x s scores (pre-FlashAttention); the "
+                    "utilisation still counts attention's causal FLOPs, not the full s x s")
 
 
 def _kind_label(st: _Step, rates: _Rates, kind: str, flops: float, t: np.ndarray) -> None:
@@ -627,7 +809,7 @@ def _elementwise_term(st: _Step, memory: Figure) -> np.ndarray:
 
 def _overlaps(st: _Step) -> dict:
     overlaps = {}
-    for key in ("tp_overlap", "pp_overlap", "dp_overlap"):
+    for key in ("tp_overlap", "pp_overlap", "dp_overlap", "cp_overlap"):
         overlaps[key] = st.ov.get(key, 0.0)
         st.labels[key] = (_as_label(_override(st.ov, key)) if key in st.ov
                           else _label(overlaps[key], "assumed", ASSUMED_OVERLAP[key]))
@@ -650,6 +832,40 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     per_layer_tp = 4 * (msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9))
     st.labels["tp_busbw_gbps"] = _as_label(ag)
     return st.layers_per_stage * per_layer_tp * (1 - overlap)
+
+
+def cp_exchange_bytes(config: ModelConfig, tp: int, cp: int, micro_batch: int,
+                      seq: int) -> float:
+    """Bytes one GPU receives per layer per micro-batch in context parallelism's key/value
+    exchange: the other ``cp - 1`` ranks' K and V blocks (``seq / cp`` tokens each, the local
+    key/value heads, BF16), three times: gathered for the forward, gathered again for the
+    backward, and the K and V gradients reduce-scattered back. Llama 3's all-gather-based CP
+    (arXiv 2407.21783, Sec. 3.3.2) and a ring (Liu et al. 2023, arXiv 2310.01889: cp - 1
+    block sends forward, K/V and dK/dV passed round the ring backward) move the same bytes.
+    MLA models exchange their up-projected per-head keys and values (Megatron-Core's CP)."""
+    kv_heads = config.heads_q if config.mla else config.heads_kv
+    kv_local = max(1, kv_heads // tp)
+    block = micro_batch * seq / cp * kv_local * (config.qk_head_dim + config.v_head_dim) \
+        * ACT_BYTES
+    return 3 * (cp - 1) * block
+
+
+def _cp_comm_term(st: _Step, overlap: float) -> np.ndarray:
+    """Seconds of one micro-batch's context-parallel K/V exchange on one stage, on the link
+    the CP group sits on: inside the NVLink domain when ``tp * cp`` GPUs fit in it (Megatron
+    orders TP innermost, then CP), else across the scale-out fabric."""
+    tp, cp, profile, ov = st.lay["tp"], st.lay["cp"], st.profile, st.ov
+    per_layer = cp_exchange_bytes(st.config, tp, cp, st.lay["micro_batch"], st.lay["seq"])
+    # The gathered tensor: all cp blocks; nccl-tests time = size * (n - 1) / n / busbw.
+    gathered = per_layer / 3 * cp / (cp - 1)
+    intra = tp * cp <= profile.gpus_per_node
+    bw = (_override(ov, "cp_busbw_gbps") if "cp_busbw_gbps" in ov
+          else profile.busbw_gbps("all_gather", gathered, cp, intra_node=intra))
+    st.labels["cp_busbw_gbps"] = _as_label(bw)
+    st.labels["cp_exchange_bytes_per_layer"] = _label(
+        per_layer, "assumed", "K and V of the other cp - 1 ranks, gathered forward and "
+                              "backward, their gradients reduce-scattered (BF16)")
+    return st.layers_per_stage * per_layer / (_trio(bw) * 1e9) * (1 - overlap)
 
 
 def _pp_comm_term(st: _Step, overlap: float) -> np.ndarray:
@@ -685,7 +901,7 @@ def _params_local(st: _Step) -> float:
 
 def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     """Seconds per step of the FSDP gradient reduce-scatter and parameter all-gather."""
-    dp, profile = st.lay["dp"], st.profile
+    dp, profile = st.dp_group, st.profile
     if dp == 1:
         return np.zeros(3)
     intra = st.gpus <= profile.gpus_per_node
@@ -701,7 +917,7 @@ def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
 
 def _optimizer_term(st: _Step, memory: Figure) -> np.ndarray:
     """Seconds per step of Adam's memory traffic over this GPU's parameter shard."""
-    return np.full(3, _params_local(st) / st.lay["dp"] * OPTIMIZER_BYTES_PER_PARAM
+    return np.full(3, _params_local(st) / st.dp_group * OPTIMIZER_BYTES_PER_PARAM
                    / (memory.value * 1e9))
 
 

@@ -29,6 +29,12 @@ from scaling.model.config import ModelConfig, model_preset
 NARAYANAN = "Narayanan et al. 2021 (SC'21, arXiv 2104.04473)"
 SC21_SCRIPT = ("NVIDIA/Megatron-LM examples/sc21/run_table_1.sh and CONFIG.sh (the authors' "
                "reproduction script)")
+MEGATRON_2021_ATTENTION = (
+    "materialised s x s scores: the 2021 Megatron-LM computed attention as a batched GEMM "
+    "(baddbmm), its fused scale-mask-softmax CUDA kernel, attention dropout and a batched GEMM "
+    "(megatron/model/transformer.py, ParallelAttention); FlashAttention came later (Dao et "
+    "al. 2022, arXiv 2205.14135); Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.1, "
+    "counts the 5 a s^2 b bytes of scores Megatron stored per layer")
 LLAMA3 = "Llama 3 paper (Dubey et al. 2024, arXiv 2407.21783)"
 
 #: The FLOP conventions published throughputs use, and what each counts per token.
@@ -80,6 +86,9 @@ class ValidationRun:
     #: (keys of ``layout``) and the rule that chose it; never used where a value is published.
     assumed_layout: dict = field(default_factory=dict)
     assumed_layout_rule: str = ""
+    #: How the run computed attention (`scaling.model.step.ATTENTION_IMPLS`) and the source.
+    attention: str = "flash"
+    attention_source: str = "FlashAttention-class fused attention (the step model's default)"
 
     @property
     def tolerance(self) -> float | None:
@@ -99,6 +108,7 @@ class ValidationRun:
                 "flops": self.flops, "flops_label": self.flops_label,
                 "flops_source": self.flops_source, "published_params": self.published_params,
                 "tolerance": self.tolerance, "hardware_source": self.hardware_source,
+                "attention": self.attention, "attention_source": self.attention_source,
                 "notes": list(self.notes), "assumed_layout": dict(self.assumed_layout),
                 "assumed_layout_rule": self.assumed_layout_rule}
 
@@ -180,7 +190,8 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
                         f"8 x 200 Gb/s HDR InfiniBand per node",
         notes=(f"{SC21_SCRIPT}: --fp16 (A100 FP16 and BF16 dense peaks are both 312 TFLOP/s)",
                "throughput end to end: data loading, optimizer, communication and logging "
-               "included (Sec. 5.1)"))
+               "included (Sec. 5.1)"),
+        attention="materialised", attention_source=MEGATRON_2021_ATTENTION)
 
 
 #: Narayanan et al. 2021, Table 1 (params, TP, PP, GPUs, batch, TFLOP/s per GPU), with the
