@@ -44,11 +44,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARK_TABLE = {"--benchmark-columns": "median,iqr,rounds"}
 # bench.timing.CPU_PERF_COUNTER, spelled here so that loading the plugin does not import torch.
 CPU_PERF_COUNTER = "cpu-perf-counter"
-# Benchmark cases outside bench/ carry this marker: the loss-law fit's, in the source tree's
-# tests/ (it measures the planning half's code, which bench does not import), added to a
-# ``--benchmark`` run without test paths when it is there.
+# Benchmark cases outside bench/ carry this marker: the loss-law fit's and the layout search's,
+# in the source tree's tests/ (they measure the planning half's code, which bench does not
+# import), added to a ``--benchmark`` run without test paths when they are there.
 MARKER = "flopcast_benchmark"
-EXTRA_CASES = (BENCH_DIR.parent / "tests" / "test_fit_benchmark.py",)
+EXTRA_CASES = (BENCH_DIR.parent / "tests" / "test_fit_benchmark.py",
+               BENCH_DIR.parent / "tests" / "test_search_benchmark.py")
 
 
 def window_seconds(text: str) -> float:

@@ -29,7 +29,7 @@ from scaling.errors import FlopcastError
 SCHEMA_VERSION = 1  # the version this flopcast writes
 READABLE_VERSIONS = (1,)  # the versions it reads
 
-KINDS = ("kernel", "comm", "fit")  # what `make_record` builds records of
+KINDS = ("kernel", "comm", "fit", "layout_search")  # what `make_record` builds records of
 
 # Integers are stored in 64-bit signed database columns (SQLite INTEGER, PostgreSQL bigint).
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -122,9 +122,9 @@ IDENTITY = _fields("identity", [
     ("name", "str", "", "e.g. `gemm-bf16-rr-torch-4096x4096x4096`"),
     ("test", "str or null", "", "the pytest node id that produced it"),
     ("label", "str", "", "where a shape comes from, e.g. `llama3-405b ffn-up` for a model's layer; `\"\"` otherwise"),
-    ("kernel", "str", "", "family: `gemm`, `attention`, `grouped_gemm`, `moe_dispatch`, `moe_combine`, `comm`, `fit`"),
+    ("kernel", "str", "", "family: `gemm`, `attention`, `grouped_gemm`, `moe_dispatch`, `moe_combine`, `comm`, `fit`, `layout_search`"),
     ("impl", "str", "", "`torch` (`torch.matmul`, `torch._scaled_mm`), `sdpa-flash`, `sdpa-cudnn`, `sdpa-efficient`, `sdpa-math` (SDPA with that one backend pinned), `triton`, ..."),
-    ("baseline", "bool", "", "whether `impl` is one of the family's baselines in the kernel registry (`torch` for `gemm`; the four `sdpa-*` for `attention`), which the others are compared with; `false` for `comm` and `fit`. Files written before the field existed lack it: the loader then takes `torch` as the baseline of `gemm` and `attention` and no baseline elsewhere (`scaling.schema.LEGACY_BASELINE_IMPL`)"),
+    ("baseline", "bool", "", "whether `impl` is one of the family's baselines in the kernel registry (`torch` for `gemm`; the four `sdpa-*` for `attention`), which the others are compared with; `false` for `comm`, `fit` and `layout_search`. Files written before the field existed lack it: the loader then takes `torch` as the baseline of `gemm` and `attention` and no baseline elsewhere (`scaling.schema.LEGACY_BASELINE_IMPL`)"),
     ("backend", "str", "", "the library backend the implementation pinned: SDPA's `FLASH_ATTENTION`, `CUDNN_ATTENTION`, `EFFICIENT_ATTENTION` or `MATH` (`torch.nn.attention.SDPBackend` names); for `comm`, the process-group backend (`nccl`, `gloo`); `\"\"` when nothing is pinned"),
     ("gqa_method", "str", "", "how SDPA got grouped-query heads (`heads_kv < heads_q`): `enable_gqa` (torch 2.5 and later), `repeat_interleave` (K and V heads expanded inside the timed call, on torch 2.4); `\"\"` otherwise"),
     ("dtype", "str", "", "input type: `fp32`, `bf16`, `fp16`, `fp8_e4m3`, `fp8_e5m2`, ..."),
@@ -256,8 +256,9 @@ def make_record(kind: str, *, name: str, kernel: str, impl: str, dtype: str, sha
     the family's own fields (``extra``) after them.
 
     ``kind`` is ``kernel`` (a registry kernel: ``rel_error``, ``tolerance`` and ``baseline``,
-    the registry's flag for ``impl``, required), ``comm`` (a collective) or ``fit`` (a
-    loss-law fit timed on the CPU); comm and fit records are never baselines. TFLOP/s and
+    the registry's flag for ``impl``, required), ``comm`` (a collective), ``fit`` (a
+    loss-law fit timed on the CPU) or ``layout_search`` (the planner's layout search timed on
+    the CPU); only kernel records can be baselines. TFLOP/s and
     GB/s are computed here from ``flops``, ``bytes`` and ``time_s``, never passed in.
     ``timing_method``, ``l2_flush`` and ``timing_fallback_reason`` say how ``time_s`` was
     measured (`bench.timing`). ``power`` is the power fields
@@ -316,7 +317,7 @@ def remake_record(record: Mapping, **changes) -> dict:
 
 def kind_of(record: Mapping) -> str:
     """The `make_record` kind a record was built as, from its family."""
-    return record["kernel"] if record.get("kernel") in ("comm", "fit") else "kernel"
+    return record["kernel"] if record.get("kernel") in KINDS else "kernel"
 
 
 # -- validation ------------------------------------------------------------------------------

@@ -241,7 +241,8 @@ def test_the_plans_layout_is_not_given():
 
     source = ThroughputSource(H100, precision=None, seq=None)
     source(16384, 405e9)
-    (step,) = source._steps.values()
+    (search,) = source._steps.values()  # the layout search's result; its best layout's step
+    step = search.best.step
     assert {step.labels[k]["label"] for k in ("tp", "pp", "dp", "interleave", "batch_tokens")} \
         == {"assumed"}
     assert step.labels["seq"]["label"] == "published"

@@ -15,6 +15,7 @@ from scaling.plan.planner import (DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW, P
 from scaling.plan.text import (TABLE, headlines, input_text, layout_text, summary, table_rows,
                                where_from)
 from scaling.model.step import describe_breakdown
+from scaling.plan.search import layout_words
 from scaling.units import format_count, parse_count, parse_duration, parse_number, parse_whole
 
 
@@ -137,6 +138,8 @@ def register(sub):
                    help="results files or folders: build a measured hardware profile from them "
                         "instead of --hardware")
     add_results_arguments(p, positional=False)
+    p.add_argument("--explain", action="store_true",
+                   help="show the layout search's runners-up per cluster and why each loses")
     p.add_argument("--json", action="store_true", help="print every number with unit and label")
     p.set_defaults(func=run)
     return p
@@ -156,7 +159,24 @@ def run(args) -> int:
         print_json(plan.to_dict())
         return 0
     print(describe(plan))
+    if getattr(args, "explain", False):
+        for p in plan.plans:
+            if p.search:
+                print(f"\n{p.gpus:,} GPUs:\n" + explain(p.search))
     return 0
+
+
+def explain(search: dict) -> str:
+    """The layout search's ranked layouts and the refused faster ones, one line each."""
+    lines = [f"layout search: {search['counts']['searched']:,} layouts, "
+             f"{search['counts']['fit']:,} fit memory, {search['counts']['timed']:,} timed"]
+    for i, c in enumerate(search["ranked"] + search["refused"][:3], 1):
+        tflops = (f"{c['tflops_per_gpu']:,.0f} TFLOP/s/GPU" if c.get("tflops_per_gpu")
+                  else "-")
+        lines.append(f"  {i}. {layout_words(c['layout'])}: {tflops}, "
+                     f"{c['memory_gib']:,.1f} GiB; {c['reason']}")
+    lines += [f"  note: {n}" for n in search["notes"]]
+    return "\n".join(lines)
 
 
 def _short(text: str, width: int = 90) -> str:

@@ -10,7 +10,10 @@ from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, memory_known, require_fit, step_memory
 from scaling.model.config import model_presets, resolve_model
 from scaling.output import fmt_num, format_table, print_json
-from scaling.model.step import OVERRIDES, PRECISIONS, STEP_RECOMPUTE, TERM_NAMES, step_time
+from scaling.model.step import (DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS, STEP_RECOMPUTE,
+                                TERM_NAMES, step_time)
+from scaling.plan.search import search_layouts
+from scaling.cli.plan import explain
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
                            parse_count, parse_number, parse_whole, with_interval)
 
@@ -44,9 +47,14 @@ def register(sub):
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16")
     for flag, _, text in LAYOUT_FLAGS:
         p.add_argument(flag, type=partial(parse_whole, what=flag), help=text)
-    p.add_argument("--recompute", choices=STEP_RECOMPUTE, default="none",
+    p.add_argument("--recompute", choices=STEP_RECOMPUTE,
                    help="activation recomputation: none, or full (every layer's forward again "
                         "before its backward; default none)")
+    p.add_argument("--gpus", type=partial(parse_whole, what="--gpus"),
+                   help="search the fastest layout of this many GPUs that fits memory (the "
+                        "layout flags given pin their dimensions)")
+    p.add_argument("--explain", action="store_true",
+                   help="with --gpus: show the layout search's runners-up and why each loses")
     p.add_argument("--batch-tokens", metavar="B",
                    help="tokens per optimizer step: 2048x8192 (sequences x length), 16Mi or "
                         "16777216 (default: Llama 3's 2,048 x 8,192 = 16Mi, Table 4)")
@@ -102,13 +110,32 @@ def run(args) -> int:
     typed = {name: ("given", f"given: --{name.replace('_', '-')} "
                              f"{args.batch_tokens if name == 'batch_tokens' else value}")
              for name, value in layout.items() if value is not None}
-    result = step_time(config, profile, precision=args.precision, **layout,
-                       overrides=_overrides(args), chosen=typed, recompute=args.recompute)
+    found = None
+    if args.gpus is not None and not all(layout[k] is not None for k in ("tp", "pp", "dp")):
+        pins = {k: layout[k] for k in ("tp", "pp", "dp", "micro_batch", "interleave")}
+        pins["recompute"] = args.recompute
+        found = search_layouts(config, profile, args.gpus, precision=args.precision, seq=seq,
+                               batch=layout.get("batch_tokens", DEFAULT_BATCH_TOKENS) // seq,
+                               pins=pins, overrides=_overrides(args))
+        result = found.best.step
+    else:
+        if args.gpus is not None and layout["tp"] * layout["pp"] * layout["dp"] > args.gpus:
+            raise DataError(f"TP {layout['tp']} x PP {layout['pp']} x DP {layout['dp']} needs "
+                            f"more than the {args.gpus:,} GPUs of --gpus")
+        result = step_time(config, profile, precision=args.precision, **layout,
+                           overrides=_overrides(args), chosen=typed,
+                           recompute=args.recompute or "none")
     memory = checked_memory(config, profile, result)
     if args.json:
-        print_json(result.to_dict() | {"memory": None if memory is None else memory.to_dict()})
+        out = result.to_dict() | {"memory": None if memory is None else memory.to_dict()}
+        if found is not None:
+            out["layout_search"] = found.to_dict()
+        print_json(out)
         return 0
     print(describe(result, profile, memory))
+    if args.explain:
+        print("\n" + (explain(found.to_dict()) if found is not None else
+                      "layout search: none (the layout was given in full, or no --gpus)"))
     return 0
 
 

@@ -113,6 +113,7 @@ class ClusterPlan:
     layout: dict | None = None
     breakdown: dict | None = None
     memory: dict | None = None  # the layout's bytes per GPU (`scaling.model.memory.MemoryBreakdown`)
+    search: dict | None = None  # the layout search's ranked layouts (`scaling.plan.search`)
     labels: dict[str, str] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # of the throughput and the watts
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -122,6 +123,7 @@ class ClusterPlan:
         out["layout"] = self.layout
         out["breakdown"] = self.breakdown
         out["memory"] = self.memory
+        out["layout_search"] = self.search
         out["units"] = dict(UNITS)
         out["labels"] = dict(self.labels)
         out["sources"] = dict(self.sources)
@@ -339,7 +341,7 @@ def _cluster(compute_flops, gpus, params, params_range, throughput: ThroughputFn
            else (central.tflops.value / peak if peak else None))
     return ClusterPlan(
         gpus=int(gpus), mfu=mfu, layout=central.layout, breakdown=central.breakdown,
-        memory=central.memory,
+        memory=central.memory, search=central.search,
         labels=output_labels(labels, central),
         sources={"tflops_per_gpu": central.tflops.source, "gpu_power_w": central.power_w.source},
         intervals=intervals,

@@ -6,8 +6,9 @@ spread the hardware profile gives) and the board watts at that load. `Throughput
 answers it in one of two ways:
 
 * **the step model** (`scaling.model.step`): N becomes a concrete model (`scaling.model.config`; a Llama 3
-  preset when N is within 1% of one), laid out as Llama 3 405B was (`llama3_layout`), and
-  the step model times it on the hardware profile;
+  preset when N is within 1% of one), laid out by the layout search (`scaling.plan.search`:
+  the fastest layout of the cluster's GPUs that fits the device's memory, as the step model
+  times it), and the step model's figure for that layout is the answer;
 * **a given figure** (``--tflops-per-gpu`` or ``--mfu``), labelled given; only the watts
   then come from the profile.
 
@@ -27,6 +28,7 @@ from scaling.model.memory import (GIB, device_memory, memory_known, model_state_
                             step_memory)
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
 from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak, step_time
+from scaling.plan.search import LayoutSearch
 from scaling.provenance import Figure
 
 DEFAULT_PRECISION = "bf16"
@@ -46,6 +48,8 @@ class Throughput:
     #: None where no concrete model is known (a plan then takes the budget's 6 N per token)
     flops_per_token: float | None = None
     memory: dict | None = None  # the layout's memory on the device (`MemoryBreakdown`)
+    #: the layout search that chose ``layout`` (`scaling.plan.search.SearchResult.to_dict`)
+    search: dict | None = None
 
 
 ThroughputFn = Callable[[float, float], Throughput]  # (gpus, params) -> Throughput
@@ -137,7 +141,7 @@ class ThroughputSource:
                             f"profile of a recognised GPU")
         self._configs: dict[float, Any] = {}
         self._steps: dict[tuple, Any] = {}
-        self._memory: dict[tuple, Any] = {}
+        self._searchers: dict[float, LayoutSearch] = {}
 
     @classmethod
     def build(cls, hardware, *, results=None, precision: str | None = None,
@@ -189,13 +193,8 @@ class ThroughputSource:
                               mfu=t / self.peak.value if self.peak is not None else None,
                               flops_per_token=self._flops_per_token(params))
         config = self.config(params)
-        layout = llama3_layout(params, config.layers, gpus)
-        key = (params, layout["tp"], layout["pp"], layout["dp"])
-        if key not in self._steps:
-            self._steps[key], self._memory[key] = self._fastest_that_fits(config, layout, gpus)
-        step, memory = self._steps[key], self._memory[key]
-        layout = dict(layout, **{k: step.layout[k] for k in (
-            "interleave", "recompute", "seq", "micro_batch", "micro_batches", "batch_tokens")})
+        found = self.search(params, gpus)
+        step, layout = found.best.step, dict(found.best.layout)
         busy = layout["gpus_used"] / gpus  # whole replicas only: the remainder idles
         t = step.tflops_per_gpu * busy
         w = step.power_w  # at the step's hardware utilisation
@@ -203,71 +202,29 @@ class ThroughputSource:
             raise DataError(f"hardware profile '{self.profile.name}' gives no watts at this load "
                             "(no datasheet peak to place it on its power curve, and no TDP); "
                             "use a profile of a recognised GPU or a published preset")
+        memory = (step_memory(config, self.profile, step.layout, precision=self.precision)
+                  if memory_known(self.profile) else None)
         modelled = step.labels["tflops_per_gpu"]
         return Throughput(Figure(t, step.tflops_per_gpu_lo * busy, step.tflops_per_gpu_hi * busy,
                                  modelled["label"], modelled["source"], "TFLOP/s"), w,
                           mfu=t / self.peak.value if self.peak is not None else None,
                           layout=layout, breakdown=dict(step.breakdown),
                           flops_per_token=config.flops_per_token(self.seq),
-                          memory=None if memory is None else memory.to_dict())
+                          memory=None if memory is None else memory.to_dict(),
+                          search=found.to_dict())
 
-    def _fastest_that_fits(self, config, layout: dict, gpus: float):
-        """(step, memory) of the fastest of `SCHEDULES` on ``layout`` that fits the device's
-        memory (memory None where the device's memory is unknown: every schedule is timed);
-        a `DataError` with the GiB needed and held where none fits, or where one replica
-        needs more GPUs than the cluster has."""
-        replica = layout["tp"] * layout["pp"]
-        if replica > gpus:
-            raise DataError(self._too_few(config, layout, gpus))
-        known = memory_known(self.profile)
-        micro_batches = self.micro_batches(layout)
-        tried, fitting = [], []
-        for interleave, recompute in SCHEDULES:
-            interleave = interleave if layout["pp"] > 1 else 1
-            if (interleave, recompute) in tried or \
-                    interleave > math.ceil(config.layers / layout["pp"]):
-                continue
-            tried.append((interleave, recompute))
-            shape = {"tp": layout["tp"], "pp": layout["pp"], "dp": layout["dp"],
-                     "seq": self.seq, "micro_batch": 1, "micro_batches": micro_batches,
-                     "interleave": interleave, "recompute": recompute}
-            memory = step_memory(config, self.profile, shape, precision=self.precision) \
-                if known else None
-            if memory is not None and not memory.fits:
-                fitting.append((None, memory))
-                continue
-            chosen = self._chosen()
-            if recompute != "none" or interleave != INTERLEAVE:
-                chosen["interleave"] = ("assumed", RECOMPUTE_SOURCE)
-            step = step_time(config, self.profile, precision=self.precision, tp=layout["tp"],
-                             pp=layout["pp"], dp=layout["dp"], seq=self.seq,
-                             batch_tokens=layout["dp"] * micro_batches * self.seq,
-                             interleave=interleave, chosen=chosen, recompute=recompute)
-            fitting.append((step, memory))
-        timed = [(s, m) for s, m in fitting if s is not None]
-        if timed:
-            return max(timed, key=lambda sm: sm[0].tflops_per_gpu)
-        smallest = min((m for _, m in fitting), key=lambda m: m.total_bytes)
-        try:
-            require_fit(smallest)
-        except DataError as exc:
-            raise DataError(f"{gpus:,.0f} GPUs as TP {layout['tp']} x PP {layout['pp']} x DP "
-                            f"{layout['dp']}, even with full recomputation: {exc}") from None
-        raise AssertionError("a layout that fits was not timed")  # unreachable
-
-    def _too_few(self, config, layout: dict, gpus: float) -> str:
-        """Why a cluster smaller than one replica gets no plan, with the memory figures: the
-        model's weights, gradients and optimizer state alone, sharded over every GPU."""
-        replica = layout["tp"] * layout["pp"]
-        text = (f"{config.name} needs {replica:,} GPUs per replica in the planner's layout "
-                f"(TP {layout['tp']} x PP {layout['pp']}), more than the {gpus:,.0f} given")
-        if memory_known(self.profile):
-            hbm, device = device_memory(self.profile)
-            state = sum(model_state_bytes(config.params, 3, gpus)) / GIB
-            text += (f"; its weights, gradients and optimizer state alone need {state:,.0f} "
-                     f"GiB per GPU sharded over all {gpus:,.0f} (ZeRO-3) and the {device} "
-                     f"has {hbm / GIB:,.0f} GiB")
-        return text + "; give more GPUs or a smaller model"
+    def search(self, params: float, gpus: float):
+        """The layout search's answer for a model of ``params`` on ``gpus`` GPUs (the
+        planner's batch: Llama 3's 2,048 x 8,192 tokens, grown to one sequence per pipeline
+        stage per replica), kept for the next call."""
+        key = (params, int(gpus))
+        if key not in self._steps:
+            if params not in self._searchers:
+                self._searchers[params] = LayoutSearch(self.config(params), self.profile,
+                                                       precision=self.precision, seq=self.seq,
+                                                       seq_label=self._chosen()["seq"])
+            self._steps[key] = self._searchers[params].search(int(gpus))
+        return self._steps[key]
 
     def _flops_per_token(self, params: float) -> float | None:
         """The step model's FLOPs per token of the model a plan of ``params`` trains (None
