@@ -4,7 +4,7 @@ on an H100/H200 must show before its numbers are trusted, in under eight minutes
 1. Versions and clocks: torch, Triton, CUDA, the driver, the device and its NVML clocks,
    power limit and clock-event reasons, read over a short idle window.
 2. The compile gate: every Triton kernel's every autotune configuration compiled for sm_90
-   (``tests/sm90_compile.py``, run in a separate process beside the GPU work, so it costs no
+   (``tests/support/sm90_compile.py``, run in a separate process beside the GPU work, so it costs no
    GPU time); it passes when no configuration spills registers or needs more shared memory
    than the device has.
 3. The kernel rows of `bench.gpu_check`: every kernel checked against float64 at large shapes,
@@ -37,7 +37,7 @@ from pathlib import Path
 from scaling.schema import jsonable
 
 REPO = Path(__file__).resolve().parents[1]
-COMPILE_SCRIPT = REPO / "tests" / "sm90_compile.py"
+COMPILE_SCRIPT = REPO / "tests" / "support" / "sm90_compile.py"
 # Shared memory one block may use on compute capability 9.0 (CUDA C++ Programming Guide,
 # "Technical Specifications per Compute Capability": 227 KB).
 SM90_SHARED_BYTES = 227 * 1024
@@ -139,12 +139,12 @@ def finish_compile_gate(proc, reason: str | None, timeout_s: float) -> dict:
         # other Triton versions may lack: not a verdict on the kernels, which the kernel rows
         # compile and run on the device anyway.
         last = (err.strip().splitlines() or ["no output"])[-1]
-        return {"passed": None, "reason": f"tests/sm90_compile.py exited {proc.returncode}: "
+        return {"passed": None, "reason": f"tests/support/sm90_compile.py exited {proc.returncode}: "
                                           f"{last[:200]}"}
     try:
         rows = json.loads(out)
     except ValueError as exc:
-        return {"passed": None, "reason": f"tests/sm90_compile.py printed no JSON: {exc}"}
+        return {"passed": None, "reason": f"tests/support/sm90_compile.py printed no JSON: {exc}"}
     return summarise_compile(rows)
 
 

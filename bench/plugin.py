@@ -48,8 +48,8 @@ CPU_PERF_COUNTER = "cpu-perf-counter"
 # in the source tree's tests/ (they measure the planning half's code, which bench does not
 # import), added to a ``--benchmark`` run without test paths when they are there.
 MARKER = "flopcast_benchmark"
-EXTRA_CASES = (BENCH_DIR.parent / "tests" / "test_fit_benchmark.py",
-               BENCH_DIR.parent / "tests" / "test_search_benchmark.py")
+EXTRA_CASES = tuple(BENCH_DIR.parent / "tests" / "test_scaling" / room / name for room, name in
+                    (("laws", "test_fit_benchmark.py"), ("plan", "test_search_benchmark.py")))
 
 
 def window_seconds(text: str) -> float:

@@ -56,7 +56,7 @@ P_SHIFT = 8.0
 def _fwd_configs() -> list:
     """Forward tiles. One under the interpreter (timing NumPy would be meaningless); on a GPU,
     Hopper-sized candidates (BLOCK_M of 128 fills two warpgroups of wgmma with 8 warps). None
-    spills registers on sm_90 (tests/test_triton_compile.py): 128 x 64 on 4 warps, which holds
+    spills registers on sm_90 (tests/test_kernels/test_triton_compile.py): 128 x 64 on 4 warps, which holds
     a 128 x 128 float32 output per warpgroup, is not among them."""
     if interpreting():
         return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 16}, num_stages=1, num_warps=4)]
@@ -71,7 +71,7 @@ def _fwd_prune(configs, named_args, **kwargs):
     """Drop tiles much taller than the query sequence (they would compute mostly padding),
     and, for key lengths that are not a multiple of 16, the three-stage 128 x 128 tile: with
     the masks of such a ragged end it needs more than 255 registers at head_dim 128 and
-    spills (sm_90, tests/test_triton_compile.py); its two-stage twin stays."""
+    spills (sm_90, tests/test_kernels/test_triton_compile.py); its two-stage twin stays."""
     seq_q, ragged = named_args["SEQ_Q"], named_args["SEQ_K"] % 16
     fitting = [c for c in configs if c.kwargs["BLOCK_M"] <= max(64, triton.next_power_of_2(seq_q))
                and not (ragged and (c.kwargs["BLOCK_M"], c.kwargs["BLOCK_N"], c.num_stages)
@@ -191,7 +191,7 @@ def _attn_fwd(q_ptr, k_ptr, v_ptr, o_ptr, lse_ptr, scales_ptr, sm_scale,
 def _bwd_configs(kernel: str) -> list:
     """Backward tiles. The dK/dV kernel holds two float32 (BLOCK_N, HEAD_DIM) accumulators
     and streams short query blocks past them; the dQ kernel the reverse. None spills registers
-    on sm_90 at head_dim 128 (tests/test_triton_compile.py): dK/dV with 64-row query blocks
+    on sm_90 at head_dim 128 (tests/test_kernels/test_triton_compile.py): dK/dV with 64-row query blocks
     (64 x 128 on 8 warps, 64 x 64 on 4) is not among them."""
     interpret = interpreting()
     if kernel == "dkdv":

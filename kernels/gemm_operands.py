@@ -6,7 +6,7 @@ and B through shared memory with vectorised, software-pipelined copies. Triton e
 only where it can prove alignment: its JIT marks an integer argument (a size, a stride) that
 is a multiple of 16 (`ALIGN`), and where a leading dimension or K is not, loads become scalar,
 the pipeline collapses to one stage and most tiles spill registers (compiled for sm_90 at
-1000 x 1000 x 1000: every FP8 tile, up to 11 KB per thread; tests/test_triton_compile.py).
+1000 x 1000 x 1000: every FP8 tile, up to 11 KB per thread; tests/test_kernels/test_triton_compile.py).
 FP8 operands must also be K-major (wgmma reads FP8 tiles from shared memory only so: PTX
 ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate", matrix descriptors), and the
 TMA GEMM needs a row-major A.

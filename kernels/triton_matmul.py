@@ -12,7 +12,7 @@ What makes it fast on a GPU, after Triton's matrix-multiplication tutorial
 * **Autotuned tiles, keyed on the problem.** Each distinct shape, operand layout (the strides),
   FP8 scaling and accumulation mode is timed once over a few Hopper-sized configurations
   (128-256 wide tiles, 3-4 pipeline stages, 4-8 warps, none spilling registers on sm_90:
-  tests/test_triton_compile.py); the best is cached. FP8 takes BLOCK_K twice as deep as BF16
+  tests/test_kernels/test_triton_compile.py); the best is cached. FP8 takes BLOCK_K twice as deep as BF16
   for the same shared-memory bytes.
 * **Any layout, any size.** Operands are addressed through their strides: row- and
   column-major 16-bit inputs need no copy (Hopper's wgmma reads 16-bit tiles of either
@@ -76,7 +76,7 @@ def _configs(fp8: bool, fast_accum: bool = True) -> list:
     the NumPy emulation, which says nothing about a GPU. On a GPU the candidates are the ones
     that suit Hopper's 228 KB of shared memory and wgmma's 64-row warpgroup tiles; FP8 doubles
     BLOCK_K so each stage moves the same bytes. None spills registers on sm_90
-    (tests/test_triton_compile.py compiles every candidate and refuses any that does): a
+    (tests/test_kernels/test_triton_compile.py compiles every candidate and refuses any that does): a
     64 x 256 tile on 4 warps (128 float32 accumulators per thread) is left out, and so, for
     precise FP8 accumulation, is 128 x 256 on 8 warps, whose second accumulator (the tensor
     cores' partial sums beside the float32 totals) takes 256 registers per thread.

@@ -64,7 +64,7 @@ def _config(bm, bn, bk, stages, warps):
 def _configs(fp8: bool, fast_accum: bool = True) -> list:
     """Tiles to autotune over: one small tile under the interpreter; on a GPU, Hopper-sized
     tiles (the C tile of the TMA store takes shared memory beside the pipeline stages), none
-    spilling registers on sm_90 (tests/test_triton_compile.py). Precise FP8 accumulation
+    spilling registers on sm_90 (tests/test_kernels/test_triton_compile.py). Precise FP8 accumulation
     keeps a second accumulator, so its widest tile is 128 x 128."""
     if interpreting():
         return [_config(32, 32, 32, 1, 4)]

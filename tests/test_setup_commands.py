@@ -51,7 +51,7 @@ def test_no_command_starts_pytest_by_name():
     ("pip install -e . && pytest --benchmark --sweep quick", True),
     ("... && pytest\n", True),
     ("run `pytest --benchmark` first", True),
-    ("pytest tests/test_fit.py", True),
+    ("pytest tests/test_scaling/laws/test_fit.py", True),
     ("torchrun --nproc-per-node 8 -m pytest --benchmark", True),
     ("python -m pytest --benchmark --sweep quick", False),
     ("python -m torch.distributed.run --nproc-per-node 8 -m pytest --benchmark", False),

@@ -51,7 +51,7 @@ def load_profile(name_or_path=None, results=None, *, device: str | None = None
 
 def _load_results(paths):
     # The loader brings pandas; it is imported when results are read, not when a command
-    # module imports this one, so `flopcast --help` stays fast (tests/test_cli_startup.py).
+    # module imports this one, so `flopcast --help` stays fast (tests/test_scaling/cli/test_cli_startup.py).
     from scaling.records.load import load_results
 
     if isinstance(paths, (str, Path)):

@@ -224,22 +224,28 @@ class HardwareProfile:
         want = " ".join(p for p in (kernel, dtype, impl, direction, variant) if p)
         raise DataError(f"profile '{self.name}' has no data for {want}; it has: {has}")
 
+    def _roofline(self, rates: tuple, label: str, flops: float, bytes_: float,
+                  notes: list) -> tuple[tuple, str]:
+        """(value, lo, hi) TFLOP/s capped at ``flops / bytes * memory bandwidth``, and the
+        label of whichever set the value. Only a datasheet bandwidth is a ceiling; a measured
+        one is a lower bound, so it caps nothing."""
+        if self.memory_gbps is None or self.memory_gbps.label != "published" or bytes_ <= 0:
+            return rates, label
+        cap = flops / bytes_ * self.memory_gbps.value * 1e9 / 1e12
+        if cap < rates[0]:
+            notes.append(f"capped by {bytes_:.3g} bytes at "
+                         f"{self.memory_gbps.value:.4g} GB/s ({self.memory_gbps.label})")
+            label = self.memory_gbps.label
+        return tuple(min(r, cap) for r in rates), label
+
     def _predict(self, curves: list[KernelCurve], flops: int, bytes_: int) -> Figure:
         best = None
         for c in curves:
             rate = c.curve.rate(flops)
             value, lo, hi = rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi
             notes = [f"{c.key}: {c.source}"]
-            label = c.label
-            # Only a datasheet bandwidth is a ceiling; a measured one is a lower bound.
-            if self.memory_gbps is not None and self.memory_gbps.label == "published" \
-                    and bytes_ > 0:
-                cap = flops / bytes_ * self.memory_gbps.value * 1e9 / 1e12
-                if cap < value:
-                    notes.append(f"capped by {bytes_:.3g} bytes at "
-                                 f"{self.memory_gbps.value:.4g} GB/s ({self.memory_gbps.label})")
-                    label = self.memory_gbps.label
-                value, lo, hi = min(value, cap), min(lo, cap), min(hi, cap)
+            (value, lo, hi), label = self._roofline((value, lo, hi), c.label, flops, bytes_,
+                                                    notes)
             if c.curve.points and not c.curve.in_range(flops):
                 notes.append(f"{flops:.3g} FLOPs is outside the measured "
                              f"{c.curve.size_min:.3g}..{c.curve.size_max:.3g}")
@@ -326,14 +332,9 @@ class HardwareProfile:
         for c in same or found:
             rate = c.curve.rate(rows)
             value, lo, hi = rate, rate * c.curve.ratio_lo, rate * c.curve.ratio_hi
-            notes, label = [f"{c.key}: {c.source}"], c.label
-            if self.memory_gbps is not None and self.memory_gbps.label == "published":
-                cap = flops / bytes_ * self.memory_gbps.value * 1e9 / 1e12
-                if cap < value:
-                    notes.append(f"capped by {bytes_:.3g} bytes at "
-                                 f"{self.memory_gbps.value:.4g} GB/s ({self.memory_gbps.label})")
-                    label = self.memory_gbps.label
-                value, lo, hi = min(value, cap), min(lo, cap), min(hi, cap)
+            notes = [f"{c.key}: {c.source}"]
+            (value, lo, hi), label = self._roofline((value, lo, hi), c.label, flops, bytes_,
+                                                    notes)
             if c.curve.points and not c.curve.in_range(rows):
                 notes.append(f"{rows:.4g} tokens per expert is outside the measured "
                              f"{c.curve.size_min:.4g}..{c.curve.size_max:.4g}")

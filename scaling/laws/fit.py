@@ -18,7 +18,7 @@ might in principle have ended lower), but on the Chinchilla points the starts th
 global minimum rank at the top from the first iteration on, and on those points and six
 synthetic data sets the pruned fit ends where running every start to the end does (within
 1e-17; ``prune=None`` does that, about ten times slower) and where the plain fit does (checked
-in tests and in ``tests/test_fit_benchmark.py``). The best row is finally polished with tighter
+in tests and in ``tests/test_scaling/laws/test_fit_benchmark.py``). The best row is finally polished with tighter
 tolerances.
 
 The **bootstrap** resamples points with replacement. A resample is the same objective with

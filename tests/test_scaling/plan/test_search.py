@@ -1,0 +1,99 @@
+"""The layout search (scaling.plan.search): hand-checkable choices, pins, one refusal with the
+GiB, and a ranking that agrees with step_time called directly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from scaling.errors import DataError
+from scaling.hardware.load import load_profile
+from scaling.model.config import model_presets
+from scaling.model.memory import GIB, step_memory
+from scaling.model.step import step_time
+from scaling.plan.search import search_layouts
+from tests.test_scaling.plan.test_plan import flopcast
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return load_profile("h100-sxm")
+
+
+def test_a_model_that_needs_pipelining_gets_pp_above_one(h100):
+    # 405B on 256 GPUs: without pipelining a GPU holds at least the TP-8 share of the BF16
+    # weights, which ZeRO-2 does not shard: 405.9e9 x 2 B / 8 = 101 GB > 80 GB, so the search
+    # must pipeline.
+    c = model_presets()["llama3-405b"]
+    assert c.params * 2 / 8 > 80 * GIB
+    found = search_layouts(c, h100, 256, batch=256)
+    assert found.best.layout["pp"] >= 2
+    assert found.best.memory_bytes <= 80 * GIB
+
+
+def test_pinned_tensor_parallelism_is_respected(h100):
+    c = model_presets()["llama3-405b"]
+    found = search_layouts(c, h100, 16384, batch=2048, pins={"tp": 4})
+    assert all(cand.layout["tp"] == 4 for cand in found.ranked)
+
+
+def test_infeasible_everywhere_is_one_refusal_with_gib(h100):
+    c = model_presets()["llama3-405b"]
+    with pytest.raises(DataError, match=r"fits no layout of 8 GPUs.*GiB per GPU and the H100 "
+                                         r"has 80 GiB"):
+        search_layouts(c, h100, 8, batch=2048)
+
+
+def test_ranking_agrees_with_step_time_called_directly(h100):
+    c = model_presets()["llama3-405b"]
+    found = search_layouts(c, h100, 16384, batch=2048)
+    times = []
+    for cand in found.ranked:
+        lay = cand.layout
+        direct = step_time(c, h100, tp=lay["tp"], pp=lay["pp"], dp=lay["dp"], seq=lay["seq"],
+                           batch_tokens=lay["batch_tokens"], micro_batch=lay["micro_batch"],
+                           interleave=lay["interleave"], recompute=lay["recompute"],
+                           cp=lay.get("cp", 1), ep=lay.get("ep", 1))
+        assert direct.step_time_s == pytest.approx(cand.step.step_time_s, rel=1e-12)
+        mem = step_memory(c, h100, direct.layout)
+        assert mem.fits and mem.total_bytes == pytest.approx(cand.memory_bytes)
+        times.append(direct.step_time_s / lay["batch_tokens"])
+    assert times == sorted(times)
+    # Every refused layout is one the bound put ahead of the best, and does not fit.
+    for cand in found.refused:
+        assert cand.memory_bytes > 80 * GIB
+
+
+def test_the_bound_prunes_without_changing_the_answer(h100):
+    # Overrides switch the bound off (every layout that fits is timed): same best layout.
+    c = model_presets()["llama3-70b"]
+    pruned = search_layouts(c, h100, 512, batch=512)
+    full = search_layouts(c, h100, 512, batch=512, overrides={"pp_overlap": 0.0})
+    assert pruned.counts["timed"] < full.counts["timed"] == full.counts["fit"]
+    assert pruned.best.layout == full.best.layout
+
+
+def test_405b_on_16k_h100_is_searched_within_a_generous_wall_bound(h100):
+    c = model_presets()["llama3-405b"]
+    began = time.perf_counter()
+    search_layouts(c, h100, 16384)
+    assert time.perf_counter() - began < 10  # measured ~0.1 s; catches a pathological regression
+
+
+def test_step_and_plan_explain_and_json_carry_the_search(capsys):
+    code, out, _ = flopcast(capsys, "step", "llama3-405b", "--gpus", "16384", "--tp", "8",
+                            "--explain")
+    assert code == 0 and "layout search:" in out and "slower per token" in out
+    import json
+    code, out, _ = flopcast(capsys, "step", "llama3-405b", "--gpus", "16384", "--json")
+    data = json.loads(out)
+    best = data["layout_search"]["best"]["layout"]
+    # the search's dimensions, as step ran them (CP and EP are not searched: 1 each)
+    assert {k: data["layout"][k] for k in best if k in data["layout"]} == \
+        {k: v for k, v in best.items() if k in data["layout"]}
+    assert data["layout"].get("cp", 1) == data["layout"].get("ep", 1) == 1
+    assert len(data["layout_search"]["ranked"]) >= 2
+    code, out, _ = flopcast(capsys, "plan", "--compute", "llama3", "--params", "405B",
+                            "--gpus", "16384", "--explain")
+    assert code == 0 and "1. TP 8" in out
