@@ -30,11 +30,12 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from scaling.schema import jsonable
+from scaling.schema import jsonable, rate
 
 REPO = Path(__file__).resolve().parents[1]
 COMPILE_SCRIPT = REPO / "tests" / "support" / "sm90_compile.py"
@@ -182,24 +183,38 @@ CROSS_CHECKS = (
 )
 
 
+def error_text(exc: BaseException) -> str:
+    """``TypeName: first line of the message``: how a failed row says what went wrong."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+@contextmanager
+def checked_call(kernel, impl, kwargs, device):
+    """(spec, one call) of a registry kernel checked against its reference first, inside the
+    spec's context (e.g. SDPA's backend pin), which holds while the caller times the call."""
+    from kernels import registry
+
+    spec = registry.build(kernel, impl, **kwargs)
+    with spec.context():
+        spec.check(device)
+        inputs = spec.make_inputs(device, 1)
+
+        def call():
+            spec.run(*inputs)
+
+        yield spec, call
+
+
 def cross_check(case_id, kernel, impl, kwargs, device) -> dict:
     """One case timed by every method; ``agree`` compares flopcast's per-call events with
     ``do_bench`` (both cold L2, median), and its graph replay with ``do_bench_cudagraph``."""
     import triton.testing
 
     from bench.timing import CUDA_EVENTS, CUDA_GRAPH, SyncTimer, synchronize, time_call, time_host
-    from kernels import registry
 
     row = {"id": case_id}
     try:
-        spec = registry.build(kernel, impl, **kwargs)
-        with spec.context():
-            spec.check(device)
-            inputs = spec.make_inputs(device, 1)
-
-            def fn():
-                spec.run(*inputs)
-
+        with checked_call(kernel, impl, kwargs, device) as (_, fn):
             auto = time_call(fn, device)
             row.update(auto_method=auto.method, auto_s=auto.time_s)
             row["events_s"] = time_call(fn, device, method=CUDA_EVENTS, l2_flush=True).time_s
@@ -216,7 +231,7 @@ def cross_check(case_id, kernel, impl, kwargs, device) -> dict:
                 row["do_bench_cudagraph_s"] = None
                 row["do_bench_cudagraph_error"] = f"{type(exc).__name__}: {exc}"[:200]
     except Exception as exc:  # noqa: BLE001 - this row fails, the check goes on
-        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        row["error"] = error_text(exc)
     row.update(cross_check_verdict(row))
     return row
 
@@ -251,28 +266,20 @@ def power_pairing(case_id, kernel, impl, kwargs, device, telemetry,
     """The short window's TFLOP/s, then the sustained TFLOP/s and watts of one steady window."""
     from bench.power import power_fields
     from bench.timing import synchronize, time_call
-    from kernels import registry
 
     row = {"id": case_id}
     try:
-        spec = registry.build(kernel, impl, **kwargs)
-        with spec.context():
-            spec.check(device)
-            inputs = spec.make_inputs(device, 1)
-
-            def fn():
-                spec.run(*inputs)
-
+        with checked_call(kernel, impl, kwargs, device) as (spec, fn):
             timing = time_call(fn, device)
             power = power_fields(telemetry, fn, lambda: synchronize(device), spec.flops, window_s)
-        row.update(tflops=spec.flops / timing.time_s / 1e12, timing_method=timing.method,
+        row.update(tflops=rate(spec.flops, timing.time_s, 1e12), timing_method=timing.method,
                    **{k: power[k] for k in ("sustained_tflops", "avg_power_w", "tflops_per_w",
                                             "sm_clock_mhz", "temp_c", "power_limit_w",
                                             "throttled", "throttle_reasons", "power_window_s",
                                             "power_missing_reason")})
         row["sustained_over_short"] = _ratio(row["sustained_tflops"], row["tflops"])
-    except Exception as exc:  # noqa: BLE001
-        row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    except Exception as exc:  # noqa: BLE001 - this row fails, the check goes on
+        row["error"] = error_text(exc)
     return row
 
 

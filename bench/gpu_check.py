@@ -223,8 +223,7 @@ def interleave(timers: dict, rounds: int = AB_ROUNDS) -> tuple[dict[str, list], 
 
 
 def _failure(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"failed: {type(exc).__name__}: {text}"
+    return f"failed: {acceptance.error_text(exc)}"
 
 
 def prepare_case(case: Case, device, seed: int = 0):

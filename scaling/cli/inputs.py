@@ -11,12 +11,24 @@ import argparse
 import contextlib
 import sys
 import warnings
+from functools import partial
 from typing import TYPE_CHECKING
 
 from scaling.errors import DataError
+from scaling.model.config import model_presets
+from scaling.units import parse_count
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model a command works on: a preset by name, or ``--params N`` for a Llama-like
+    model of N parameters (`scaling.model.config.resolve_model` reads both)."""
+    parser.add_argument("name", nargs="?", metavar="NAME",
+                        help="model preset: " + ", ".join(sorted(model_presets())))
+    parser.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
+                        help="a Llama-like model of N parameters instead (405e9, 405B, 1.2T)")
 
 
 def add_results_arguments(parser: argparse.ArgumentParser, *, positional: bool = True) -> None:

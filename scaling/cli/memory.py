@@ -11,10 +11,11 @@ from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
 from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, MemoryOptions,
                             memory_breakdown)
-from scaling.model.config import model_presets, resolve_model
+from scaling.cli.inputs import add_model_arguments
+from scaling.model.config import resolve_model
 from scaling.output import format_table, print_json
 from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS
-from scaling.units import parse_count, parse_whole
+from scaling.units import parse_whole
 
 #: The parallel dimensions `flopcast step` does not time but the memory model shards by:
 #: (flag, memory_breakdown argument, help).
@@ -35,10 +36,7 @@ def register(sub):
                     "micro-batches the pipeline schedule keeps in flight, logits, buffers and "
                     "fragmentation, against the device's memory. Exit status 0 when the "
                     "layout fits, 1 when it does not.")
-    p.add_argument("name", nargs="?", metavar="NAME",
-                   help="model preset: " + ", ".join(sorted(model_presets())))
-    p.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
-                   help="a Llama-like model of N parameters instead (405B, 1.2T)")
+    add_model_arguments(p)
     p.add_argument("--hardware", default="h100-sxm", metavar="PRESET|FILE",
                    help="preset (" + ", ".join(preset_names()) + ") or saved profile of a "
                         "recognised device (default: h100-sxm)")

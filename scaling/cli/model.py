@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from scaling.model.config import model_presets, resolve_model
+from scaling.cli.inputs import add_model_arguments
+from scaling.model.config import resolve_model
 from scaling.output import format_table, print_json
-from scaling.units import format_count, format_flops, parse_count, parse_whole
+from scaling.units import format_count, format_flops, parse_whole
 
 
 def register(sub):
@@ -14,10 +15,7 @@ def register(sub):
                        description="Print a Llama-style config (a preset, or one picked for a "
                                    "parameter count), its total and active parameters and its "
                                    "training FLOPs per token (6N plus the attention term).")
-    p.add_argument("name", nargs="?", metavar="NAME",
-                   help="preset: " + ", ".join(sorted(model_presets())))
-    p.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
-                   help="pick a Llama-like config for N parameters (405e9, 405B, 1.2T)")
+    add_model_arguments(p)
     p.add_argument("--seq", type=partial(parse_whole, what="--seq"), metavar="S",
                    help="sequence length, e.g. 8192 or 8Ki (default: the model's)")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -8,14 +8,15 @@ from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, memory_known, require_fit, step_memory
-from scaling.model.config import model_presets, resolve_model
+from scaling.cli.inputs import add_model_arguments
+from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
 from scaling.model.step import (DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS, STEP_RECOMPUTE,
                                 TERM_NAMES, step_time)
 from scaling.plan.search import search_layouts
 from scaling.cli.plan import explain
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
-                           parse_count, parse_number, parse_whole, with_interval)
+                           parse_number, parse_whole, with_interval)
 
 #: The layout flags: (flag, step_time argument, help).
 LAYOUT_FLAGS = (
@@ -37,10 +38,7 @@ def register(sub):
                        description="Model one training step of a transformer on a hardware "
                                    "profile and parallel layout: GEMMs and attention from the "
                                    "profile, pipeline bubble, communication, the rest.")
-    p.add_argument("name", nargs="?", metavar="NAME",
-                   help="model preset: " + ", ".join(sorted(model_presets())))
-    p.add_argument("--params", metavar="N", type=partial(parse_count, what="--params"),
-                   help="a Llama-like model of N parameters instead (405B, 1.2T)")
+    add_model_arguments(p)
     p.add_argument("--hardware", default="h100-sxm", metavar="PRESET|FILE",
                    help="preset (" + ", ".join(preset_names()) + "), saved profile, or "
                         "results file/folder to build one from (default: h100-sxm)")
@@ -173,7 +171,7 @@ def describe(result, profile, memory=None) -> str:
     tflops = result.labels["tflops_per_gpu"]
     lines += ["",
               f"step time        {format_seconds(result.step_time_s)}",
-              f"per-GPU          " + with_interval(result.tflops_per_gpu,
+              "per-GPU          " + with_interval(result.tflops_per_gpu,
                                                    result.intervals["tflops_per_gpu"])
               + f" TFLOP/s ({tflops['label']}: {tflops['source'].removeprefix('given: ')})"]
     if result.mfu is not None:
