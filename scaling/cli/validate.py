@@ -124,13 +124,15 @@ def model_run(run: ValidationRun) -> dict:
         shape = {"tp": lay["tp"], "pp": lay["pp"], "dp": lay["dp"], "cp": lay.get("cp") or 1,
                  "seq": lay["seq"],
                  "micro_batch": micro_batch, "micro_batches": micro_batches,
-                 "interleave": interleave, "recompute": recompute, "ep": ep}
+                 "interleave": interleave, "recompute": recompute, "ep": ep,
+                 "sequence_parallel": lay.get("sequence_parallel")}
         memory = step_memory(config, run.hardware, shape, precision=precision)
         step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
                          dp=lay["dp"], cp=lay.get("cp") or 1, seq=lay["seq"],
                          batch_tokens=batch_tokens, attention=run.attention,
                          micro_batch=micro_batch, interleave=interleave, recompute=recompute,
-                         ep=ep)
+                         ep=ep, sequence_parallel=lay.get("sequence_parallel"),
+                         balanced_pipeline=lay.get("balanced_pipeline", True) is not False)
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]
     # The fastest schedule that fits; where none does (the memory model disagrees with a run

@@ -206,9 +206,9 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
                 options: MemoryOptions | None = None) -> MemoryBreakdown:
     """The memory of a layout as `scaling.model.step.step_time` runs it (``layout``: its keys
     ``tp, pp, dp, seq, micro_batch, micro_batches, interleave`` and optionally
-    ``recompute``, ``cp``, ``ep`` and ``expert_imbalance``; `StepResult.layout` has them):
-    sequence parallelism with tensor parallelism (as the step model's communication term
-    assumes), `STEP_ZERO`, FP8 GEMM inputs kept in FP8 when the GEMMs run in FP8 (Transformer
+    ``recompute``, ``cp``, ``ep``, ``expert_imbalance`` and ``sequence_parallel``;
+    `StepResult.layout` has them): sequence parallelism with tensor parallelism unless
+    ``sequence_parallel`` is False (as the step model's communication term does), `STEP_ZERO`, FP8 GEMM inputs kept in FP8 when the GEMMs run in FP8 (Transformer
     Engine saves the FP8 casts), and the step model's expert parallelism: ``ep`` ranks of the
     data-parallel group, each expert split over tensor parallelism (``etp = tp``,
     Megatron-Core's default) and the busiest rank's routed tokens ``expert_imbalance`` times
@@ -221,7 +221,8 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
         ep=layout.get("ep", 1), etp=layout["tp"], cp=layout.get("cp", 1),
         micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
         interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
-        zero=STEP_ZERO, seq=layout["seq"], options=options)
+        zero=STEP_ZERO, seq=layout["seq"], options=options,
+        sequence_parallel=layout.get("sequence_parallel"))
 
 
 def memory_known(hardware) -> bool:

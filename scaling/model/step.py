@@ -12,7 +12,8 @@ micro-batch on one pipeline stage:
 * **GEMMs and attention**, forward and backward, at the shapes `scaling.model.config` gives for a
   micro-batch on one tensor-parallel GPU, each timed at the throughput the profile predicts
   for that shape (``layers / pp`` layers per stage, the output projection shared out: a
-  balanced pipeline, as Llama 3 balanced its first and last stages);
+  balanced pipeline, as Llama 3 balanced its first and last stages; ``balanced_pipeline=
+  False``: the last stage runs it on top of its layers and paces the pipeline);
 * **MoE expert GEMMs** (a mixture-of-experts layer's routed experts, forward, dX and dW),
   timed with the profile's grouped-GEMM curve, TFLOP/s against tokens per expert
   (`HardwareProfile.grouped_gemm_tflops`), at the tokens per expert of the model's balanced
@@ -149,11 +150,19 @@ LAYOUT_DEFAULTS = {
 #: Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not count the recomputed forward.
 STEP_RECOMPUTE = ("none", "full")
 #: How attention is computed: ``flash``, a fused kernel timed with the profile's attention
-#: curves (FlashAttention, Dao et al. 2022, arXiv 2205.14135, and its successors), or
+#: curves (FlashAttention, Dao et al. 2022, arXiv 2205.14135, and its successors; the presets'
+#: curves are FlashAttention-3's), ``flash2``, FlashAttention-2 (`FA2_SLOWDOWN`), or
 #: ``materialised``, the pre-FlashAttention way (Megatron-LM of 2021: QK^T as a batched GEMM,
 #: a fused scale-mask-softmax, dropout, and a batched GEMM with V), where the s x s scores go
 #: through memory (`materialised_attention_kernels`).
-ATTENTION_IMPLS = ("flash", "materialised")
+ATTENTION_IMPLS = ("flash", "flash2", "materialised")
+#: FlashAttention-2 against the FlashAttention-3 curves the presets carry: FA3 is "1.5-2.0x
+#: faster than FlashAttention-2 with FP16" (Shah et al. 2024, arXiv 2407.08608, abstract),
+#: so ``flash2`` times attention at the curve's rate / 1.75, the interval / 2.0 to / 1.5 (for
+#: a run that predates FA3, July 2024, on a profile whose attention curve is not measured).
+FA2_SLOWDOWN = (1.75, 1.5, 2.0)  # (value, fast end, slow end)
+FA2_SOURCE = ("FlashAttention-2: the FlashAttention-3 curve / 1.75 (1.5-2.0; FA3 is '1.5-2.0x "
+              "faster than FlashAttention-2 with FP16', arXiv 2407.08608, abstract)")
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",
@@ -282,22 +291,33 @@ def _override(ov: dict, key: str) -> Figure:
     return Figure.point(ov[key], "given", f"given: override {key}={ov[key]:g}")
 
 
-def elementwise_bytes_per_token(config: ModelConfig, tp: int, layer: str | None = None) -> float:
+def elementwise_bytes_per_token(config: ModelConfig, tp: int, layer: str | None = None,
+                                sequence_parallel: bool | None = None) -> float:
     """Forward bytes per token of one layer's non-GEMM, non-attention ops on one GPU:
-    two RMSNorms (read d, write d) and two residual adds (read 2d, write d), split over the
-    tensor-parallel group by sequence parallelism; rotary on the local q and k heads (read and
-    write); SwiGLU's gate*silu(up) on the local MLP width (read 2, write 1). ``layer``
-    ("dense" or "moe") picks the kind of layer of a model with both (default: its one kind)."""
+    two norms (read d, write d) and two residual adds (read 2d, write d; with dropout, the
+    fused bias-dropout-add also writes a 1-byte mask), split over the tensor-parallel group
+    by sequence parallelism and run whole on every rank without it (Korthikanti et al. 2022,
+    arXiv 2205.05198, Sec. 4.2.2: without it "the layer-norm and dropouts" are replicated
+    across the tensor-parallel ranks); rotary on the local q and k heads (read and write;
+    none with learned positions); the MLP activation on the local width: SwiGLU's
+    gate*silu(up) reads 2 and writes 1, the fused bias-GELU reads 1 and writes 1 (per expert
+    and shared expert of an MoE layer). ``layer`` ("dense" or "moe") picks the kind of layer of
+    a model with both (default: its one kind); ``sequence_parallel`` defaults to ``tp > 1``."""
     hq, hkv = config.local_heads(tp)
     d = config.d_model
-    norms_residual = (2 * 2 * d + 2 * 3 * d) / tp
-    rotary = 2 * (hq + hkv) * config.head_dim
+    sp = tp > 1 if sequence_parallel is None else bool(sequence_parallel)
+    share = tp if sp else 1
+    masks = 2 * d / ACT_BYTES if config.dropout else 0  # two 1-byte masks, in 2-byte units
+    norms_residual = (2 * 2 * d + 2 * 3 * d + masks) / share
+    rotary = 0 if config.learned_positions else 2 * (hq + hkv) * config.head_dim
+    per_width = 3 if config.mlp == "swiglu" else 2
     kind = layer or ("moe" if config.is_moe else "dense")
     if kind == "moe":
-        swiglu = 3 * (config.d_ffn // tp) * (config.experts_per_token + config.shared_experts)
+        mlp = per_width * (config.d_ffn // tp) * (config.experts_per_token
+                                                  + config.shared_experts)
     else:
-        swiglu = 3 * (config.dense_width // tp)
-    return (norms_residual + rotary + swiglu) * ACT_BYTES
+        mlp = per_width * (config.dense_width // tp)
+    return (norms_residual + rotary + mlp) * ACT_BYTES
 
 
 def _layout(config: ModelConfig, passed: dict, chosen: dict | None) -> tuple[dict, dict]:
@@ -346,11 +366,20 @@ class _Step:
     gemm_dtype: str
     attn_dtype: str = "bf16"
     recompute: str = "none"  # one of STEP_RECOMPUTE
+    sequence_parallel: bool = False  # Megatron sequence parallelism (with tensor parallelism)
+    attention: str = "flash"  # one of ATTENTION_IMPLS
+    balanced_pipeline: bool = True  # the output layer shared out over the stages (Llama 3)
 
     def passes(self, op: Op) -> int:
         """How many times the step runs ``op``: twice for a forward op under full
         recomputation, else once."""
         return 2 if self.recompute == "full" and op.direction == "fwd" else 1
+
+    @property
+    def head_share(self) -> float:
+        """The share of the output layer and loss the slowest stage runs: ``1 / pp`` in a
+        balanced pipeline, all of it where the last stage holds it on top of its layers."""
+        return 1.0 / self.lay["pp"] if self.balanced_pipeline else 1.0
 
     @property
     def seq_local(self) -> int:
@@ -394,17 +423,30 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               micro_batch: int | None = None, interleave: int | None = None,
               overrides: dict | None = None, chosen: dict | None = None,
               recompute: str = "none", cp: int | None = None,
-              attention: str = "flash", ep: int | None = None) -> StepResult:
+              attention: str = "flash", ep: int | None = None,
+              sequence_parallel: bool | None = None,
+              balanced_pipeline: bool = True) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
     ``recompute="full"`` adds each layer's forward GEMMs and attention once more to the
-    GEMM, attention and expert terms (`STEP_RECOMPUTE`)."""
+    GEMM, attention and expert terms (`STEP_RECOMPUTE`). ``sequence_parallel`` (default: on
+    with tensor parallelism, as Megatron-Core and Llama 3 run) False prices the tensor-
+    parallel collectives as all-reduces and runs the norms and residuals whole on every rank,
+    as Megatron-LM did before Korthikanti et al. 2022. ``balanced_pipeline`` (default True:
+    the output layer's work shared out, as Llama 3 balanced its pipeline by giving the first
+    and last stages one layer fewer, arXiv 2407.21783, Sec. 3.3.2) False gives every stage
+    ``layers / pp`` layers and the last the output layer and loss on top, the stage that
+    paces the pipeline (Megatron-LM of 2021)."""
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, cp=cp, seq=seq, batch_tokens=batch_tokens,
                      micro_batch=micro_batch, interleave=interleave, ep=ep), recompute)
+    st.sequence_parallel = (st.lay["tp"] > 1 if sequence_parallel is None
+                            else bool(sequence_parallel) and st.lay["tp"] > 1)
+    st.balanced_pipeline = bool(balanced_pipeline)
     if attention not in ATTENTION_IMPLS:
         raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
+    st.attention = attention
     peak = _peak(st)
     kernels = _kernel_terms(st)
     memory = _memory_bandwidth(st)
@@ -444,7 +486,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                 "seq": lay["seq"], "batch_tokens": lay["batch_tokens"],
                 "micro_batch": lay["micro_batch"], "micro_batches": st.m,
                 "interleave": lay["interleave"], "recompute": st.recompute, "ep": lay["ep"],
-                "expert_imbalance": st.imbalance},
+                "expert_imbalance": st.imbalance, "sequence_parallel": st.sequence_parallel,
+                "balanced_pipeline": st.balanced_pipeline},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -593,8 +636,17 @@ class _Rates:
         if op.kind == "gemm":
             s = op.shape
             return profile.matmul_tflops(s["m"], s["n"], s["k"], gemm_dtype(self.st, op))
-        return profile.attention_tflops(dtype=self.st.attn_dtype, direction=op.direction,
-                                        **op.shape)
+        est = profile.attention_tflops(dtype=self.st.attn_dtype, direction=op.direction,
+                                       **op.shape)
+        if self.st.attention != "flash2":
+            return est
+        if est.label == "measured":
+            raise DataError("attention flash2 slows the presets' FlashAttention-3 curves; this "
+                            "profile's attention curve is measured: it times the kernel it "
+                            "measured (use attention flash)")
+        value, fast, slow = FA2_SLOWDOWN
+        return Figure(est.value / value, est.lo / slow, est.hi / fast, "assumed",
+                      f"{FA2_SOURCE}; {est.source}")
 
     def time(self, op: Op) -> np.ndarray:
         key = (op.kind, op.direction, tuple(sorted(op.shape.items())))
@@ -614,8 +666,9 @@ def _kernel_terms(st: _Step) -> dict:
     rates = _Rates(st)
     head_gemm = sum((rates.time(op) for op in head_ops), np.zeros(3))
     hw_flops_head = float(sum(op.count * op.flops for op in head_ops))
-    out = {"gemm": head_gemm / pp, "attention": np.zeros(3)}
-    flops = {"gemm": hw_flops_head / pp, "attention": 0.0, "expert": 0.0}
+    head_share = st.head_share
+    out = {"gemm": head_gemm * head_share, "attention": np.zeros(3)}
+    flops = {"gemm": hw_flops_head * head_share, "attention": 0.0, "expert": 0.0}
     # A model with dense and MoE layers: each kind timed once and counted per stage.
     for layer in config.layer_kinds():
         n = st.layers_of(layer)
@@ -795,15 +848,24 @@ def _memory_bandwidth(st: _Step) -> Figure:
 
 
 def _elementwise_term(st: _Step, memory: Figure) -> np.ndarray:
-    """Seconds of one micro-batch's elementwise traffic on one stage."""
+    """Seconds of one micro-batch's elementwise traffic on one stage: the layers' forward
+    bytes (`elementwise_bytes_per_token`) once forward, twice backward, and once more under
+    full recomputation; the loss softmax in FP32 forward and backward."""
     config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
     logits_bytes = 3 * st.tokens_mb * math.ceil(config.vocab / tp) * 4  # FP32 softmax fwd+bwd
-    per_token = sum(st.layers_of(k) * elementwise_bytes_per_token(config, tp, k)
+    per_token = sum(st.layers_of(k) * elementwise_bytes_per_token(config, tp, k,
+                                                                  st.sequence_parallel)
                     for k in config.layer_kinds())
-    elem_bytes = 3 * per_token * st.tokens_mb + logits_bytes / pp
+    forward_passes = st.passes(Op("elementwise", "norms", "fwd", {}))
+    elem_bytes = (forward_passes + 2) * per_token * st.tokens_mb + logits_bytes * st.head_share
     st.labels["elementwise_bytes_per_microbatch"] = _label(
-        elem_bytes, "assumed", "norms, residuals, rotary, SwiGLU and loss softmax read and "
-                               "written once each (no fusion beyond that)")
+        elem_bytes, "assumed", "norms, residuals (with dropout: fused bias-dropout-add), "
+                               "rotary, the MLP activation and the loss softmax read and "
+                               "written once each (no fusion beyond that); "
+                               + ("split over tensor parallelism by sequence parallelism"
+                                  if st.sequence_parallel else
+                                  "norms and residuals whole on every tensor-parallel rank "
+                                  "(no sequence parallelism)"))
     return np.full(3, elem_bytes / (memory.value * 1e9))
 
 
@@ -816,22 +878,60 @@ def _overlaps(st: _Step) -> dict:
     return overlaps
 
 
+def _ring_latency_s(base_and_step_s: float, steps: int, st: _Step, intra: bool) -> float:
+    """Latency of a ring collective of ``steps`` network steps on one level: the level's base
+    latency plus ``steps`` per-step latencies (NCCL's ring model, `datasheets.NCCL_TUNING`);
+    ``base_and_step_s`` is what `_level_busbw` gives (one step), 0 for a measured curve or a
+    given bandwidth, whose figures already include it."""
+    if base_and_step_s == 0:
+        return 0.0
+    levels = _levels(st.profile)
+    level = levels[0] if intra else levels[1]
+    return (level.base_latency_us + steps * level.latency_us) * 1e-6
+
+
+def _group_bw(st: _Step, override: str, collective: str, message_bytes: float, world: int,
+              intra: bool) -> tuple[Figure, float]:
+    """(bus bandwidth, latency in seconds) of one collective of a parallel group on the level
+    it sits on (`_level_busbw`; a ring: ``world - 1`` steps, twice for an all-reduce), or the
+    bandwidth the ``override`` key gives, without latency."""
+    if override in st.ov:
+        return _override(st.ov, override), 0.0
+    bw, one_step = _level_busbw(st, collective, message_bytes, world, intra)
+    steps = (world - 1) * (2 if collective == "all_reduce" else 1)
+    return bw, _ring_latency_s(one_step, steps, st, intra)
+
+
 def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
-    """Seconds of one micro-batch's sequence-parallel collectives on one stage."""
-    tp, profile, ov = st.lay["tp"], st.profile, st.ov
+    """Seconds of one micro-batch's tensor-parallel collectives on one stage.
+
+    Per layer, forward: with sequence parallelism (Korthikanti et al. 2022) two all-gathers
+    and two reduce-scatters of the layer's activations, without it two all-reduces (Megatron-
+    LM's f and g operators, Shoeybi et al. 2019): the same bytes; backward the same again;
+    under full recomputation the forward's once more (the checkpointed layer's forward runs
+    again whole, its collectives with it). Each priced on the level the group sits on
+    (`_level_busbw`: NVLink inside a node), plus its ring latency, times ``1 - tp_overlap``."""
+    tp, profile = st.lay["tp"], st.profile
     if tp == 1:
         return np.zeros(3)
     msg = st.tokens_mb * st.config.d_model * ACT_BYTES
     intra = tp <= profile.gpus_per_node
-    if "tp_busbw_gbps" in ov:
-        ag = rs = _override(ov, "tp_busbw_gbps")
+    frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw (x2 all-reduce)
+    pairs = 2 * st.passes(Op("gemm", "tp", "fwd", {})) + 2
+    if st.sequence_parallel:
+        ag, ag_lat = _group_bw(st, "tp_busbw_gbps", "all_gather", msg, tp, intra)
+        rs, rs_lat = _group_bw(st, "tp_busbw_gbps", "reduce_scatter", msg, tp, intra)
+        one = msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9) + ag_lat + rs_lat
     else:
-        ag = profile.busbw_gbps("all_gather", msg, tp, intra_node=intra)
-        rs = profile.busbw_gbps("reduce_scatter", msg, tp, intra_node=intra)
-    frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw
-    per_layer_tp = 4 * (msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9))
+        ag, lat = _group_bw(st, "tp_busbw_gbps", "all_reduce", msg, tp, intra)
+        one = 2 * msg * frac / (_trio(ag) * 1e9) + lat
     st.labels["tp_busbw_gbps"] = _as_label(ag)
-    return st.layers_per_stage * per_layer_tp * (1 - overlap)
+    st.labels["tp_collectives_per_layer"] = _label(
+        pairs * (2 if st.sequence_parallel else 1), "modelled",
+        ("all-gathers and reduce-scatters (sequence parallelism)" if st.sequence_parallel
+         else "all-reduces (no sequence parallelism)")
+        + (", the forward's repeated by full recomputation" if st.recompute == "full" else ""))
+    return st.layers_per_stage * pairs * one * (1 - overlap)
 
 
 def cp_exchange_bytes(config: ModelConfig, tp: int, cp: int, micro_batch: int,
@@ -859,26 +959,30 @@ def _cp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     # The gathered tensor: all cp blocks; nccl-tests time = size * (n - 1) / n / busbw.
     gathered = per_layer / 3 * cp / (cp - 1)
     intra = tp * cp <= profile.gpus_per_node
-    bw = (_override(ov, "cp_busbw_gbps") if "cp_busbw_gbps" in ov
-          else profile.busbw_gbps("all_gather", gathered, cp, intra_node=intra))
+    bw, latency = _group_bw(st, "cp_busbw_gbps", "all_gather", gathered, cp, intra)
     st.labels["cp_busbw_gbps"] = _as_label(bw)
     st.labels["cp_exchange_bytes_per_layer"] = _label(
         per_layer, "assumed", "K and V of the other cp - 1 ranks, gathered forward and "
                               "backward, their gradients reduce-scattered (BF16)")
-    return st.layers_per_stage * per_layer / (_trio(bw) * 1e9) * (1 - overlap)
+    return st.layers_per_stage * (per_layer / (_trio(bw) * 1e9) + 3 * latency) * (1 - overlap)
 
 
 def _pp_comm_term(st: _Step, overlap: float) -> np.ndarray:
-    """Seconds of one micro-batch's pipeline sends on one stage."""
+    """Seconds of one micro-batch's pipeline sends on one stage: the activation forward and
+    its gradient backward, per model chunk, sequence-parallel shards (Megatron's scatter-
+    gather: each tensor-parallel rank sends its share over its own link), on the level the
+    neighbouring stages sit on (`_level_busbw`, a send/receive: one step of latency)."""
     tp, pp, profile = st.lay["tp"], st.lay["pp"], st.profile
     if pp == 1:
         return np.zeros(3)
     act = st.tokens_mb * st.config.d_model * ACT_BYTES / tp  # sequence-parallel shard
-    link = (_override(st.ov, "pp_gbps") if "pp_gbps" in st.ov
-            else profile.link_gbps("inter_node" if tp * pp > profile.gpus_per_node
-                                   else "intra_node"))
+    intra = tp * pp <= profile.gpus_per_node
+    if "pp_gbps" in st.ov:
+        link, latency = _override(st.ov, "pp_gbps"), 0.0
+    else:
+        link, latency = _level_busbw(st, "send_recv", act, 2, intra)
     st.labels["pp_gbps"] = _as_label(link)
-    return 2 * st.lay["interleave"] * act / (_trio(link) * 1e9) * (1 - overlap)
+    return 2 * st.lay["interleave"] * (act / (_trio(link) * 1e9) + latency) * (1 - overlap)
 
 
 def _bubble_term(st: _Step, t_mb: np.ndarray) -> np.ndarray:
@@ -900,18 +1004,29 @@ def _params_local(st: _Step) -> float:
 
 
 def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
-    """Seconds per step of the FSDP gradient reduce-scatter and parameter all-gather."""
-    dp, profile = st.dp_group, st.profile
-    if dp == 1:
-        return np.zeros(3)
+    """Seconds per step of the FSDP gradient reduce-scatter and parameter all-gather, each on
+    the level its group sits on (`_level_busbw`), plus ring latency. Under expert parallelism
+    the routed experts are ``ep`` times fewer per GPU and reduce over the ``dp x cp / ep``
+    replicas that hold the same experts (Megatron-Core's expert-data-parallel group); the
+    rest reduces over the whole data-parallel group."""
+    dp, profile, ep = st.dp_group, st.profile, st.lay["ep"]
+    routed = st.config.moe_layers * st.config.experts * st.config.expert_params \
+        if st.config.is_moe else 0
+    shard = st.lay["tp"] * st.lay["pp"]
+    groups = [((st.config.params - routed) / shard, dp), (routed / (shard * ep), dp // ep)]
     intra = st.gpus <= profile.gpus_per_node
     dp_comm = np.zeros(3)
-    for collective, width in (("reduce_scatter", DP_GRAD_BYTES), ("all_gather", DP_PARAM_BYTES)):
-        size = _params_local(st) * width
-        bw = (_override(st.ov, "dp_busbw_gbps") if "dp_busbw_gbps" in st.ov
-              else profile.busbw_gbps(collective, size, dp, intra_node=intra))
-        dp_comm = dp_comm + size * (dp - 1) / dp / (_trio(bw) * 1e9)
-    st.labels["dp_busbw_gbps"] = _as_label(bw)
+    bw = None
+    for params, world in groups:
+        if params == 0 or world == 1:
+            continue
+        for collective, width in (("reduce_scatter", DP_GRAD_BYTES),
+                                  ("all_gather", DP_PARAM_BYTES)):
+            size = params * width
+            bw, latency = _group_bw(st, "dp_busbw_gbps", collective, size, world, intra)
+            dp_comm = dp_comm + size * (world - 1) / world / (_trio(bw) * 1e9) + latency
+    if bw is not None:
+        st.labels["dp_busbw_gbps"] = _as_label(bw)
     return dp_comm * (1 - overlap)
 
 

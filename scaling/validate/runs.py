@@ -36,6 +36,11 @@ MEGATRON_2021_ATTENTION = (
     "al. 2022, arXiv 2205.14135); Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.1, "
     "counts the 5 a s^2 b bytes of scores Megatron stored per layer")
 LLAMA3 = "Llama 3 paper (Dubey et al. 2024, arXiv 2407.21783)"
+LLAMA3_ATTENTION = (
+    "ASSUMED FlashAttention-2-class attention: the paper does not name its attention kernel; "
+    "the 405B model was pre-trained before FlashAttention-3 was released (Shah et al., arXiv "
+    "2407.08608, July 2024, the paper's own month), and FlashAttention-2 was the released "
+    "fused kernel for H100 then")
 
 #: The FLOP conventions published throughputs use, and what each counts per token.
 FLOP_CONVENTIONS = {
@@ -56,7 +61,7 @@ FLOP_CONVENTIONS = {
 #: None: reported only.
 GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "llama4-behemoth": None}
 LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
-               "global_batch", "recompute")
+               "global_batch", "recompute", "sequence_parallel", "balanced_pipeline")
 
 
 @dataclass(frozen=True)
@@ -173,14 +178,25 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
         name=f"megatron-table1-{name.removeprefix('megatron-gpt-')}", group="megatron-table1",
         citation=row, model=name, hardware="a100-80gb", gpus=gpus,
         layout={"tp": tp, "pp": pp, "dp": dp, "cp": 1, "ep": 1, "micro_batch": mbs,
-                "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full"},
+                "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full",
+                "sequence_parallel": False, "balanced_pipeline": False},
         layout_sources={
             "tp": row, "pp": row, "dp": "derived: GPUs / (TP x PP)", "cp": "none used",
             "ep": "dense model", "micro_batch": f"{SC21_SCRIPT}: MBS={mbs}",
             "interleave": interleave_source,
             "seq": f"{NARAYANAN}, Sec. 5.1: sequence length 2048", "global_batch": row,
             "recompute": f"{SC21_SCRIPT}: --checkpoint-activations (full recomputation); "
-                         f"Eq. (3) counts the recomputed forward"},
+                         f"Eq. (3) counts the recomputed forward",
+            "sequence_parallel": "none: Megatron-LM's sequence parallelism came a year later "
+                                 "(Korthikanti et al. 2022, arXiv 2205.05198); the 2021 "
+                                 "tensor parallelism all-reduces (Narayanan et al. 2021, "
+                                 "Sec. 2.3) and runs LayerNorm and dropout on every rank",
+            "balanced_pipeline": "no: Megatron-LM of 2021 gives every stage num_layers / PP "
+                                 "layers, the embedding to the first and the output layer and "
+                                 "loss to the last (megatron/model/transformer.py, "
+                                 "ParallelTransformer; megatron/model/gpt_model.py), the "
+                                 "imbalance Llama 3 later removed (arXiv 2407.21783, Sec. "
+                                 "3.3.2)"},
         precision="fp16", published_tflops=tflops, flops="megatron-hardware",
         flops_label="published",
         flops_source=f"{NARAYANAN}, Sec. 5.1 and Eq. (3): hardware FLOPs including the "
@@ -224,12 +240,18 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
         hardware="h100-sxm", gpus=gpus,
         layout={"tp": 8, "pp": 16, "dp": dp, "cp": cp, "ep": 1, "micro_batch": None,
                 "interleave": None, "seq": seq, "global_batch": dp * per_dp,
-                "recompute": recompute},
+                "recompute": recompute, "sequence_parallel": None,
+                "balanced_pipeline": True},
         layout_sources={
             "tp": row, "pp": row, "cp": row, "ep": "dense model", "seq": row,
             "dp": row + (" (DP 8 as in the v3 PDF; a v1 conversion prints 4, which would give "
                          "8,192 GPUs)" if cp > 1 else ""),
             "micro_batch": "not published",
+            "balanced_pipeline": f"{LLAMA3}, Sec. 3.3.2: one Transformer layer fewer on the "
+                                 f"first and last stages to balance the embedding and the "
+                                 f"output layer",
+            "sequence_parallel": "not published: Megatron-style tensor parallelism with "
+                                 "sequence parallelism, the step model's default, assumed",
             "interleave": f"not published: {LLAMA3}, Sec. 3.3.2 uses an interleaved schedule "
                           f"with V stages per rank and a tunable number N of contiguous "
                           f"micro-batches, values not given",
@@ -242,7 +264,8 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
         hardware_source=f"{LLAMA3}, Sec. 3.3.1: H100 80GB HBM3 at 700 W, 8 GPUs per server "
                         f"on NVLink, 400 Gb/s RoCE between GPUs",
         notes=("data parallelism is FSDP: optimizer state and gradients sharded, weights "
-               "not resharded after the forward (Sec. 3.3.2)",))
+               "not resharded after the forward (Sec. 3.3.2)",),
+        attention="flash2", attention_source=LLAMA3_ATTENTION)
 
 
 VALIDATION_RUNS: tuple[ValidationRun, ...] = (

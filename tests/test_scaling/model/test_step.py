@@ -103,24 +103,54 @@ def test_bubble_and_interleaving():
     assert r2.breakdown["pipeline_bubble_s"] == pytest.approx(busy2 * 1 / 8 / 2)
 
 
+# The H100 preset's NVLink level (scaling.hardware.datasheets): nccl-tests bus bandwidth of
+# 8x H200 on the same NVLink 4 fabric, all-gather 361.4 GB/s and reduce-scatter 362.9 GB/s;
+# NCCL's ring latency, 8.4 us base + 3.4 us per step, one step for two ranks.
+AG_GBPS, RS_GBPS, RING2_S = 361.4, 362.9, (8.4 + 3.4) * 1e-6
+
+
 def test_communication_by_hand():
     tokens = 4 * 256
     r = step_time(TINY, H100, tp=2, dp=2, batch_tokens=2 * tokens, overrides=FIXED)
     msg = 256 * 512 * 2  # one micro-batch: 256 tokens x d_model x BF16
     # 2 all-gathers + 2 reduce-scatters forward and again backward, each moving
-    # msg * (n - 1) / n at the NVLink bus bandwidth (450 GB/s), for 4 layers, on each of
-    # 4 micro-batches (8 sequences over 2 replicas).
-    per_mb = 4 * 8 * msg * 0.5 / 450e9
+    # msg * (n - 1) / n at the NVLink level's bus bandwidth plus one ring step of latency,
+    # for 4 layers, on each of 4 micro-batches (8 sequences over 2 replicas).
+    pair = msg * 0.5 / (AG_GBPS * 1e9) + msg * 0.5 / (RS_GBPS * 1e9) + 2 * RING2_S
     assert r.layout["micro_batches"] == 4
-    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * per_mb)
-    # FSDP: FP32 gradient reduce-scatter + BF16 parameter all-gather of this GPU's half.
+    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * 4 * pair)
+    # FSDP: FP32 gradient reduce-scatter + BF16 parameter all-gather of this GPU's half,
+    # inside the node (4 GPUs), each with its ring latency.
     local = TINY.params / 2
-    assert r.breakdown["dp_comm_s"] == pytest.approx(local * 6 * 0.5 / 450e9)
-    assert r.labels["tp_busbw_gbps"]["label"] == "published"
+    assert r.breakdown["dp_comm_s"] == pytest.approx(
+        local * 4 * 0.5 / (RS_GBPS * 1e9) + local * 2 * 0.5 / (AG_GBPS * 1e9) + 2 * RING2_S)
+    assert r.labels["tp_busbw_gbps"]["value"] == pytest.approx(AG_GBPS)
     half = step_time(TINY, H100, tp=2, dp=2, batch_tokens=2 * tokens,
                      overrides=dict(FIXED, tp_overlap=0.5, dp_overlap=1.0))
     assert half.breakdown["tp_comm_s"] == pytest.approx(r.breakdown["tp_comm_s"] / 2)
     assert half.breakdown["dp_comm_s"] == 0.0
+
+
+def test_full_recomputation_repeats_the_forward_collectives():
+    plain = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED)
+    full = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED, recompute="full")
+    # 4 all-gather/reduce-scatter pairs per layer become 6.
+    assert full.breakdown["tp_comm_s"] == pytest.approx(plain.breakdown["tp_comm_s"] * 6 / 4)
+    assert full.labels["tp_collectives_per_layer"]["value"] == 12
+
+
+def test_without_sequence_parallelism_the_collectives_are_all_reduces():
+    msg = 256 * 512 * 2
+    r = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED,
+                  sequence_parallel=False)
+    # 4 all-reduces per layer (2 forward, 2 backward), each 2 x msg x (n - 1) / n at the 8x
+    # H100 all-reduce bus bandwidth (370 GB/s) plus 2 (n - 1) ring steps of latency.
+    one = 2 * msg * 0.5 / 370e9 + (8.4 + 2 * 3.4) * 1e-6
+    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * 4 * one)
+    assert r.layout["sequence_parallel"] is False
+    # The norms and residuals run whole on both ranks: more elementwise bytes than with it.
+    sp = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED)
+    assert r.breakdown["elementwise_s"] > sp.breakdown["elementwise_s"]
 
 
 def test_measured_collective_bandwidth_replaces_the_link_default():
@@ -129,9 +159,10 @@ def test_measured_collective_bandwidth_replaces_the_link_default():
                  for c in ("all_gather", "reduce_scatter"))
     profile = replace(H100, comm_curves=comm)
     r = step_time(TINY, profile, tp=2, batch_tokens=4 * 256, overrides=FIXED)
-    base = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED)
+    msg = 256 * 512 * 2
+    # A measured curve's bus bandwidth already holds its latency: none is added.
     assert r.labels["tp_busbw_gbps"]["label"] == "measured"
-    assert r.breakdown["tp_comm_s"] == pytest.approx(base.breakdown["tp_comm_s"] * 4.5)
+    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * 4 * 2 * msg * 0.5 / 100e9)
 
 
 def test_power_follows_the_measured_line():

@@ -269,8 +269,8 @@ def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
     code, out, _ = flopcast(capsys, "plan")
     assert code == 0
     first, second = out.splitlines()[:2]
-    assert first == "829 days, 326M GPU-hours, 23 MW, $689M on 16,384 H100"
-    assert second == "217 days, 520M GPU-hours, 140 MW, $1.1B on 100,000 H100"
+    assert first == "861 days, 339M GPU-hours, 23 MW, $715M on 16,384 H100"
+    assert second == "225 days, 540M GPU-hours, 140 MW, $1.14B on 100,000 H100"
     # no exponents for GPU-hours, dollars or energy in the human output, and no intervals
     # narrower than the rounding (the step model's spread here is a fraction of a percent)
     assert "e+" not in out and "[" not in out

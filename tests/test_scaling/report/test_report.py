@@ -242,7 +242,7 @@ def test_answer_first_steps_in_words_and_a_sentence_for_missing_power(tmp_path, 
     text = (tmp_path / "out" / "report.html").read_text()
     assert text.index("<section") == text.index('<section id="answer">')  # the first one
     sections = _sections(text)
-    assert "829 days, 326M GPU-hours, 23 MW, $689M on 16,384 H100" in sections["answer"]
+    assert "861 days, 339M GPU-hours, 23 MW, $715M on 16,384 H100" in sections["answer"]
     assert "No board power was measured" in sections["power"] and "<img" not in sections["power"]
     assert "pipeline bubble" in sections["step"]
     assert "tensor-parallel communication" in sections["step"]
@@ -269,7 +269,7 @@ def test_the_report_as_a_browser_shows_it(tmp_path, capsys):
     seen = look(page, tmp_path)
     assert seen["errors"] == [] and seen["console"] == []
     assert list(seen["sections"]) == list(SECTIONS)  # the answer first
-    assert "829 days, 326M GPU-hours, 23 MW, $689M on 16,384 H100" in seen["sections"]["answer"]
+    assert "861 days, 339M GPU-hours, 23 MW, $715M on 16,384 H100" in seen["sections"]["answer"]
     assert "(measured)" in seen["sections"]["answer"]
     assert "pipeline bubble" in seen["sections"]["step"]
     assert seen["scroll_width"] <= seen["window_width"]  # nothing runs off the page

@@ -25,8 +25,11 @@ CITED = {
     "llama4-behemoth": 390,
 }
 #: Rows within their tolerance when this test was written: a change that moves one out shows.
-#: (The Megatron-LM rows are modelled 18-49% above the published figures and are not listed.)
-WITHIN_TOLERANCE_TODAY = ("llama3-table4-8k-gpus", "llama3-table4-16k-gpus")
+#: (The larger Megatron-LM rows are modelled 15-26% above the published figures and are not
+#: listed.)
+WITHIN_TOLERANCE_TODAY = ("llama3-table4-8k-gpus", "llama3-table4-16k-gpus",
+                          "llama3-table4-16k-gpus-131k", "megatron-table1-1.7b",
+                          "megatron-table1-3.6b", "megatron-table1-7.5b")
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,7 @@ def test_the_modelled_figure_is_in_the_source_s_convention():
     row = model_run(run)
     config = model_preset("llama3-405b")
     step = step_time(config, load_profile("h100-sxm"), tp=8, pp=16, dp=128, seq=8192,
-                     batch_tokens=2048 * 8192,
+                     batch_tokens=2048 * 8192, attention="flash2",
                      interleave=row["modelled_layout"]["interleave"])
     palm = 6 * config.matmul_params + 12 * config.layers * config.heads_q * config.head_dim * 8192
     assert flops_per_token(config, "model-full-attention") == pytest.approx(palm)
