@@ -11,8 +11,8 @@ from scaling.model.memory import GIB, memory_known, require_fit, step_memory
 from scaling.cli.inputs import add_model_arguments
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
-from scaling.model.step import (DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS, STEP_RECOMPUTE,
-                                TERM_NAMES, step_time)
+from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS,
+                                STEP_RECOMPUTE, TERM_NAMES, step_time)
 from scaling.plan.search import search_layouts
 from scaling.cli.plan import explain
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
@@ -48,6 +48,17 @@ def register(sub):
     p.add_argument("--recompute", choices=STEP_RECOMPUTE,
                    help="activation recomputation: none, or full (every layer's forward again "
                         "before its backward; default none)")
+    p.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
+                   help="attention kernel: flash (the profile's curves; the presets' are "
+                        "FlashAttention-3), flash2 (FlashAttention-2: the FA3 curve / 1.75, "
+                        "arXiv 2407.08608) or materialised (s x s scores through memory, "
+                        "pre-FlashAttention); default flash")
+    p.add_argument("--no-sequence-parallel", action="store_true",
+                   help="tensor parallelism without sequence parallelism: all-reduces, and "
+                        "norms and residuals whole on every rank (Megatron-LM before 2022)")
+    p.add_argument("--unbalanced-pipeline", action="store_true",
+                   help="every stage layers / PP layers and the last the output layer on top "
+                        "(default: balanced, as Llama 3)")
     p.add_argument("--gpus", type=partial(parse_whole, what="--gpus"),
                    help="search the fastest layout of this many GPUs that fits memory (the "
                         "layout flags given pin their dimensions)")
@@ -109,7 +120,17 @@ def run(args) -> int:
                              f"{args.batch_tokens if name == 'batch_tokens' else value}")
              for name, value in layout.items() if value is not None}
     found = None
-    if args.gpus is not None and not all(layout[k] is not None for k in ("tp", "pp", "dp")):
+    searching = args.gpus is not None and not all(layout[k] is not None
+                                                  for k in ("tp", "pp", "dp"))
+    kernel_options = dict(attention=args.attention,
+                          sequence_parallel=False if args.no_sequence_parallel else None,
+                          balanced_pipeline=not args.unbalanced_pipeline)
+    if searching and (args.attention != "flash" or args.no_sequence_parallel
+                      or args.unbalanced_pipeline):
+        raise DataError("--attention, --no-sequence-parallel and --unbalanced-pipeline time a "
+                        "given layout; the layout search (--gpus without --tp --pp --dp) "
+                        "assumes the defaults")
+    if searching:
         pins = {k: layout[k] for k in ("tp", "pp", "dp", "micro_batch", "interleave")}
         pins["recompute"] = args.recompute
         found = search_layouts(config, profile, args.gpus, precision=args.precision, seq=seq,
@@ -122,7 +143,7 @@ def run(args) -> int:
                             f"more than the {args.gpus:,} GPUs of --gpus")
         result = step_time(config, profile, precision=args.precision, **layout,
                            overrides=_overrides(args), chosen=typed,
-                           recompute=args.recompute or "none")
+                           recompute=args.recompute or "none", **kernel_options)
     memory = checked_memory(config, profile, result)
     if args.json:
         out = result.to_dict() | {"memory": None if memory is None else memory.to_dict()}

@@ -161,8 +161,8 @@ ATTENTION_IMPLS = ("flash", "flash2", "materialised")
 #: so ``flash2`` times attention at the curve's rate / 1.75, the interval / 2.0 to / 1.5 (for
 #: a run that predates FA3, July 2024, on a profile whose attention curve is not measured).
 FA2_SLOWDOWN = (1.75, 1.5, 2.0)  # (value, fast end, slow end)
-FA2_SOURCE = ("FlashAttention-2: the FlashAttention-3 curve / 1.75 (1.5-2.0; FA3 is '1.5-2.0x "
-              "faster than FlashAttention-2 with FP16', arXiv 2407.08608, abstract)")
+FA2_SOURCE = ("FlashAttention-2 as the FlashAttention-3 curve / 1.75, range 1.5 to 2.0 (arXiv "
+              "2407.08608, abstract, FA3 '1.5-2.0x faster than FlashAttention-2 with FP16')")
 OVERRIDES = {
     "mfu": "fraction of the dense peak; replaces the modelled throughput",
     "tflops_per_gpu": "per-GPU model TFLOP/s; replaces the modelled throughput",

@@ -1,0 +1,119 @@
+"""The mechanisms that tell one published run's software from another's: sequence
+parallelism, pipeline balance, the attention kernel's generation, GPT's elementwise traffic
+and expert weights' own data-parallel group, each against hand arithmetic."""
+
+from dataclasses import replace
+
+import pytest
+
+from scaling.errors import DataError
+from scaling.hardware.curves import SaturatingCurve
+from scaling.hardware.load import load_profile
+from scaling.model.config import ModelConfig, model_preset
+from scaling.model.step import FA2_SLOWDOWN, elementwise_bytes_per_token, step_time
+
+H100 = load_profile("h100-sxm")
+FIXED = {"gemm_tflops": 100.0, "attention_tflops": 50.0, "memory_gbps": 1000.0}
+TINY = ModelConfig("tiny", layers=4, d_model=512, d_ffn=1536, heads_q=4, heads_kv=2,
+                   vocab=1000, seq=256)
+GPT = ModelConfig("gpt", layers=4, d_model=512, d_ffn=2048, heads_q=4, heads_kv=4, vocab=1000,
+                  seq=256, mlp="gelu", norm="layernorm", bias=True, tied_embeddings=True,
+                  learned_positions=True, dropout=True)
+
+
+def test_gpt_elementwise_bytes_by_hand():
+    d, tp = 512, 2
+    # Two LayerNorms (read d, write d) and two bias-dropout-adds (read 2d, write d, a 1-byte
+    # mask), whole on each rank without sequence parallelism; bias-GELU reads and writes the
+    # local 4d / tp; learned positions: no rotary. BF16 elements.
+    norms = 2 * 2 * d + 2 * 3 * d
+    without = (norms * 2 + 2 * d) + 2 * (2048 // tp) * 2
+    assert elementwise_bytes_per_token(GPT, tp, sequence_parallel=False) == pytest.approx(without)
+    with_sp = (norms * 2 + 2 * d) / tp + 2 * (2048 // tp) * 2
+    assert elementwise_bytes_per_token(GPT, tp, sequence_parallel=True) == pytest.approx(with_sp)
+    # Llama's: rotary on the local heads, SwiGLU reads two and writes one.
+    hq, hkv = TINY.local_heads(tp)
+    llama = norms * 2 / tp + 2 * (hq + hkv) * TINY.head_dim * 2 + 3 * (1536 // tp) * 2
+    assert elementwise_bytes_per_token(TINY, tp) == pytest.approx(llama)
+
+
+def test_full_recomputation_runs_the_forward_elementwise_again():
+    plain = step_time(TINY, H100, batch_tokens=4 * 256, overrides=FIXED)
+    full = step_time(TINY, H100, batch_tokens=4 * 256, overrides=FIXED, recompute="full")
+    layer_bytes = 4 * elementwise_bytes_per_token(TINY, 1) * 256  # 4 layers, one sequence
+    extra = 4 * layer_bytes / 1000e9  # four micro-batches, one more forward each
+    assert full.breakdown["elementwise_s"] - plain.breakdown["elementwise_s"] == \
+        pytest.approx(extra)
+
+
+def test_an_unbalanced_pipeline_runs_at_its_last_stage_s_pace():
+    balanced = step_time(TINY, H100, pp=2, batch_tokens=4 * 256, overrides=FIXED)
+    last = step_time(TINY, H100, pp=2, batch_tokens=4 * 256, overrides=FIXED,
+                     balanced_pipeline=False)
+    # The output projection: 6 x vocab x d_model FLOPs per token, all of it on the last
+    # stage instead of half; its FP32 loss softmax too (3 x vocab x 4 B per token).
+    head_s = 6 * 1000 * 512 * 256 / 100e12
+    softmax_s = 3 * 256 * 1000 * 4 / 1000e9
+    per_mb = (head_s + softmax_s) / 2  # the half the balanced pipeline shared out
+    assert last.breakdown["gemm_s"] - balanced.breakdown["gemm_s"] == \
+        pytest.approx(4 * head_s / 2)
+    assert last.breakdown["elementwise_s"] - balanced.breakdown["elementwise_s"] == \
+        pytest.approx(4 * softmax_s / 2)
+    # The bubble is (p - 1) of the slower micro-batch time.
+    assert last.breakdown["pipeline_bubble_s"] - balanced.breakdown["pipeline_bubble_s"] == \
+        pytest.approx(per_mb, rel=1e-6)
+    assert last.layout["balanced_pipeline"] is False
+
+
+def test_flash_attention_2_is_the_fa3_curve_over_its_published_speedup():
+    fa3 = step_time(TINY, H100, batch_tokens=4 * 256)
+    fa2 = step_time(TINY, H100, batch_tokens=4 * 256, attention="flash2")
+    value, fast, slow = FA2_SLOWDOWN
+    assert (value, fast, slow) == (1.75, 1.5, 2.0)  # arXiv 2407.08608, abstract: 1.5-2.0x
+    assert fa2.breakdown["attention_s"] == pytest.approx(fa3.breakdown["attention_s"] * 1.75)
+    assert fa2.breakdown["gemm_s"] == pytest.approx(fa3.breakdown["gemm_s"])
+    assert fa2.labels["attention_tflops"]["label"] == "assumed"
+    assert "2407.08608" in fa2.labels["attention_tflops"]["source"]
+
+
+def test_flash_attention_2_refuses_a_measured_attention_curve():
+    flat = SaturatingCurve(plateau=300.0, half_size=0.0)
+    measured = tuple(replace(c, curve=flat, label="measured")
+                     if c.kernel == "attention" else c for c in H100.kernel_curves)
+    profile = replace(H100, kernel_curves=measured)
+    with pytest.raises(DataError, match="measured"):
+        step_time(TINY, profile, batch_tokens=4 * 256, attention="flash2")
+
+
+def test_expert_weights_reduce_over_their_own_data_parallel_group():
+    config = model_preset("llama4-scout")
+    lay = dict(tp=8, pp=1, dp=16, seq=8192, batch_tokens=16 * 8192,
+               overrides={"dp_busbw_gbps": 40.0})
+    plain = step_time(config, H100, **lay)
+    ep = step_time(config, H100, ep=16, **lay)
+    routed = config.moe_layers * config.experts * config.expert_params
+    rest = config.params - routed
+    by_hand = lambda params, world: params * 6 * (world - 1) / world / 40e9  # noqa: E731
+    assert plain.breakdown["dp_comm_s"] == pytest.approx(by_hand(config.params / 8, 16))
+    # EP 16: the 16 experts one per rank, each reduced with nobody (16 / 16 replicas).
+    assert ep.breakdown["dp_comm_s"] == pytest.approx(by_hand(rest / 8, 16))
+
+
+def test_the_step_command_takes_the_mechanisms(capsys):
+    import json
+
+    from scaling.cli.main import main
+    args = ["step", "megatron-gpt-18.4b", "--hardware", "a100-80gb", "--tp", "8", "--dp", "32",
+            "--seq", "2048", "--micro-batch", "8", "--batch-tokens", "1024x2048",
+            "--recompute", "full", "--attention", "materialised"]
+    assert main(args + ["--json"]) == 0
+    sp = json.loads(capsys.readouterr().out)
+    assert main(args + ["--no-sequence-parallel", "--unbalanced-pipeline", "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert sp["layout"]["sequence_parallel"] is True
+    assert plain["layout"]["sequence_parallel"] is False
+    assert plain["layout"]["balanced_pipeline"] is False
+    assert plain["breakdown"]["elementwise_s"] > sp["breakdown"]["elementwise_s"]
+    assert main(["step", "llama3-8b", "--gpus", "64", "--attention", "flash2"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "layout search" in err[0]
