@@ -131,7 +131,8 @@ def run(args) -> int:
                         "given layout; the layout search (--gpus without --tp --pp --dp) "
                         "assumes the defaults")
     if searching:
-        pins = {k: layout[k] for k in ("tp", "pp", "dp", "micro_batch", "interleave")}
+        pins = {k: layout[k] for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch",
+                                       "interleave")}
         pins["recompute"] = args.recompute
         found = search_layouts(config, profile, args.gpus, precision=args.precision, seq=seq,
                                batch=layout.get("batch_tokens", DEFAULT_BATCH_TOKENS) // seq,

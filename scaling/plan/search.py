@@ -58,6 +58,15 @@ TOP = 5
 MICRO_BATCHES = (1, 2, 4, 8)
 INTERLEAVES = (1, 2)
 CONTEXT_PARALLEL = (1, 2, 4, 8, 16, 32)
+#: Context parallelism is searched for sequences longer than this; at this length and below
+#: every layout has CP 1 unless a caller pins it. ASSUMED from the one published practice:
+#: Llama 3 trained 405B on 8,192-token sequences without CP and added CP 16 for its 131,072-
+#: token stage (arXiv 2407.21783, Sec. 3.3.2 and Table 4). The step model's CP costs are
+#: checked on that one long-context row only; at 8,192 tokens with CP it would prefer TP4 CP8
+#: PP64 DP8 for Llama 3 405B on 16,384 H100 (486 TFLOP/s against the published layout's
+#: 388), its bubble smaller for fewer replicas, a gain no published run shows and that the
+#: presets' one GEMM figure at every shape (no penalty for 1,024-token GEMMs) may invent.
+CP_MIN_SEQ = 8192
 SEARCH_SOURCE = "layout search (scaling.plan.search): the fastest layout that fits memory"
 
 
@@ -92,6 +101,10 @@ def _pp_values(ctx: Context) -> tuple:
 
 
 def _cp_values(ctx: Context) -> tuple:
+    """CP degrees that cut the sequence into 2 x cp equal chunks, for sequences longer than
+    `CP_MIN_SEQ` (else 1)."""
+    if ctx.seq <= CP_MIN_SEQ:
+        return (1,)
     return tuple(c for c in CONTEXT_PARALLEL if ctx.seq % (2 * c) == 0 or c == 1)
 
 
@@ -133,15 +146,8 @@ ALL_DIMENSIONS = (
 )
 _STEP_ARGS = set(inspect.signature(step_time).parameters)
 #: Dimensions the step model times that the search does not range over: a dimension listed
-#: here takes its step-model default (1) in every layout; a user who wants either gives
-#: `flopcast step` the layout. Context parallelism: the presets time every GEMM at one
-#: figure (MAMF's best shape), so cutting an 8k sequence into 1k-token pieces costs nothing
-#: in GEMM efficiency, and with CP the search prefers TP4 CP8 PP64 DP8 for Llama 3 405B on
-#: 16,384 H100 (486 TFLOP/s, its bubble smaller for fewer replicas) over the published TP8
-#: PP16 DP128: a win of the flat curve, not of the layout. Expert parallelism: the grid and
-#: memory agree with the step model (EP inside DP, experts split over TP), but a Llama 4
-#: Maverick search on 2,048 GPUs times 563 layouts in about 5 s, over the 2 s budget.
-NOT_SEARCHED = ("cp", "ep")
+#: here takes its step-model default (1) in every layout unless a caller pins it. None today.
+NOT_SEARCHED: tuple[str, ...] = ()
 DIMENSIONS = tuple(d for d in ALL_DIMENSIONS
                    if (d.step_arg is None or d.step_arg in _STEP_ARGS)
                    and d.name not in NOT_SEARCHED)

@@ -89,7 +89,7 @@ def test_step_and_plan_explain_and_json_carry_the_search(capsys):
     code, out, _ = flopcast(capsys, "step", "llama3-405b", "--gpus", "16384", "--json")
     data = json.loads(out)
     best = data["layout_search"]["best"]["layout"]
-    # the search's dimensions, as step ran them (CP and EP are not searched: 1 each)
+    # the search's dimensions, as step ran them (a dense model at 8k: CP 1 and EP 1)
     assert {k: data["layout"][k] for k in best if k in data["layout"]} == \
         {k: v for k, v in best.items() if k in data["layout"]}
     assert data["layout"].get("cp", 1) == data["layout"].get("ep", 1) == 1
@@ -97,3 +97,35 @@ def test_step_and_plan_explain_and_json_carry_the_search(capsys):
     code, out, _ = flopcast(capsys, "plan", "--compute", "llama3", "--params", "405B",
                             "--gpus", "16384", "--explain")
     assert code == 0 and "1. TP 8" in out
+
+
+def test_context_parallelism_is_searched_for_long_sequences_only(h100):
+    from scaling.plan.search import CP_MIN_SEQ
+    c = model_presets()["llama3-405b"]
+    short = search_layouts(c, h100, 16384, seq=CP_MIN_SEQ, batch=2048)
+    assert {cand.layout["cp"] for cand in short.ranked} == {1}
+    long = search_layouts(c, h100, 16384, seq=131072, batch=128)
+    assert long.best.layout["cp"] > 1  # 131k tokens do not fit one tensor-parallel group
+    assert long.best.layout["tp"] * long.best.layout["cp"] * long.best.layout["pp"] * \
+        long.best.layout["dp"] <= 16384
+    # A pinned CP is used even at 8k.
+    pinned = search_layouts(c, h100, 16384, batch=2048, pins={"cp": 2})
+    assert pinned.best.layout["cp"] == 2
+
+
+def test_expert_parallelism_is_searched_for_moe_models_as_the_step_model_runs_it(h100):
+    c = model_presets()["llama4-maverick"]
+    began = time.perf_counter()
+    found = search_layouts(c, h100, 2048)
+    assert time.perf_counter() - began < 10  # measured ~0.7 s
+    for cand in found.ranked:
+        lay = cand.layout
+        assert lay["dp"] % lay["ep"] == 0 and c.experts % lay["ep"] == 0
+        direct = step_time(c, h100, tp=lay["tp"], pp=lay["pp"], dp=lay["dp"], seq=lay["seq"],
+                           batch_tokens=lay["batch_tokens"], micro_batch=lay["micro_batch"],
+                           interleave=lay["interleave"], recompute=lay["recompute"],
+                           cp=lay["cp"], ep=lay["ep"])
+        assert direct.step_time_s == pytest.approx(cand.step.step_time_s, rel=1e-12)
+        assert step_memory(c, h100, direct.layout).total_bytes == \
+            pytest.approx(cand.memory_bytes)
+    assert found.best.layout["ep"] > 1  # 128 experts of 400B total do not fit unsharded
