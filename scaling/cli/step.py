@@ -7,12 +7,12 @@ from functools import partial
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
-from scaling.model.memory import GIB, memory_known, require_fit, step_memory
+from scaling.model.memory import GIB, STEP_ZERO, memory_known, require_fit, step_memory
 from scaling.cli.inputs import add_model_arguments
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
 from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS,
-                                STEP_RECOMPUTE, TERM_NAMES, step_time)
+                                STEP_RECOMPUTE, TERM_NAMES, ZERO_STAGES, step_time)
 from scaling.plan.search import search_layouts
 from scaling.cli.plan import explain
 from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
@@ -48,6 +48,10 @@ def register(sub):
     p.add_argument("--recompute", choices=STEP_RECOMPUTE,
                    help="activation recomputation: none, or full (every layer's forward again "
                         "before its backward; default none)")
+    p.add_argument("--zero", type=int, choices=ZERO_STAGES,
+                   help="ZeRO stage of the data-parallel group: 0 all-reduce, 1-2 reduce-"
+                        "scatter and all-gather once per step, 3 weights gathered every micro-"
+                        f"batch (default {STEP_ZERO}, Llama 3's FSDP; searched with --gpus)")
     p.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
                    help="attention kernel: flash (the profile's curves; the presets' are "
                         "FlashAttention-3), flash2 (FlashAttention-2: the FA3 curve / 1.75, "
@@ -134,6 +138,7 @@ def run(args) -> int:
         pins = {k: layout[k] for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch",
                                        "interleave")}
         pins["recompute"] = args.recompute
+        pins["zero"] = args.zero
         found = search_layouts(config, profile, args.gpus, precision=args.precision, seq=seq,
                                batch=layout.get("batch_tokens", DEFAULT_BATCH_TOKENS) // seq,
                                pins=pins, overrides=_overrides(args))
@@ -144,7 +149,8 @@ def run(args) -> int:
                             f"more than the {args.gpus:,} GPUs of --gpus")
         result = step_time(config, profile, precision=args.precision, **layout,
                            overrides=_overrides(args), chosen=typed,
-                           recompute=args.recompute or "none", **kernel_options)
+                           recompute=args.recompute or "none",
+                           zero=STEP_ZERO if args.zero is None else args.zero, **kernel_options)
     memory = checked_memory(config, profile, result)
     if args.json:
         out = result.to_dict() | {"memory": None if memory is None else memory.to_dict()}

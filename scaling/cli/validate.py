@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from scaling.errors import DataError
 from scaling.hardware.load import load_profile
-from scaling.model.memory import GIB, step_memory
+from scaling.model.memory import GIB, STEP_ZERO, step_memory
 from scaling.output import format_table, print_json
 from scaling.model.step import PRECISIONS, STEP_RECOMPUTE, step_time
 from scaling.plan.throughput import SCHEDULES
@@ -125,14 +125,16 @@ def model_run(run: ValidationRun) -> dict:
                  "seq": lay["seq"],
                  "micro_batch": micro_batch, "micro_batches": micro_batches,
                  "interleave": interleave, "recompute": recompute, "ep": ep,
-                 "sequence_parallel": lay.get("sequence_parallel")}
+                 "sequence_parallel": lay.get("sequence_parallel"),
+                 "zero": lay["zero"] if lay.get("zero") is not None else STEP_ZERO}
         memory = step_memory(config, run.hardware, shape, precision=precision)
         step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
                          dp=lay["dp"], cp=lay.get("cp") or 1, seq=lay["seq"],
                          batch_tokens=batch_tokens, attention=run.attention,
                          micro_batch=micro_batch, interleave=interleave, recompute=recompute,
                          ep=ep, sequence_parallel=lay.get("sequence_parallel"),
-                         balanced_pipeline=lay.get("balanced_pipeline", True) is not False)
+                         balanced_pipeline=lay.get("balanced_pipeline", True) is not False,
+                         zero=shape["zero"])
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]
     # The fastest schedule that fits; where none does (the memory model disagrees with a run

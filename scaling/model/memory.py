@@ -221,7 +221,7 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
         ep=layout.get("ep", 1), etp=layout["tp"], cp=layout.get("cp", 1),
         micro_batch=layout["micro_batch"], micro_batches=layout["micro_batches"],
         interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
-        zero=STEP_ZERO, seq=layout["seq"], options=options,
+        zero=layout.get("zero", STEP_ZERO), seq=layout["seq"], options=options,
         sequence_parallel=layout.get("sequence_parallel"))
 
 

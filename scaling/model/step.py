@@ -64,6 +64,7 @@ from scaling.hardware.profile import HardwareProfile
 from scaling.provenance import Figure
 from scaling.labels import MISSING, modelled_from, weakest
 from scaling.model.config import ModelConfig, Op
+from scaling.model.memory import STEP_ZERO
 
 # Llama 3 paper, Table 4: "16M" tokens per batch for the 405B run, 2,048 sequences of 8,192
 # tokens: 16,777,216 tokens (16Mi).
@@ -93,6 +94,15 @@ EP_CONVENTION = ("expert parallelism inside the data-parallel group (Megatron-Co
                  "(Megatron-Core's --expert-tensor-parallel-size defaults to "
                  "--tensor-model-parallel-size); ranks in Megatron order, tensor fastest, so "
                  "one group spans tp x ep consecutive GPUs")
+
+#: ZeRO stages the step model times (Rajbhandari et al. 2019, arXiv 1910.02054; `zero`): 0,
+#: plain data parallelism, the gradients all-reduced once per step and Adam run on every
+#: replica's whole copy; 1 and 2, gradients reduce-scattered and weights all-gathered once per
+#: step, Adam on the shard (ZeRO-2's per-micro-batch reduce-scatters run under the backward,
+#: as FSDP's and DeepSpeed's overlapped reductions do, and are priced as the one); 3, the
+#: weights all-gathered again for every micro-batch's forward (twice under full
+#: recomputation) and backward. The default is `scaling.model.memory.STEP_ZERO`.
+ZERO_STAGES = (0, 1, 2, 3)
 
 ASSUMED_OVERLAP = {
     "tp_overlap": "no overlap: Megatron-LM places tensor-parallel collectives on the critical "
@@ -145,10 +155,13 @@ LAYOUT_DEFAULTS = {
     "batch_tokens": (DEFAULT_BATCH_TOKENS, "published",
                      "Llama 3 paper, Table 4: 2,048 sequences of 8,192 tokens (16Mi) per batch"),
 }
-#: Activation recomputation the step model times: none, or full (every layer's forward GEMMs
-#: and attention run again before its backward: Megatron-LM's --checkpoint-activations,
-#: Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not count the recomputed forward.
-STEP_RECOMPUTE = ("none", "full")
+#: Activation recomputation the step model times: none; selective, the attention core's
+#: forward again before its backward (Korthikanti et al. 2022, arXiv 2205.05198, Sec. 5:
+#: scores, softmax and dropout rebuilt, the GEMMs not); or full (every layer's forward GEMMs,
+#: attention, elementwise ops and collectives run again: Megatron-LM's
+#: --checkpoint-activations, Narayanan et al. 2021 Sec. 3.5). Model FLOPs and MFU do not
+#: count the recomputed forward.
+STEP_RECOMPUTE = ("none", "selective", "full")
 #: How attention is computed: ``flash``, a fused kernel timed with the profile's attention
 #: curves (FlashAttention, Dao et al. 2022, arXiv 2205.14135, and its successors; the presets'
 #: curves are FlashAttention-3's), ``flash2``, FlashAttention-2 (`FA2_SLOWDOWN`), or
@@ -369,11 +382,17 @@ class _Step:
     sequence_parallel: bool = False  # Megatron sequence parallelism (with tensor parallelism)
     attention: str = "flash"  # one of ATTENTION_IMPLS
     balanced_pipeline: bool = True  # the output layer shared out over the stages (Llama 3)
+    zero: int = STEP_ZERO  # one of ZERO_STAGES
 
     def passes(self, op: Op) -> int:
         """How many times the step runs ``op``: twice for a forward op under full
-        recomputation, else once."""
-        return 2 if self.recompute == "full" and op.direction == "fwd" else 1
+        recomputation, and for the attention core's forward under selective; else once."""
+        if op.direction != "fwd":
+            return 1
+        if self.recompute == "full" or (self.recompute == "selective"
+                                        and op.kind == "attention"):
+            return 2
+        return 1
 
     @property
     def head_share(self) -> float:
@@ -425,7 +444,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               recompute: str = "none", cp: int | None = None,
               attention: str = "flash", ep: int | None = None,
               sequence_parallel: bool | None = None,
-              balanced_pipeline: bool = True) -> StepResult:
+              balanced_pipeline: bool = True, zero: int = STEP_ZERO) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
@@ -444,6 +463,9 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     st.sequence_parallel = (st.lay["tp"] > 1 if sequence_parallel is None
                             else bool(sequence_parallel) and st.lay["tp"] > 1)
     st.balanced_pipeline = bool(balanced_pipeline)
+    if isinstance(zero, bool) or zero not in ZERO_STAGES:
+        raise DataError(f"ZeRO stage must be one of {ZERO_STAGES}, got {zero!r}")
+    st.zero = int(zero)
     if attention not in ATTENTION_IMPLS:
         raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
     st.attention = attention
@@ -487,7 +509,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                 "micro_batch": lay["micro_batch"], "micro_batches": st.m,
                 "interleave": lay["interleave"], "recompute": st.recompute, "ep": lay["ep"],
                 "expert_imbalance": st.imbalance, "sequence_parallel": st.sequence_parallel,
-                "balanced_pipeline": st.balanced_pipeline},
+                "balanced_pipeline": st.balanced_pipeline, "zero": st.zero},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -752,7 +774,8 @@ def _materialised_attention_term(st: _Step, kernels: dict, memory: Figure) -> No
             else st.profile.matmul_tflops(seq, seq, hd, "bf16"))
     bw = memory.value * 1e9
     per_layer, flops = np.zeros(3), 0.0
-    for direction, passes in (("fwd", 2 if st.recompute == "full" else 1), ("bwd", 1)):
+    for direction, passes in (("fwd", st.passes(Op("attention", "core", "fwd", {}))),
+                              ("bwd", 1)):
         d = k[direction]
         # Each batched GEMM is split evenly over its FLOPs and bytes (two forward, four back).
         gemm = np.maximum(d["gemm_flops"] / (_trio(rate) * 1e12), d["gemm_bytes"] / bw)
@@ -1004,7 +1027,10 @@ def _params_local(st: _Step) -> float:
 
 
 def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
-    """Seconds per step of the FSDP gradient reduce-scatter and parameter all-gather, each on
+    """Seconds per step of the data-parallel collectives of ZeRO stage ``st.zero``
+    (`ZERO_STAGES`): the FP32 gradients reduced (all-reduced at stage 0, reduce-scattered
+    above) and the BF16 weights all-gathered (once per step at stages 1 and 2; for every
+    micro-batch's forward, again under full recomputation, and backward at stage 3), each on
     the level its group sits on (`_level_busbw`), plus ring latency. Under expert parallelism
     the routed experts are ``ep`` times fewer per GPU and reduce over the ``dp x cp / ep``
     replicas that hold the same experts (Megatron-Core's expert-data-parallel group); the
@@ -1014,25 +1040,36 @@ def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
         if st.config.is_moe else 0
     shard = st.lay["tp"] * st.lay["pp"]
     groups = [((st.config.params - routed) / shard, dp), (routed / (shard * ep), dp // ep)]
+    if st.zero == 0:
+        collectives = [("all_reduce", DP_GRAD_BYTES, 1)]
+    else:
+        gathers = 1 if st.zero < 3 else st.m * (st.passes(Op("gemm", "weights", "fwd", {})) + 1)
+        collectives = [("reduce_scatter", DP_GRAD_BYTES, 1), ("all_gather", DP_PARAM_BYTES,
+                                                             gathers)]
     intra = st.gpus <= profile.gpus_per_node
     dp_comm = np.zeros(3)
     bw = None
     for params, world in groups:
         if params == 0 or world == 1:
             continue
-        for collective, width in (("reduce_scatter", DP_GRAD_BYTES),
-                                  ("all_gather", DP_PARAM_BYTES)):
+        for collective, width, times in collectives:
             size = params * width
             bw, latency = _group_bw(st, "dp_busbw_gbps", collective, size, world, intra)
-            dp_comm = dp_comm + size * (world - 1) / world / (_trio(bw) * 1e9) + latency
+            factor = 2 if collective == "all_reduce" else 1
+            dp_comm = dp_comm + times * (factor * size * (world - 1) / world
+                                         / (_trio(bw) * 1e9) + latency)
     if bw is not None:
         st.labels["dp_busbw_gbps"] = _as_label(bw)
+    st.labels["zero"] = _label(st.zero, "given" if st.zero != STEP_ZERO else "assumed",
+                               "ZeRO stage (scaling.model.step.ZERO_STAGES)")
     return dp_comm * (1 - overlap)
 
 
 def _optimizer_term(st: _Step, memory: Figure) -> np.ndarray:
-    """Seconds per step of Adam's memory traffic over this GPU's parameter shard."""
-    return np.full(3, _params_local(st) / st.dp_group * OPTIMIZER_BYTES_PER_PARAM
+    """Seconds per step of Adam's memory traffic over this GPU's parameter shard (its whole
+    copy at ZeRO stage 0)."""
+    shard = st.dp_group if st.zero >= 1 else 1
+    return np.full(3, _params_local(st) / shard * OPTIMIZER_BYTES_PER_PARAM
                    / (memory.value * 1e9))
 
 

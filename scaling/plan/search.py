@@ -67,6 +67,7 @@ CONTEXT_PARALLEL = (1, 2, 4, 8, 16, 32)
 #: 388), its bubble smaller for fewer replicas, a gain no published run shows and that the
 #: presets' one GEMM figure at every shape (no penalty for 1,024-token GEMMs) may invent.
 CP_MIN_SEQ = 8192
+SEARCHED_ZERO = (2, 3)
 SEARCH_SOURCE = "layout search (scaling.plan.search): the fastest layout that fits memory"
 
 
@@ -140,9 +141,10 @@ ALL_DIMENSIONS = (
     Dimension("interleave", lambda ctx: INTERLEAVES, step_arg="interleave"),
     Dimension("recompute", lambda ctx: STEP_RECOMPUTE, per_microbatch=True,
               step_arg="recompute"),
-    # The step model prices one data-parallel pattern (FSDP as Llama 3 ran it, ZeRO-2 in
-    # memory); a ZeRO stage it timed differently would list its stages here.
-    Dimension("zero", lambda ctx: (STEP_ZERO,)),
+    # ZeRO 2 and 3 (`scaling.model.step.ZERO_STAGES`): stage 1 times as stage 2 and holds
+    # more, stage 0 is slower and holds more still, so neither can be the fastest that fits
+    # and they are not enumerated (a caller may pin them).
+    Dimension("zero", lambda ctx: SEARCHED_ZERO, step_arg="zero"),
 )
 _STEP_ARGS = set(inspect.signature(step_time).parameters)
 #: Dimensions the step model times that the search does not range over: a dimension listed
@@ -375,7 +377,8 @@ class LayoutSearch:
         timed, broken = self._time_in_order(cand, np.flatnonzero(fit), bound, chosen, top)
         if broken:
             notes.append("the step-time bound did not hold; every layout that fits was timed")
-        timed.sort(key=lambda c: c.seconds_per_token)
+        # Equal times (a ZeRO stage that adds no time): the one that holds less memory first.
+        timed.sort(key=lambda c: (c.seconds_per_token, c.memory_bytes or 0.0))
         best = timed[0]
         ranked = timed[:top]
         for c in ranked[1:]:

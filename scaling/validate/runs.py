@@ -61,7 +61,7 @@ FLOP_CONVENTIONS = {
 #: None: reported only.
 GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "llama4-behemoth": None}
 LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
-               "global_batch", "recompute", "sequence_parallel", "balanced_pipeline")
+               "global_batch", "recompute", "sequence_parallel", "balanced_pipeline", "zero")
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
         citation=row, model=name, hardware="a100-80gb", gpus=gpus,
         layout={"tp": tp, "pp": pp, "dp": dp, "cp": 1, "ep": 1, "micro_batch": mbs,
                 "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full",
-                "sequence_parallel": False, "balanced_pipeline": False},
+                "sequence_parallel": False, "balanced_pipeline": False, "zero": 0},
         layout_sources={
             "tp": row, "pp": row, "dp": "derived: GPUs / (TP x PP)", "cp": "none used",
             "ep": "dense model", "micro_batch": f"{SC21_SCRIPT}: MBS={mbs}",
@@ -191,6 +191,10 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
                                  "(Korthikanti et al. 2022, arXiv 2205.05198); the 2021 "
                                  "tensor parallelism all-reduces (Narayanan et al. 2021, "
                                  "Sec. 2.3) and runs LayerNorm and dropout on every rank",
+            "zero": f"0: {NARAYANAN}, Sec. 2.1 and 5.2: data parallelism all-reduces the "
+                    f"gradients, each replica keeps its whole optimizer state (ZeRO appears "
+                    f"only as the compared alternative; Megatron-LM's distributed optimizer "
+                    f"came later)",
             "balanced_pipeline": "no: Megatron-LM of 2021 gives every stage num_layers / PP "
                                  "layers, the embedding to the first and the output layer and "
                                  "loss to the last (megatron/model/transformer.py, "
@@ -241,7 +245,7 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
         layout={"tp": 8, "pp": 16, "dp": dp, "cp": cp, "ep": 1, "micro_batch": None,
                 "interleave": None, "seq": seq, "global_batch": dp * per_dp,
                 "recompute": recompute, "sequence_parallel": None,
-                "balanced_pipeline": True},
+                "balanced_pipeline": True, "zero": 2},
         layout_sources={
             "tp": row, "pp": row, "cp": row, "ep": "dense model", "seq": row,
             "dp": row + (" (DP 8 as in the v3 PDF; a v1 conversion prints 4, which would give "
@@ -250,6 +254,8 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
             "balanced_pipeline": f"{LLAMA3}, Sec. 3.3.2: one Transformer layer fewer on the "
                                  f"first and last stages to balance the embedding and the "
                                  f"output layer",
+            "zero": f"2: {LLAMA3}, Sec. 3.3.2: FSDP shards the optimizer state and the "
+                    f"gradients and does not reshard the weights after the forward",
             "sequence_parallel": "not published: Megatron-style tensor parallelism with "
                                  "sequence parallelism, the step model's default, assumed",
             "interleave": f"not published: {LLAMA3}, Sec. 3.3.2 uses an interleaved schedule "

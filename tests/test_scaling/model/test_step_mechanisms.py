@@ -117,3 +117,49 @@ def test_the_step_command_takes_the_mechanisms(capsys):
     assert main(["step", "llama3-8b", "--gpus", "64", "--attention", "flash2"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "layout search" in err[0]
+
+
+def test_selective_recomputation_runs_the_attention_core_forward_again():
+    plain = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED)
+    sel = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED,
+                    recompute="selective")
+    # Causal forward attention, 4 x seq x (heads / tp) x head_dim / 2 FLOPs per token and
+    # layer, once more on 4 layers and 4 micro-batches of 256 tokens, at 50 TFLOP/s.
+    fwd = 256 * 4 * 256 * 2 * 128 / 2
+    assert sel.breakdown["attention_s"] - plain.breakdown["attention_s"] == \
+        pytest.approx(4 * 4 * fwd / 50e12)
+    for term in ("gemm_s", "tp_comm_s", "elementwise_s"):
+        assert sel.breakdown[term] == pytest.approx(plain.breakdown[term])
+    # Materialised attention: the scores' batched GEMMs and softmax traffic again too.
+    gpt_plain = step_time(GPT, H100, batch_tokens=2 * 256, overrides=FIXED,
+                          attention="materialised")
+    gpt_sel = step_time(GPT, H100, batch_tokens=2 * 256, overrides=FIXED,
+                        attention="materialised", recompute="selective")
+    gpt_full = step_time(GPT, H100, batch_tokens=2 * 256, overrides=FIXED,
+                         attention="materialised", recompute="full")
+    assert gpt_sel.breakdown["attention_s"] == pytest.approx(gpt_full.breakdown["attention_s"])
+    assert gpt_sel.breakdown["attention_s"] > gpt_plain.breakdown["attention_s"]
+    assert gpt_sel.breakdown["gemm_s"] == pytest.approx(gpt_plain.breakdown["gemm_s"])
+
+
+def test_zero_stages_by_hand():
+    from scaling.model.step import ZERO_STAGES
+    assert ZERO_STAGES == (0, 1, 2, 3)
+    lay = dict(tp=1, dp=2, batch_tokens=4 * 256,
+               overrides=dict(FIXED, dp_busbw_gbps=100.0))
+    local = TINY.params  # TP 1, PP 1: every weight on every replica
+    runs = {z: step_time(TINY, H100, zero=z, **lay) for z in ZERO_STAGES}
+    half = 0.5  # (n - 1) / n for two replicas
+    # Stage 0: the FP32 gradients all-reduced (2 x size x (n - 1) / n), Adam on the whole copy.
+    assert runs[0].breakdown["dp_comm_s"] == pytest.approx(2 * local * 4 * half / 100e9)
+    assert runs[0].breakdown["optimizer_s"] == pytest.approx(local * 30 / 1000e9)
+    # Stages 1 and 2: FP32 reduce-scatter + BF16 all-gather once, Adam on half.
+    for z in (1, 2):
+        assert runs[z].breakdown["dp_comm_s"] == pytest.approx(local * 6 * half / 100e9)
+        assert runs[z].breakdown["optimizer_s"] == pytest.approx(local / 2 * 30 / 1000e9)
+    # Stage 3: the weights gathered for each of the 2 micro-batches' forward and backward.
+    assert runs[3].layout["micro_batches"] == 2
+    assert runs[3].breakdown["dp_comm_s"] == pytest.approx(
+        (local * 4 + 2 * 2 * local * 2) * half / 100e9)
+    with pytest.raises(DataError, match="ZeRO stage"):
+        step_time(TINY, H100, zero=4, **lay)
