@@ -354,8 +354,9 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
     the step model sets the layout), that finish ``compute_flops`` within ``days``.
 
     The cluster's useful rate ``gpus * tflops * goodput`` grows with ``gpus`` until failures
-    eat the gains, so the count is found by scanning a logarithmic grid of replica counts and
-    bisecting the first bracket that meets the deadline.
+    eat the gains, so the count is found by scanning a logarithmic grid of replica counts from
+    the smallest up to the first that meets the deadline (or until failures have doubled the
+    fastest time found) and bisecting that bracket.
     """
     if not days > 0:
         raise DataError(f"--days must be positive, got {days}")
@@ -372,7 +373,16 @@ def solve_gpus(compute_flops: float, days: float, params: float, throughput: Thr
         return work / (g * t.tflops.value * 1e12 * rel.goodput)
 
     grid = sorted({int(round(k)) for k in np.geomspace(1.0, max(max_gpus / unit, 1.0), 241)})
-    times = [wall_s(k) for k in grid]
+    # Smallest first, stopping at the first count that meets the deadline: each point is a
+    # layout search, and the counts above the first hit cannot be the fewest.
+    # Past the fastest cluster, failures only lengthen the run: once a count takes twice the
+    # fastest time so far (the factor of 2 a margin for the layout search's steps), no larger
+    # count can meet a deadline the fastest so far missed.
+    times = []
+    for k in grid:
+        times.append(wall_s(k))
+        if times[-1] <= target_s or times[-1] > 2 * min(times):
+            break
     hits = [i for i, t in enumerate(times) if t <= target_s]
     if not hits and all(math.isinf(t) for t in times):
         throughput(grid[-1] * unit, params)  # raises the memory refusal, with its GiB

@@ -298,7 +298,14 @@ class LayoutSearch:
             keep &= dp % grid["ep"] == 0
         dp = np.maximum(dp, 1)
         if batch is None:  # the planner's batch: grows to one sequence per stage per replica
-            m = np.maximum(pp, -(-planner_batch(self.seq) // (dp * mb)))
+            target = planner_batch(self.seq)
+            m = np.maximum(pp, -(-target // (dp * mb)))
+            # A larger micro-batch may not grow the batch past what micro-batches of one
+            # sequence give (a full pipeline of them, pp per replica, must fit in it): a
+            # bigger batch is fewer optimizer steps, not a faster layout, and would win
+            # every ranking by seconds per token.
+            smallest = dp * np.maximum(pp, -(-target // dp))
+            keep &= dp * mb * pp <= smallest
         else:
             keep &= batch % (dp * mb) == 0
             m = np.maximum(1, batch // (dp * mb))

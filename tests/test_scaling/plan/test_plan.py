@@ -274,7 +274,7 @@ def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
     # no exponents for GPU-hours, dollars or energy in the human output, and no intervals
     # narrower than the rounding (the step model's spread here is a fraction of a percent)
     assert "e+" not in out and "[" not in out
-    assert "326M" in out and "$689M" in out and "457 GWh" in out
+    assert "339M" in out and "$715M" in out and "475 GWh" in out
 
 
 def test_headline_shows_an_interval_wider_than_the_rounding():

@@ -248,7 +248,7 @@ def test_answer_first_steps_in_words_and_a_sentence_for_missing_power(tmp_path, 
     assert "tensor-parallel communication" in sections["step"]
     assert not any(term in text for term in ("pipeline_bubble_s", "tp_comm_s", "gemm_s"))
     assert "e+" not in sections["plan"]
-    assert "326M" in sections["plan"] and "$689M" in sections["plan"]
+    assert "339M" in sections["plan"] and "$715M" in sections["plan"]
 
 
 def test_the_llama3_law_warns_in_the_report(tmp_path, capsys):
