@@ -54,6 +54,10 @@ def register(sub):
                    help="ZeRO stage over data (and context) parallelism: 1 shards the "
                         "optimizer state, 2 also the gradients, 3 (FSDP) also the weights "
                         f"(default {STEP_ZERO}, as `flopcast step` prices it)")
+    p.add_argument("--no-sequence-parallel", action="store_true",
+                   help="tensor parallelism without sequence parallelism: the norms' and "
+                        "dropouts' activations whole on every rank (as `flopcast step "
+                        "--no-sequence-parallel`)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
@@ -74,7 +78,8 @@ def layout_from_args(args, config) -> dict:
                         f"data-parallel replicas (a multiple of "
                         f"{seq * lay['dp'] * lay['micro_batch']:,})")
     return lay | {"seq": seq, "micro_batches": int(per_replica), "batch_tokens": tokens,
-                  "recompute": args.recompute, "zero": args.zero}
+                  "recompute": args.recompute, "zero": args.zero,
+                  "sequence_parallel": False if args.no_sequence_parallel else None}
 
 
 def run(args) -> int:

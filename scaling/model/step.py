@@ -683,7 +683,7 @@ class _Rates:
 def _kernel_terms(st: _Step) -> dict:
     """Seconds of one micro-batch on one stage for the dense GEMMs, attention and (MoE) the
     expert GEMMs, and the kernel FLOPs they execute (``flops``, for utilisation)."""
-    config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
+    config, tp = st.config, st.lay["tp"]
     head_ops = config.head_ops(st.lay["micro_batch"], st.seq_local, tp)
     rates = _Rates(st)
     head_gemm = sum((rates.time(op) for op in head_ops), np.zeros(3))
@@ -874,7 +874,7 @@ def _elementwise_term(st: _Step, memory: Figure) -> np.ndarray:
     """Seconds of one micro-batch's elementwise traffic on one stage: the layers' forward
     bytes (`elementwise_bytes_per_token`) once forward, twice backward, and once more under
     full recomputation; the loss softmax in FP32 forward and backward."""
-    config, tp, pp = st.config, st.lay["tp"], st.lay["pp"]
+    config, tp = st.config, st.lay["tp"]
     logits_bytes = 3 * st.tokens_mb * math.ceil(config.vocab / tp) * 4  # FP32 softmax fwd+bwd
     per_token = sum(st.layers_of(k) * elementwise_bytes_per_token(config, tp, k,
                                                                   st.sequence_parallel)
@@ -977,7 +977,7 @@ def _cp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     """Seconds of one micro-batch's context-parallel K/V exchange on one stage, on the link
     the CP group sits on: inside the NVLink domain when ``tp * cp`` GPUs fit in it (Megatron
     orders TP innermost, then CP), else across the scale-out fabric."""
-    tp, cp, profile, ov = st.lay["tp"], st.lay["cp"], st.profile, st.ov
+    tp, cp, profile = st.lay["tp"], st.lay["cp"], st.profile
     per_layer = cp_exchange_bytes(st.config, tp, cp, st.lay["micro_batch"], st.lay["seq"])
     # The gathered tensor: all cp blocks; nccl-tests time = size * (n - 1) / n / busbw.
     gathered = per_layer / 3 * cp / (cp - 1)

@@ -24,10 +24,9 @@ from typing import Any, Callable
 
 from scaling import references
 from scaling.errors import DataError
-from scaling.model.memory import (GIB, device_memory, memory_known, model_state_bytes, require_fit,
-                            step_memory)
+from scaling.model.memory import memory_known, step_memory
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
-from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak, step_time
+from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak
 from scaling.plan.search import LayoutSearch
 from scaling.provenance import Figure
 

@@ -163,3 +163,25 @@ def test_zero_stages_by_hand():
         (local * 4 + 2 * 2 * local * 2) * half / 100e9)
     with pytest.raises(DataError, match="ZeRO stage"):
         step_time(TINY, H100, zero=4, **lay)
+
+
+def test_the_memory_command_takes_no_sequence_parallelism(capsys):
+    import json
+
+    from scaling.cli.main import main
+    from scaling.model.memory import memory_breakdown
+    args = ["memory", "megatron-gpt-18.4b", "--hardware", "a100-80gb", "--tp", "8", "--dp",
+            "32", "--seq", "2048", "--micro-batch", "8", "--batch-tokens", "1024x2048",
+            "--json"]
+    main(args)
+    sp = json.loads(capsys.readouterr().out)
+    main(args + ["--no-sequence-parallel"])
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["layout"]["sequence_parallel"] is False
+    # Without sequence parallelism the norms' and dropouts' activations are kept whole on
+    # each of the 8 ranks: the command gives what the memory model gives for that layout.
+    direct = memory_breakdown(model_preset("megatron-gpt-18.4b"), "a100-80gb", tp=8, dp=32,
+                              micro_batch=8, micro_batches=4, seq=2048, zero=2, etp=8,
+                              sequence_parallel=False)
+    assert whole["memory"]["total_bytes"] == pytest.approx(float(direct.total_bytes))
+    assert whole["memory"]["total_bytes"] > sp["memory"]["total_bytes"]
