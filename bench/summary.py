@@ -26,10 +26,25 @@ PROBLEM = (("direction", "pass"), ("dtype", "dtype"), ("variant", "variant"),
            ("layout", "layout"), ("shape", "shape"))
 
 
+#: FLOPs per byte moved below which a kernel is bound by memory on every accelerator (the
+#: H100's balance is 989 TFLOP/s / 3.35 TB/s = 295 FLOP/B, datasheet): its rate is printed in
+#: GB/s even where it does some arithmetic (the MoE combine's weighting multiply-adds).
+MEMORY_BOUND_FLOPS_PER_BYTE = 1.0
+
+
+def memory_bound(fields: dict) -> bool:
+    """Whether a record's rate is its bytes per second rather than its FLOPs per second."""
+    flops, moved = fields.get("flops") or 0, fields.get("bytes") or 0
+    return bool(moved) and flops / moved < MEMORY_BOUND_FLOPS_PER_BYTE
+
+
 def case_figures(fields: dict) -> str:
-    """``0.692 TFLOP/s, 48.5 us, 310 W``: what one finished case measured."""
+    """``0.692 TFLOP/s, 48.5 us, 310 W``: what one finished case measured (GB/s for a
+    memory-bound kernel, `memory_bound`)."""
     parts = []
-    if fields.get("tflops") is not None:
+    if fields.get("gbps") and memory_bound(fields):
+        parts.append(f"{fields['gbps']:.3g} GB/s")
+    elif fields.get("tflops") is not None:
         parts.append(f"{fields['tflops']:.3g} TFLOP/s")
     elif fields.get("gbps"):
         parts.append(f"{fields['gbps']:.3g} GB/s")
@@ -76,7 +91,9 @@ def family_table(kernel: str, records: list[dict], baseline: str | None) -> str:
     columns = [(key, header) for key, header in PROBLEM
                if any(row[key] != "-" for row in rows)]
     columns += [("impl", "impl"), ("time_s", "time", format_seconds)]
-    if any(row["tflops"] is not None for row in rows):
+    if records and all(memory_bound(r) for r in records) and any(row["gbps"] for row in rows):
+        columns.append(("gbps", "GB/s"))
+    elif any(row["tflops"] is not None for row in rows):
         columns.append(("tflops", "TFLOP/s"))
     elif any(row["gbps"] for row in rows):
         columns.append(("gbps", "GB/s"))

@@ -97,3 +97,20 @@ def test_case_figures_for_the_progress_line():
         "0.692 TFLOP/s, 48.5 us, 310 W"
     assert case_figures({"tflops": None, "gbps": 812.0, "time_s": 2.0}) == "812 GB/s, 2 s"
     assert case_figures({}) == "done"
+
+
+def test_a_memory_bound_kernel_is_read_in_gb_per_s_though_it_counts_flops():
+    # The MoE combine: 2 T k D weighting FLOPs over ~2 T k D + 2 T D bytes (under one FLOP
+    # per byte, far below any accelerator's balance): its rate is its bandwidth.
+    from kernels import flops as kflops
+    t, d, k = 4096, 1024, 2
+    f, b = kflops.moe_combine_flops(t, d, k), kflops.moe_combine_bytes(t, d, k, "bf16")
+    assert f / b < 1
+    record = gemm_record(256, time_s=1e-4, flops=f, bytes=b, tflops=f / 1e-4 / 1e12,
+                         gbps=b / 1e-4 / 1e9)
+    _, header, _, cells = rows(family_table("moe_combine", [record], None))
+    assert "GB/s" in header and "TFLOP/s" not in header
+    assert float(cells[header.index("GB/s")]) == pytest.approx(b / 1e-4 / 1e9, rel=1e-2)
+    assert case_figures(record).startswith(f"{b / 1e-4 / 1e9:.3g} GB/s")
+    # A GEMM keeps its TFLOP/s.
+    assert "TFLOP/s" in family_table("gemm", [gemm_record(256, time_s=1e-4)], "torch")
