@@ -19,12 +19,20 @@ micro-batch on one pipeline stage:
   (`HardwareProfile.grouped_gemm_tflops`), at the tokens per expert of the model's balanced
   routing; a profile without one (every published preset) times them with its dense GEMM
   curve at the experts' shapes, and the labels and notes say which;
-* **elementwise traffic** (RMSNorm, residual adds, rotary embedding, SwiGLU, the loss
-  softmax) as bytes over memory bandwidth, 3x the forward bytes for forward and backward;
-* **tensor-parallel communication**: Megatron sequence parallelism (Korthikanti et al. 2022),
-  two all-gathers and two reduce-scatters of the layer's activations forward and again
-  backward, at the profile's bus bandwidth, times ``1 - tp_overlap``;
+* **attention** with FlashAttention-3's curves (the presets'), FlashAttention-2's
+  (``attention="flash2"``, `FA2_SLOWDOWN`) or materialised s x s scores (`ATTENTION_IMPLS`);
+* **elementwise traffic** (norms, residual adds with dropout where the model has it, rotary
+  embedding, the MLP activation, the loss softmax) as bytes over memory bandwidth, 3x the
+  forward bytes for forward and backward (4x under full recomputation);
+* **tensor-parallel communication**: with Megatron sequence parallelism (Korthikanti et al.
+  2022; the default) two all-gathers and two reduce-scatters of the layer's activations
+  forward and again backward, without it (``sequence_parallel=False``) the same bytes as
+  all-reduces, the norms then whole on every rank; the forward's again under full
+  recomputation; times ``1 - tp_overlap``;
 * **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``;
+* every collective priced on the network level its group sits on (`_level_busbw`: a measured
+  curve of the profile, else the preset's link rate times the measured collective fraction,
+  `scaling.hardware.datasheets.network_levels`) plus NCCL's ring latency;
 * **expert parallelism** (MoE, ``ep`` ranks inside the data-parallel group, `EP_CONVENTION`):
   the router is a GEMM of the dense term; each MoE layer's token dispatch and combine are
   all-to-alls, two forward and two backward, ``tokens / tp * d_model * 2 B * top_k *
@@ -39,10 +47,11 @@ micro-batch on one pipeline stage:
 
 The **pipeline bubble** of a 1F1B schedule is ``(pp - 1) * t_mb``, a fraction
 ``(p - 1) / (m + p - 1)`` of the step; an interleaved schedule with ``v`` model chunks per GPU
-divides it by ``v`` (Narayanan et al. 2021, Sec. 2.2). **Data-parallel communication** is the
-FSDP/ZeRO pattern Llama 3 used: gradients reduce-scattered in FP32 and BF16 parameters
-all-gathered once per step, times ``1 - dp_overlap``. The **optimizer** (Adam, states sharded
-over data parallelism) is memory traffic.
+divides it by ``v`` (Narayanan et al. 2021, Sec. 2.2). **Data-parallel communication** is that
+of the ZeRO stage (`ZERO_STAGES`; by default the FSDP pattern Llama 3 used: gradients
+reduce-scattered in FP32 and BF16 parameters all-gathered once per step), times
+``1 - dp_overlap``. The **optimizer** (Adam, states sharded over data parallelism above stage
+0) is memory traffic.
 
 MFU is model FLOPs (`ModelConfig.flops_per_token`) per second over the dense datasheet peak
 (PaLM's definition; DESIGN.md). Every term is reported separately in ``breakdown`` and any
