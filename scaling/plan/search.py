@@ -381,7 +381,9 @@ class LayoutSearch:
         if not fit.any():
             raise DataError(self._refusal(cand, total, hbm, gpus))
         chosen = self._labels(pins)
-        timed, broken = self._time_in_order(cand, np.flatnonzero(fit), bound, chosen, top)
+        undominated = fit & ~dominated(cand, fit)
+        timed, broken = self._time_in_order(cand, np.flatnonzero(undominated), bound, chosen,
+                                            top)
         if broken:
             notes.append("the step-time bound did not hold; every layout that fits was timed")
         # Equal times (a ZeRO stage that adds no time): the one that holds less memory first.
@@ -400,6 +402,7 @@ class LayoutSearch:
                         f"{c.hbm_bytes / GIB:,.0f}")
         return SearchResult(best=best, ranked=ranked, refused=refused, gpus=gpus,
                             counts={"searched": searched, "fit": int(fit.sum()),
+                                    "undominated": int(undominated.sum()),
                                     "timed": len(timed)}, notes=notes)
 
     def _time_in_order(self, cand, feasible, bound, chosen, top):
@@ -458,6 +461,45 @@ class LayoutSearch:
                 if batch is not None else "fills whole replicas")
         return (f"no layout of {gpus:,} GPUs for {self.config.name} ({pinned}) {what}; "
                 "unpin a dimension or change the GPU count")
+
+
+#: Dimensions along which the step model's time only grows and the memory only shrinks, in
+#: the order of their values: more recomputation repeats more of the forward
+#: (`scaling.model.step.STEP_RECOMPUTE`), a higher ZeRO stage gathers the weights more often
+#: (`scaling.model.step.ZERO_STAGES`, 2 and 3).
+MONOTONE = {"recompute": STEP_RECOMPUTE, "zero": (0, 1, 2, 3)}
+
+
+def dominated(cand: dict, fit: np.ndarray) -> np.ndarray:
+    """The candidates a cheaper twin beats: one that is the same layout with less
+    recomputation or a lower ZeRO stage (`MONOTONE`, no more of either) and fits memory is at
+    least as fast, so the candidate cannot be the fastest that fits and is not timed. Exact,
+    not a heuristic: each listed dimension only adds work in the step model."""
+    names = [n for n in MONOTONE if n in cand]
+    if not names or not len(fit):
+        return np.zeros(len(fit), dtype=bool)
+    ranks = [np.array([MONOTONE[n].index(v) for v in cand[n].tolist()]) for n in names]
+    others = [k for k in ("tp", "pp", "cp", "ep", "micro_batch", "interleave", "dp")
+              if k in cand]
+    _, group = np.unique(np.stack([np.asarray(cand[k]) for k in others], axis=1), axis=0,
+                         return_inverse=True)
+    group = group.reshape(-1)
+    shape = (int(group.max()) + 1,) + tuple(len(MONOTONE[n]) for n in names)
+    fits = np.zeros(shape, dtype=bool)
+    np.logical_or.at(fits, (group, *ranks), fit)
+    # Any fitting twin at or below each cell, then at or below and not the cell itself.
+    below = fits.copy()
+    for axis in range(1, len(shape)):
+        below = np.logical_or.accumulate(below, axis=axis)
+    strictly = np.zeros(shape, dtype=bool)
+    for axis in range(1, len(shape)):
+        shifted = np.zeros(shape, dtype=bool)
+        src = [slice(None)] * len(shape)
+        dst = [slice(None)] * len(shape)
+        src[axis], dst[axis] = slice(None, -1), slice(1, None)
+        shifted[tuple(dst)] = below[tuple(src)]
+        strictly |= shifted
+    return strictly[(group, *ranks)]
 
 
 def _why_slower(c: Candidate, best: Candidate) -> str:

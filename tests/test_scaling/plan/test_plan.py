@@ -253,7 +253,7 @@ def test_a_step_without_watts_is_a_clear_error(monkeypatch):
 
     from scaling.plan import search
 
-    real_step_time = throughput.step_time
+    real_step_time = search.step_time
     # the layout search times the candidates; the chosen layout's step then has no watts
     monkeypatch.setattr(search, "step_time",
                         lambda *a, **k: dc_replace(real_step_time(*a, **k), power_w=None))

@@ -70,7 +70,8 @@ def test_the_bound_prunes_without_changing_the_answer(h100):
     c = model_presets()["llama3-70b"]
     pruned = search_layouts(c, h100, 512, batch=512)
     full = search_layouts(c, h100, 512, batch=512, overrides={"pp_overlap": 0.0})
-    assert pruned.counts["timed"] < full.counts["timed"] == full.counts["fit"]
+    assert pruned.counts["timed"] < full.counts["timed"] == full.counts["undominated"]
+    assert full.counts["undominated"] < full.counts["fit"]
     assert pruned.best.layout == full.best.layout
 
 
@@ -143,3 +144,34 @@ def test_zero_stage_is_searched_and_pinnable(h100):
     # Stage 1 keeps every gradient: the best layout at stage 1 holds more than at stage 2.
     same = dict(found.best.layout, zero=1)
     assert step_memory(c, h100, same).total_bytes > found.best.memory_bytes
+
+
+def test_a_layout_is_not_timed_where_a_cheaper_twin_fits(h100):
+    """Dominance: the same layout with less recomputation or a lower ZeRO stage is never
+    slower in the step model, so where it fits the costlier twin is not timed; timing every
+    fitting layout gives the same best."""
+    import numpy as np
+
+    from scaling.plan.search import dominated
+    c = model_presets()["llama3-70b"]
+    cand = {"tp": np.array([8] * 6), "pp": np.array([4] * 6), "dp": np.array([16] * 6),
+            "recompute": np.array(["none", "selective", "full"] * 2),
+            "zero": np.array([2, 2, 2, 3, 3, 3])}
+    fit = np.array([False, True, True, True, True, True])
+    # (selective, 2) fits: (full, 2), (selective, 3) and (full, 3) are beaten by it; (none, 3)
+    # has no fitting twin below it ((none, 2) does not fit).
+    assert dominated(cand, fit).tolist() == [False, False, True, False, True, True]
+    found = search_layouts(c, h100, 512, batch=512)
+    everything = search_layouts(c, h100, 512, batch=512, overrides={"pp_overlap": 0.0})
+    for cand in everything.ranked:
+        direct = step_time(c, h100, **{k: cand.layout[k] for k in (
+            "tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "recompute", "zero",
+            "seq", "batch_tokens")})
+        for recompute in ("none", "selective", "full"):
+            if recompute == cand.layout["recompute"]:
+                break
+            cheaper = dict(cand.layout, recompute=recompute)
+            if step_memory(c, h100, cheaper).fits:
+                raise AssertionError(f"{cheaper} fits and is cheaper than {cand.layout}")
+        assert direct.step_time_s == pytest.approx(cand.step.step_time_s)
+    assert found.best.layout == everything.best.layout

@@ -16,24 +16,28 @@ from scaling.schema import make_record
 
 pytestmark = pytest.mark.flopcast_benchmark
 
-GPUS = 16_384
+#: (model, GPUs): the dense case the planner's default is built on, and a mixture of experts
+#: whose search also ranges over expert parallelism.
+CASES = (("llama3-405b", 16_384), ("llama4-maverick", 2_048))
 
 
-def _record(extra: dict, time_s: float = 1.0) -> dict:
+def _record(model: str, gpus: int, extra: dict, time_s: float = 1.0) -> dict:
     """The case's record (`scaling.schema.make_record`); the plugin builds it again with
     pytest-benchmark's final statistics."""
-    return make_record("layout_search", name="test_layout_search_405b_16k",
+    return make_record("layout_search", name=f"test_layout_search[{model}-{gpus}]",
                        kernel="layout_search", impl="flopcast", dtype="fp64", direction="fwd",
-                       variant="llama3-405b", layout="", shape={"gpus": GPUS}, flops=0,
+                       variant=model, layout="", shape={"gpus": gpus}, flops=0,
                        bytes=0, device="cpu", device_name=cpu_name(), time_s=time_s, **extra)
 
 
-def test_layout_search_405b_16k(benchmark, flopcast_session):
-    config, profile = model_presets()["llama3-405b"], load_profile("h100-sxm")
-    benchmark.group = case_group(_record({}))
-    found = benchmark.pedantic(search_layouts, args=(config, profile, GPUS), rounds=5,
+@pytest.mark.parametrize("model,gpus", CASES, ids=[f"{m}-{g}" for m, g in CASES])
+def test_layout_search(benchmark, flopcast_session, model, gpus):
+    config, profile = model_presets()[model], load_profile("h100-sxm")
+    benchmark.group = case_group(_record(model, gpus, {}))
+    found = benchmark.pedantic(search_layouts, args=(config, profile, gpus), rounds=5,
                                iterations=1, warmup_rounds=1)
-    assert found.best.layout["tp"] * found.best.layout["pp"] * found.best.layout["dp"] <= GPUS
-    benchmark.extra_info["flopcast"] = _record({"counts": found.counts,
-                                                "best": found.best.to_dict()["layout"]},
+    lay = found.best.layout
+    assert lay["tp"] * lay["cp"] * lay["pp"] * lay["dp"] <= gpus
+    benchmark.extra_info["flopcast"] = _record(model, gpus, {"counts": found.counts,
+                                                             "best": found.best.to_dict()["layout"]},
                                                benchmark.stats.stats.median)
