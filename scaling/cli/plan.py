@@ -168,8 +168,12 @@ def run(args) -> int:
 
 def explain(search: dict) -> str:
     """The layout search's ranked layouts and the refused faster ones, one line each."""
-    lines = [f"layout search: {search['counts']['searched']:,} layouts, "
-             f"{search['counts']['fit']:,} fit memory, {search['counts']['timed']:,} timed"]
+    counts = search["counts"]
+    beaten = counts["fit"] - counts.get("undominated", counts["fit"])
+    lines = [f"layout search: {counts['searched']:,} layouts, {counts['fit']:,} fit memory"
+             + (f" ({beaten:,} beaten by the same layout with less recomputation or a lower "
+                f"ZeRO stage)" if beaten else "")
+             + f", {counts['timed']:,} timed"]
     for i, c in enumerate(search["ranked"] + search["refused"][:3], 1):
         tflops = (f"{c['tflops_per_gpu']:,.0f} TFLOP/s/GPU" if c.get("tflops_per_gpu")
                   else "-")

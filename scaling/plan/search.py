@@ -248,6 +248,8 @@ def layout_words(layout: dict) -> str:
         extra.append(f"{layout['recompute']} recompute")
     if layout.get("ep", 1) > 1:
         extra.append(f"EP {layout['ep']}")
+    if layout.get("zero", STEP_ZERO) != STEP_ZERO:
+        extra.append(f"ZeRO {layout['zero']}")
     return f"{text}, {', '.join(extra)}"
 
 

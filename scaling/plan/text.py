@@ -8,6 +8,8 @@ only where it is wider than the figure's rounding.
 
 from __future__ import annotations
 
+from scaling.model.memory import STEP_ZERO
+
 from scaling.units import (format_count, format_days, format_flops, format_usd,
                            format_watt_hours, format_watts, significant, with_interval)
 
@@ -84,10 +86,19 @@ def input_text(item) -> str:
 
 
 def layout_text(layout: dict) -> str:
-    text = f"TP {layout['tp']} x PP {layout['pp']} x DP {layout['dp']}"
+    """``TP 8 x CP 2 x PP 16 x DP 64 (2 chunks, full recompute, EP 8, ZeRO 3), 16,384 GPUs
+    busy``: context parallelism, expert parallelism and a ZeRO stage other than the step
+    model's default only where the layout has them."""
+    dims = [("TP", layout["tp"])] + ([("CP", layout["cp"])] if layout.get("cp", 1) > 1
+                                     else []) + [("PP", layout["pp"]), ("DP", layout["dp"])]
+    text = " x ".join(f"{name} {value}" for name, value in dims)
     extra = ([f"{layout['interleave']} chunks"] if layout.get("interleave", 1) > 1 else []) + (
         [f"{layout['recompute']} recompute"] if layout.get("recompute", "none") != "none"
         else [])
+    if layout.get("ep", 1) > 1:
+        extra.append(f"EP {layout['ep']}")
+    if layout.get("zero", STEP_ZERO) != STEP_ZERO:
+        extra.append(f"ZeRO {layout['zero']}")
     if extra:
         text += f" ({', '.join(extra)})"
     return text + f", {layout['gpus_used']:,} GPUs busy"
