@@ -175,3 +175,16 @@ def test_a_layout_is_not_timed_where_a_cheaper_twin_fits(h100):
                 raise AssertionError(f"{cheaper} fits and is cheaper than {cand.layout}")
         assert direct.step_time_s == pytest.approx(cand.step.step_time_s)
     assert found.best.layout == everything.best.layout
+
+
+def test_layouts_are_written_with_every_dimension_they_use():
+    from scaling.plan.search import layout_words
+    from scaling.plan.text import layout_text
+    lay = {"tp": 8, "cp": 2, "pp": 16, "dp": 64, "ep": 8, "micro_batch": 1, "interleave": 2,
+           "recompute": "full", "zero": 3, "gpus_used": 16384}
+    assert layout_text(lay) == ("TP 8 x CP 2 x PP 16 x DP 64 (2 chunks, full recompute, EP 8, "
+                                "ZeRO 3), 16,384 GPUs busy")
+    assert layout_words(lay) == ("TP 8 x CP 2 x PP 16 x DP 64, micro-batch 1, 2 chunks, full "
+                                 "recompute, EP 8, ZeRO 3")
+    plain = dict(lay, cp=1, ep=1, zero=2, interleave=1, recompute="none")
+    assert layout_text(plain) == "TP 8 x PP 16 x DP 64, 16,384 GPUs busy"
