@@ -203,8 +203,14 @@ def _layout_text(row: dict) -> str:
         text += f" v{lay['interleave']}"
     if lay.get("micro_batch"):
         text += f" mb{lay['micro_batch']}"
-    if lay.get("recompute") == "full":
-        text += " recompute"
+    if lay.get("recompute") in ("full", "selective"):
+        text += " recompute" if lay["recompute"] == "full" else " selective"
+    if lay.get("sequence_parallel") is False and lay.get("tp", 1) > 1:
+        text += " no-SP"
+    if lay.get("zero") is not None and lay["zero"] != STEP_ZERO:
+        text += f" ZeRO{lay['zero']}"
+    if lay.get("balanced_pipeline") is False and lay.get("pp", 1) > 1:
+        text += " unbalanced"
     return text
 
 

@@ -105,3 +105,24 @@ def test_validate_command_prints_every_row_and_the_refusals(capsys):
     data = json.loads(capsys.readouterr().out)
     assert len(data["rows"]) == len(VALIDATION_RUNS)
     assert data["refused"] == 0 and data["passed"] + data["failed"] == len(VALIDATION_RUNS) - 1
+
+
+def test_every_layout_fact_of_every_run_has_its_source():
+    from scaling.validate.runs import LAYOUT_KEYS, VALIDATION_RUNS
+    for run in VALIDATION_RUNS:
+        assert set(run.layout) == set(LAYOUT_KEYS), run.name
+        for key in LAYOUT_KEYS:
+            assert run.layout_sources.get(key), (run.name, key)
+    megatron = validation_run("megatron-table1-1t")
+    assert megatron.layout["sequence_parallel"] is False and megatron.layout["zero"] == 0
+    assert megatron.layout["balanced_pipeline"] is False
+    assert "2205.05198" in megatron.layout_sources["sequence_parallel"]
+    llama = validation_run("llama3-table4-16k-gpus")
+    assert llama.layout["zero"] == 2 and llama.layout["balanced_pipeline"] is True
+
+
+def test_the_printed_layout_says_what_differs_from_the_defaults(rows):
+    from scaling.cli.validate import _layout_text
+    text = _layout_text(rows["megatron-table1-1t"])
+    assert text == "TP8 PP64 DP6 v1 mb1 recompute no-SP ZeRO0 unbalanced"
+    assert _layout_text(rows["llama3-table4-16k-gpus"]) == "TP8 PP16 DP128 v2 mb1"
