@@ -305,6 +305,12 @@ class Sampler:
             return "power sampler thread stopped before the window ended"
         return None
 
+    def within(self, time_s: float) -> list[Sample]:
+        """The samples taken inside a window of ``time_s`` seconds: the thread may take one
+        between the window's end time being read and `stop`, and that one belongs to no
+        window."""
+        return [s for s in self.samples if s.t_s <= time_s]
+
     def notes(self) -> tuple[str, ...]:
         """What the window should say about dropped samples."""
         if not self.late:

@@ -331,7 +331,7 @@ class NvmlTelemetry(Telemetry):
                 else:
                     energy_j = (e1_mj - self._e0_mj) / 1000.0
         sampler_fault = self._sampler.stop()
-        samples = list(self._sampler.samples)
+        samples = self._sampler.within(time_s)
         if sampler_fault is None:
             try:
                 samples.append(self._deadline(lambda: self._sample(time_s),

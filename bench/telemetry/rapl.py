@@ -123,5 +123,5 @@ class RaplTelemetry(Telemetry):
                 fault = f"RAPL read failed at window end: {exc}"
         sampler_fault = self._sampler.stop()
         fault = fault or sampler_fault
-        return summarise(self.backend, time_s, self._sampler.samples, energy_j=energy_j,
+        return summarise(self.backend, time_s, self._sampler.within(time_s), energy_j=energy_j,
                          energy_source="energy counter", fault=fault)

@@ -2,8 +2,8 @@
 device's memory, and the runners-up with the reason each loses.
 
 A layout is one value per dimension of `DIMENSIONS` (tensor ``tp``, pipeline ``pp``,
-micro-batch size, interleaved chunks, recomputation, ZeRO stage; context ``cp`` and expert
-``ep`` parallelism where the step model times them), with the data-parallel degree the GPUs
+context ``cp`` (sequences over `CP_MIN_SEQ` tokens), expert ``ep`` (MoE), micro-batch size,
+interleaved chunks, recomputation, ZeRO stage), with the data-parallel degree the GPUs
 left: ``dp = gpus // (tp * pp * cp)`` (the remainder idles, whole replicas only) unless ``dp``
 is pinned. The search
 
@@ -12,8 +12,10 @@ is pinned. The search
 2. checks all of them against the device's memory in one vectorised call
    (`scaling.model.memory.memory_breakdown` over numpy arrays, the same terms
    `scaling.model.memory.step_memory` gives the step model's layouts);
-3. times the ones that fit with the step model (`scaling.model.step.step_time`), best first
-   by a lower bound, and stops when no untimed layout can beat the ones kept.
+3. leaves out a layout whose cheaper twin fits (the same layout with less recomputation or
+   a lower ZeRO stage, which the step model never times slower: `dominated`);
+4. times the rest with the step model (`scaling.model.step.step_time`), best first by a
+   lower bound, and stops when no untimed layout can beat the ones kept.
 
 The bound: a micro-batch's kernels, elementwise traffic and tensor-parallel collectives on a
 stage are those of the whole model on one stage divided by ``pp`` (the step model balances

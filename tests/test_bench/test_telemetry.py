@@ -673,3 +673,14 @@ def test_rapl_counter_vanishing_mid_window(powercap):
         (zones["pkg1"] / "energy_uj").unlink()
     assert measured.window.energy_j is None
     assert "RAPL read failed at window end" in measured.window.missing_reason
+
+
+def test_a_sample_taken_after_the_window_ended_is_not_part_of_it():
+    """The sampler thread can read once between `end` reading the clock and the thread
+    stopping; that sample is after the window and is left out."""
+    from bench.telemetry.base import Sample, Sampler
+    sampler = Sampler(lambda t: Sample(t, power_w=300.0), interval_s=60.0, t0=0.0)
+    sampler.stop()
+    sampler.samples[:] = [Sample(0.1, power_w=300.0), Sample(0.5, power_w=300.0),
+                          Sample(0.50001, power_w=310.0)]
+    assert [s.t_s for s in sampler.within(0.5)] == [0.1, 0.5]
