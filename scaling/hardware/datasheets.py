@@ -15,6 +15,8 @@ Three kinds of numbers, kept apart:
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 from kernels import flops as kflops
@@ -396,6 +398,7 @@ class NetworkLevel:
                 f"no {collective} figure; another collective's fraction: " + fig["source"])
 
 
+@functools.lru_cache(maxsize=None)
 def network_levels(name: str) -> tuple[NetworkLevel, NetworkLevel]:
     """The (NVLink domain, scale-out fabric) levels of preset ``name``."""
     d = _device(name)

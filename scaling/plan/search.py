@@ -33,7 +33,6 @@ the planner grows the batch with the replicas (`planner_batch`).
 from __future__ import annotations
 
 import inspect
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -43,7 +42,7 @@ import numpy as np
 from scaling.errors import DataError
 from scaling.model.config import ModelConfig
 from scaling.model.memory import (GIB, STEP_ZERO, MemoryOptions, device_memory,
-                                  memory_breakdown, memory_known, step_memory)
+                                  memory_breakdown, memory_known)
 from scaling.model.step import (DEFAULT_BATCH_TOKENS, STEP_RECOMPUTE, TERM_NAMES, StepResult,
                                 step_time)
 
@@ -285,10 +284,11 @@ class LayoutSearch:
         values = [(pins[d.name],) if pins.get(d.name) is not None else d.candidates(ctx)
                   for d in DIMENSIONS]
         names = [d.name for d in DIMENSIONS]
-        grid = {n: np.asarray(col) for n, col in
-                zip(names, zip(*itertools.product(*values)))} if all(values) else {}
-        if not grid:
+        if not all(values):
             return {}
+        # Every combination, as itertools.product orders them (the last dimension fastest).
+        index = np.indices([len(v) for v in values]).reshape(len(values), -1)
+        grid = {n: np.asarray(v)[i] for n, v, i in zip(names, values, index)}
         replica = np.ones(len(grid["tp"]), dtype=np.int64)
         for d in DIMENSIONS:
             if d.replica:
@@ -348,15 +348,18 @@ class LayoutSearch:
             self._t1[key] = sum(v for k, v in step.breakdown.items() if k not in _NOT_PER_STAGE)
         return self._t1[key]
 
-    def bounds(self, cand: dict) -> np.ndarray:
+    def bounds(self, cand: dict, rows: np.ndarray | None = None) -> np.ndarray:
         """A lower bound on each candidate's seconds per token (0 where overrides replace
-        the modelled terms, so every layout is timed)."""
+        the modelled terms, so every layout is timed); only for ``rows`` (a mask) where given,
+        infinite elsewhere (rows the search never orders by it)."""
         n = len(cand["tp"])
         if self.overrides:
             return np.zeros(n)
+        rows = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
         keys = [d.name for d in DIMENSIONS if d.per_microbatch]
-        cols = [cand[k].tolist() for k in keys]
-        t1 = np.array([self.whole_model_microbatch_s(key) for key in zip(*cols)])
+        cols = [cand[k][rows].tolist() for k in keys]
+        t1 = np.full(n, np.inf)
+        t1[rows] = [self.whole_model_microbatch_s(key) for key in zip(*cols)]
         pp, v, m = cand["pp"], cand["interleave"], cand["micro_batches"]
         return t1 / pp * (m + (pp - 1) / v) / cand["batch_tokens"]
 
@@ -381,13 +384,15 @@ class LayoutSearch:
             fit = np.ones(searched, dtype=bool)
             notes.append(f"memory not checked: profile '{self.profile.name}' is not a "
                          "recognised device")
-        bound = self.bounds(cand)
         if not fit.any():
             raise DataError(self._refusal(cand, total, hbm, gpus))
         chosen = self._labels(pins)
         undominated = fit & ~dominated(cand, fit)
+        # Bounds where the search uses them: the layouts it may time, and those refused
+        # (listed where the bound put them ahead of the best).
+        bound = self.bounds(cand, undominated | ~fit)
         timed, broken = self._time_in_order(cand, np.flatnonzero(undominated), bound, chosen,
-                                            top)
+                                            top, total, hbm)
         if broken:
             notes.append("the step-time bound did not hold; every layout that fits was timed")
         # Equal times (a ZeRO stage that adds no time): the one that holds less memory first.
@@ -409,7 +414,7 @@ class LayoutSearch:
                                     "undominated": int(undominated.sum()),
                                     "timed": len(timed)}, notes=notes)
 
-    def _time_in_order(self, cand, feasible, bound, chosen, top):
+    def _time_in_order(self, cand, feasible, bound, chosen, top, total, hbm):
         order = feasible[np.argsort(bound[feasible], kind="stable")]
         timed, broken, i = [], False, 0
         while i < len(order):
@@ -418,17 +423,15 @@ class LayoutSearch:
                 kth = sorted(c.seconds_per_token for c in timed)[top - 1]
                 if bound[j] > kth:
                     break
-            c = self._candidate(cand, j, None, None)
+            # The vectorised memory of this layout: `step_memory` of its layout, one row of
+            # the same call (tests/test_scaling/plan/test_search.py checks they agree).
+            c = self._candidate(cand, j, total if self.known else None,
+                                hbm if self.known else None)
             c.step = self.time(c.layout, chosen)
             if c.seconds_per_token < bound[j] * (1 - 1e-9):
                 broken = True
             timed.append(c)
             i += 1
-        if self.known:
-            for c in timed:
-                mem = step_memory(self.config, self.profile, c.layout, precision=self.precision,
-                                  options=self.options)
-                c.memory_bytes, c.hbm_bytes = mem.total_bytes, mem.hbm_bytes
         return timed, broken
 
     def _candidate(self, cand, i, total, hbm) -> Candidate:
