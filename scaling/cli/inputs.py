@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from scaling.errors import DataError
 from scaling.model.config import model_presets
-from scaling.units import parse_count
+from scaling.units import binary_spelling, parse_count, parse_whole
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,3 +125,20 @@ def runs_table(args: argparse.Namespace, df: pd.DataFrame) -> str:
                ("device", "device"), ("sweep", "sweep"), ("records", "records"),
                ("uploaded", "uploaded")]
     return f"Runs in {source_name(args)}:\n" + format_table(rows, columns)
+
+
+def parse_batch_tokens(text: str, seq: int) -> int:
+    """Tokens per step (``2048x8192``, ``16Mi``, ``16777216``), which must be a whole number
+    of ``seq``-token sequences; if not, the error suggests the nearest spellings that are."""
+    tokens = parse_whole(text, "--batch-tokens", products=True)
+    if tokens >= seq and tokens % seq == 0:
+        return tokens
+    hints = []
+    binary = binary_spelling(text)
+    if binary and binary[1] % seq == 0:
+        hints.append(f"{binary[0]} ({binary[1] // seq}x{seq} = {binary[1]:,})")
+    nearest = max(1, round(tokens / seq))
+    hints.append(f"{nearest}x{seq} ({nearest * seq:,})")
+    raise DataError(f"--batch-tokens {text} is {tokens:,} tokens, {tokens / seq:,.7g} "
+                    f"sequences of {seq:,}: not a whole number of sequences; did you mean "
+                    + " or ".join(hints) + "?")

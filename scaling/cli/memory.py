@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import partial
 
 from scaling.model.activations import RECOMPUTE
-from scaling.cli.step import LAYOUT_FLAGS, parse_batch_tokens
+from scaling.cli.inputs import parse_batch_tokens
+from scaling.cli.step import LAYOUT_FLAGS
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile

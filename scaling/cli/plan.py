@@ -6,7 +6,8 @@ import sys
 from functools import partial
 
 from scaling.plan import energy
-from scaling.cli.inputs import add_results_arguments, load_records, source_name
+from scaling.cli.inputs import (add_results_arguments, load_records, parse_batch_tokens,
+                                source_name)
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.output import format_table, print_json
@@ -14,6 +15,7 @@ from scaling.plan.planner import (DEFAULT_GPUS, DEFAULT_HARDWARE, DEFAULT_LAW, P
                                   make_plan)
 from scaling.plan.text import (TABLE, headlines, input_text, layout_text, summary, table_rows,
                                where_from)
+from scaling.model.config import LLAMA3_SEQ
 from scaling.model.step import describe_breakdown
 from scaling.plan.search import layout_words
 from scaling.units import format_count, parse_count, parse_duration, parse_number, parse_whole
@@ -86,6 +88,10 @@ def add_plan_arguments(p) -> None:
                    help="model FLOPs utilisation, instead of the step model")
     h.add_argument("--seq", type=_seq,
                    help="training sequence length, e.g. 8192 or 8Ki (default 8192)")
+    h.add_argument("--batch-tokens", metavar="B",
+                   help="a fixed global batch, tokens per step: 2048x8192 (sequences x length) "
+                        "or 16Mi; GPUs idle where no layout splits it over them all (default: "
+                        "Llama 3's 16Mi, grown to one sequence per pipeline stage per replica)")
     c = p.add_argument_group("cluster")
     c.add_argument("--gpus", nargs="+", action="extend", metavar="N",
                    type=partial(parse_count, what="--gpus", several=True),
@@ -117,7 +123,9 @@ def plan_from_args(args, *, hardware=None, results=None):
                      hardware=hardware if hardware is not None else args.hardware,
                      results=results, precision=args.precision, gpus=args.gpus,
                      days=args.days, tflops_per_gpu=args.tflops_per_gpu, mfu=args.mfu,
-                     knobs=knobs_from_args(args), seq=args.seq)
+                     knobs=knobs_from_args(args), seq=args.seq,
+                     batch_tokens=None if args.batch_tokens is None else
+                     parse_batch_tokens(args.batch_tokens, args.seq or LLAMA3_SEQ))
 
 
 def warn_about_law(plan) -> None:

@@ -8,14 +8,14 @@ from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, STEP_ZERO, memory_known, require_fit, step_memory
-from scaling.cli.inputs import add_model_arguments
+from scaling.cli.inputs import add_model_arguments, parse_batch_tokens
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
 from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS,
                                 STEP_RECOMPUTE, TERM_NAMES, ZERO_STAGES, step_time)
 from scaling.plan.search import search_layouts
 from scaling.cli.plan import explain
-from scaling.units import (binary_spelling, format_count, format_seconds, format_watts,
+from scaling.units import (format_count, format_seconds, format_watts,
                            parse_number, parse_whole, with_interval)
 
 #: The layout flags: (flag, step_time argument, help).
@@ -80,23 +80,6 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
-
-
-def parse_batch_tokens(text: str, seq: int) -> int:
-    """Tokens per step (``2048x8192``, ``16Mi``, ``16777216``), which must be a whole number
-    of ``seq``-token sequences; if not, the error suggests the nearest spellings that are."""
-    tokens = parse_whole(text, "--batch-tokens", products=True)
-    if tokens >= seq and tokens % seq == 0:
-        return tokens
-    hints = []
-    binary = binary_spelling(text)
-    if binary and binary[1] % seq == 0:
-        hints.append(f"{binary[0]} ({binary[1] // seq}x{seq} = {binary[1]:,})")
-    nearest = max(1, round(tokens / seq))
-    hints.append(f"{nearest}x{seq} ({nearest * seq:,})")
-    raise DataError(f"--batch-tokens {text} is {tokens:,} tokens, {tokens / seq:,.7g} "
-                    f"sequences of {seq:,}: not a whole number of sequences; did you mean "
-                    + " or ".join(hints) + "?")
 
 
 def _overrides(args) -> dict:

@@ -462,12 +462,14 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
               hardware=DEFAULT_HARDWARE, results=None, precision: str | None = None,
               gpus: Sequence[int] | None = None, days: float | None = None,
               tflops_per_gpu: float | None = None, mfu: float | None = None,
-              knobs: Knobs | None = None, seq: int | None = None) -> Plan:
+              knobs: Knobs | None = None, seq: int | None = None,
+              batch_tokens: int | None = None) -> Plan:
     """Plan a training run. See the module docstring for the chain; ``hardware`` is a preset
     name, a profile file or a `HardwareProfile`; ``results`` (a DataFrame of records) builds a
     measured profile instead. ``days`` solves for the GPU count instead of taking ``gpus``.
     Arguments left at None take their defaults (bf16, `DEFAULT_GPUS`), labelled as such;
-    any given is labelled given."""
+    any given is labelled given. ``batch_tokens`` fixes the global batch (else the planner's,
+    `scaling.plan.throughput.BATCH_SOURCE`)."""
     knobs = (knobs or Knobs()).check()
     if precision is not None and precision not in PRECISIONS:
         raise UnknownNameError("precision", precision, PRECISIONS)
@@ -479,9 +481,16 @@ def make_plan(*, compute: str | float | None = DEFAULT_COMPUTE, params: float | 
         raise DataError(f"--mfu must be in (0, 1], got {mfu}")
     law_obj = load_law(law)
     c, n, d, loss, intervals, inputs = _budget(compute, params, tokens, law_obj)
+    if batch_tokens is not None and (tflops_per_gpu is not None or mfu is not None):
+        raise DataError("--batch-tokens sets the layout search's batch; with --tflops-per-gpu "
+                        "or --mfu there is no layout search")
     source = ThroughputSource.build(hardware, results=results, precision=precision, seq=seq,
-                                    tflops_per_gpu=tflops_per_gpu, mfu=mfu)
+                                    tflops_per_gpu=tflops_per_gpu, mfu=mfu,
+                                    batch_tokens=batch_tokens)
     inputs += [Input.of(*item) for item in source.inputs()] + knob_inputs(knobs)
+    if batch_tokens is not None:
+        inputs.append(Input.of("batch_tokens", batch_tokens, "tokens per step", "given",
+                               "given: --batch-tokens"))
     if days is not None:
         counts = (solve_gpus(c, days, n, source, knobs, unit=source.replica_gpus(n)),)
         inputs.append(Input.of("days", days, "days", "given", "given: --days (GPU count solved)"))

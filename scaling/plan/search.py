@@ -83,7 +83,23 @@ class Context:
 
 
 def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
+    small = [d for d in range(1, math.isqrt(n) + 1) if n % d == 0]
+    return sorted(set(small) | {n // d for d in small})
+
+
+def replicas_for_batch(batch: int, micro_batch: np.ndarray, most: np.ndarray,
+                       ep: np.ndarray) -> np.ndarray:
+    """For each layout, the most data-parallel replicas, at most ``most`` and a multiple of
+    ``ep``, that split ``batch`` sequences into whole micro-batches of ``micro_batch``; 0
+    where none does. With a fixed batch the search may leave GPUs idle rather than find no
+    layout: at 100,000 GPUs few replica counts divide 2,048 sequences."""
+    divisors = np.array(_divisors(int(batch)))
+    micro_batch, most, ep = (np.asarray(a, dtype=np.int64) for a in (micro_batch, most, ep))
+    whole = batch % micro_batch == 0
+    per_mb = np.where(whole, batch // micro_batch, 1)
+    ok = ((divisors[None, :] <= most[:, None]) & (per_mb[:, None] % divisors[None, :] == 0)
+          & (divisors[None, :] % ep[:, None] == 0) & whole[:, None])
+    return np.where(ok, divisors[None, :], 0).max(axis=1)
 
 
 def _tp_values(ctx: Context) -> tuple:
@@ -293,13 +309,17 @@ class LayoutSearch:
         for d in DIMENSIONS:
             if d.replica:
                 replica = replica * grid[d.name].astype(np.int64)
-        dp = (np.full_like(replica, pins["dp"]) if pins.get("dp") is not None
-              else gpus // replica)
         pp, v, mb = grid["pp"], grid["interleave"], grid["micro_batch"]
+        ep = grid["ep"] if "ep" in grid else np.ones_like(replica)
+        if pins.get("dp") is not None:
+            dp = np.full_like(replica, pins["dp"])
+        elif batch is None:
+            dp = gpus // replica
+        else:  # a given batch: the most replicas that split it, the other GPUs idle
+            dp = replicas_for_batch(batch, mb, gpus // replica, ep)
         keep = (dp >= 1) & (replica * dp <= gpus) & (pp <= self.config.layers)
         keep &= np.where(pp == 1, v == 1, v <= -(-self.config.layers // pp))
-        if "ep" in grid:  # the step model's rule: the EP group lies in the DP group
-            keep &= dp % grid["ep"] == 0
+        keep &= dp % ep == 0  # the step model's rule: the EP group lies in the DP group
         dp = np.maximum(dp, 1)
         if batch is None:  # the planner's batch: grows to one sequence per stage per replica
             target = planner_batch(self.seq)

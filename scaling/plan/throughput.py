@@ -117,7 +117,8 @@ class ThroughputSource:
     model, or from a given TFLOP/s or MFU (then only the watts come from the profile)."""
 
     def __init__(self, profile, *, precision: str | None, seq: int | None,
-                 tflops_per_gpu: float | None = None, mfu: float | None = None):
+                 tflops_per_gpu: float | None = None, mfu: float | None = None,
+                 batch_tokens: int | None = None):
         self.profile = profile
         self.precision_given = precision is not None
         self.precision = precision or DEFAULT_PRECISION
@@ -126,6 +127,11 @@ class ThroughputSource:
         self.dtype = PRECISIONS[self.precision]
         self.tflops_per_gpu = tflops_per_gpu
         self.mfu = mfu
+        if batch_tokens is not None and (batch_tokens < self.seq or batch_tokens % self.seq):
+            raise DataError(f"--batch-tokens {batch_tokens:,} is not a whole number of "
+                            f"{self.seq:,}-token sequences")
+        #: A fixed global batch (tokens), or None: the planner's batch (`BATCH_SOURCE`).
+        self.batch_tokens = batch_tokens
         try:
             self.peak = profile.peak(self.dtype)
         except DataError:
@@ -145,7 +151,8 @@ class ThroughputSource:
     @classmethod
     def build(cls, hardware, *, results=None, precision: str | None = None,
               seq: int | None = None,
-              tflops_per_gpu: float | None = None, mfu: float | None = None):
+              tflops_per_gpu: float | None = None, mfu: float | None = None,
+              batch_tokens: int | None = None):
         from scaling.hardware.profile import HardwareProfile
         from scaling.hardware.load import load_profile
 
@@ -156,7 +163,7 @@ class ThroughputSource:
         else:
             profile = load_profile(hardware)
         return cls(profile, precision=precision, seq=seq, tflops_per_gpu=tflops_per_gpu,
-                   mfu=mfu)
+                   mfu=mfu, batch_tokens=batch_tokens)
 
     @property
     def peak_tflops(self) -> float | None:
@@ -215,14 +222,16 @@ class ThroughputSource:
     def search(self, params: float, gpus: float):
         """The layout search's answer for a model of ``params`` on ``gpus`` GPUs (the
         planner's batch: Llama 3's 2,048 x 8,192 tokens, grown to one sequence per pipeline
-        stage per replica), kept for the next call."""
+        stage per replica; or the fixed ``batch_tokens``, GPUs idling where no layout splits
+        it over them all), kept for the next call."""
         key = (params, int(gpus))
         if key not in self._steps:
             if params not in self._searchers:
                 self._searchers[params] = LayoutSearch(self.config(params), self.profile,
                                                        precision=self.precision, seq=self.seq,
                                                        seq_label=self._chosen()["seq"])
-            self._steps[key] = self._searchers[params].search(int(gpus))
+            batch = None if self.batch_tokens is None else self.batch_tokens // self.seq
+            self._steps[key] = self._searchers[params].search(int(gpus), batch=batch)
         return self._steps[key]
 
     def _flops_per_token(self, params: float) -> float | None:
@@ -238,8 +247,10 @@ class ThroughputSource:
         seq = (("given", f"given: --seq {self.seq}") if self.seq_given else
                ("published", f"Llama 3 405B's {LLAMA3_SEQ:,}-token sequences "
                              "(Llama 3 paper, Table 4)"))
+        batch = (("assumed", BATCH_SOURCE) if self.batch_tokens is None else
+                 ("given", f"given: --batch-tokens {self.batch_tokens:,}"))
         return {"tp": ("assumed", LAYOUT_SOURCE), "pp": ("assumed", LAYOUT_SOURCE),
-                "dp": ("assumed", LAYOUT_SOURCE), "batch_tokens": ("assumed", BATCH_SOURCE),
+                "dp": ("assumed", LAYOUT_SOURCE), "batch_tokens": batch,
                 "interleave": ("assumed", INTERLEAVE_SOURCE), "seq": seq}
 
     def micro_batches(self, layout: dict) -> int:

@@ -188,3 +188,37 @@ def test_layouts_are_written_with_every_dimension_they_use():
                                  "recompute, EP 8, ZeRO 3")
     plain = dict(lay, cp=1, ep=1, zero=2, interleave=1, recompute="none")
     assert layout_text(plain) == "TP 8 x PP 16 x DP 64, 16,384 GPUs busy"
+
+
+def test_a_fixed_batch_may_leave_gpus_idle_rather_than_find_no_layout(h100):
+    import numpy as np
+
+    from scaling.plan.search import replicas_for_batch
+    # 2,048 sequences: the most replicas up to 781 that split it into micro-batches of 1 or 2
+    # is 512; of 4 with at most 100 replicas, 64; micro-batches of 3 do not divide it; EP 8
+    # needs a multiple of 8.
+    got = replicas_for_batch(2048, np.array([1, 2, 4, 3, 1]), np.array([781, 781, 100, 50, 12]),
+                             np.array([1, 1, 1, 1, 8]))
+    assert got.tolist() == [512, 512, 64, 0, 8]
+    c = model_presets()["llama3-405b"]
+    found = search_layouts(c, h100, 100_000, batch=2048)
+    lay = found.best.layout
+    assert lay["dp"] * lay["micro_batch"] * lay["micro_batches"] == 2048
+    assert lay["gpus_used"] == lay["tp"] * lay["pp"] * lay["dp"] <= 100_000
+    assert lay["batch_tokens"] == 2048 * 8192
+
+
+def test_plan_takes_a_fixed_batch(capsys):
+    import json
+    code, out, _ = flopcast(capsys, "plan", "--compute", "llama3", "--params", "405B",
+                            "--gpus", "16384", "100000", "--batch-tokens", "2048x8192", "--json")
+    assert code == 0
+    data = json.loads(out)
+    given = {i["name"]: i for i in data["inputs"]}["batch_tokens"]
+    assert given["value"] == 2048 * 8192 and given["label"] == "given"
+    for plan in data["plans"]:
+        assert plan["layout"]["batch_tokens"] == 2048 * 8192
+    busy = [p["layout"]["gpus_used"] for p in data["plans"]]
+    assert busy[0] == 16384 and busy[1] < 100_000  # 2,048 sequences cannot keep them all busy
+    code, _, err = flopcast(capsys, "plan", "--batch-tokens", "16M")
+    assert code != 0 and "16Mi" in err and len(err.strip().splitlines()) == 1
