@@ -46,8 +46,9 @@ def register(sub):
     for flag, _, text in LAYOUT_FLAGS:
         p.add_argument(flag, type=partial(parse_whole, what=flag), help=text)
     p.add_argument("--recompute", choices=STEP_RECOMPUTE,
-                   help="activation recomputation: none, or full (every layer's forward again "
-                        "before its backward; default none)")
+                   help="activation recomputation: none, selective (the attention core's "
+                        "forward again) or full (every layer's forward again before its "
+                        "backward); default none, searched with --gpus")
     p.add_argument("--zero", type=int, choices=ZERO_STAGES,
                    help="ZeRO stage of the data-parallel group: 0 all-reduce, 1-2 reduce-"
                         "scatter and all-gather once per step, 3 weights gathered every micro-"
