@@ -910,18 +910,6 @@ def _overlaps(st: _Step) -> dict:
     return overlaps
 
 
-def _ring_latency_s(base_and_step_s: float, steps: int, st: _Step, intra: bool) -> float:
-    """Latency of a ring collective of ``steps`` network steps on one level: the level's base
-    latency plus ``steps`` per-step latencies (NCCL's ring model, `datasheets.NCCL_TUNING`);
-    ``base_and_step_s`` is what `_level_busbw` gives (one step), 0 for a measured curve or a
-    given bandwidth, whose figures already include it."""
-    if base_and_step_s == 0:
-        return 0.0
-    levels = _levels(st.profile)
-    level = levels[0] if intra else levels[1]
-    return (level.base_latency_us + steps * level.latency_us) * 1e-6
-
-
 def _group_bw(st: _Step, override: str, collective: str, message_bytes: float, world: int,
               intra: bool) -> tuple[Figure, float]:
     """(bus bandwidth, latency in seconds) of one collective of a parallel group on the level
@@ -929,9 +917,8 @@ def _group_bw(st: _Step, override: str, collective: str, message_bytes: float, w
     bandwidth the ``override`` key gives, without latency."""
     if override in st.ov:
         return _override(st.ov, override), 0.0
-    bw, one_step = _level_busbw(st, collective, message_bytes, world, intra)
     steps = (world - 1) * (2 if collective == "all_reduce" else 1)
-    return bw, _ring_latency_s(one_step, steps, st, intra)
+    return _level_busbw(st, collective, message_bytes, world, intra, steps)
 
 
 def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
@@ -1109,12 +1096,13 @@ def _levels(profile: HardwareProfile):
 
 
 def _level_busbw(st: _Step, collective: str, message_bytes: float, world: int,
-                 intra: bool) -> tuple[Figure, float]:
+                 intra: bool, steps: int = 1) -> tuple[Figure, float]:
     """(bus bandwidth, latency in seconds) of ``collective`` over ``world`` GPUs on the
     NVLink level (``intra``) or the scale-out level: a measured curve of the profile where it
     has one at that level; else the preset's network level, its link rate times the measured
     (or carried, labelled) collective fraction; else the profile's link figure. The latency is
-    one network step of that level (NCCL's tuning constants, `datasheets`), none for a
+    the level's base latency plus ``steps`` network steps (NCCL's tuning constants,
+    `datasheets`; a ring collective takes ``world - 1``, twice for an all-reduce), none for a
     measured curve (its bus bandwidth already includes it)."""
     profile = st.profile
     measured = [c for c in profile.comm_curves
@@ -1129,7 +1117,7 @@ def _level_busbw(st: _Step, collective: str, message_bytes: float, world: int,
     figure = Figure.point(gbps, modelled_from(level.gbps_label, label),
                           f"{level.name} link {level.gbps:g} GB/s ({level.gbps_source}) x "
                           f"{collective} fraction {gbps / level.gbps:.3g} ({source})")
-    return figure, (level.base_latency_us + level.latency_us) * 1e-6
+    return figure, (level.base_latency_us + steps * level.latency_us) * 1e-6
 
 
 def _ep_comm_term(st: _Step) -> np.ndarray:

@@ -43,8 +43,8 @@ from scaling.errors import DataError
 from scaling.model.config import ModelConfig
 from scaling.model.memory import (GIB, STEP_ZERO, MemoryOptions, device_memory,
                                   memory_breakdown, memory_known)
-from scaling.model.step import (DEFAULT_BATCH_TOKENS, STEP_RECOMPUTE, TERM_NAMES, StepResult,
-                                step_time)
+from scaling.model.step import (DEFAULT_BATCH_TOKENS, STEP_RECOMPUTE, TERM_NAMES, ZERO_STAGES,
+                                StepResult, step_time)
 
 #: Layouts listed beside the best (`SearchResult.ranked`) unless the caller asks for another
 #: number.
@@ -493,8 +493,8 @@ class LayoutSearch:
 #: Dimensions along which the step model's time only grows and the memory only shrinks, in
 #: the order of their values: more recomputation repeats more of the forward
 #: (`scaling.model.step.STEP_RECOMPUTE`), a higher ZeRO stage gathers the weights more often
-#: (`scaling.model.step.ZERO_STAGES`, 2 and 3).
-MONOTONE = {"recompute": STEP_RECOMPUTE, "zero": (0, 1, 2, 3)}
+#: (`scaling.model.step.ZERO_STAGES`).
+MONOTONE = {"recompute": STEP_RECOMPUTE, "zero": ZERO_STAGES}
 
 
 def dominated(cand: dict, fit: np.ndarray) -> np.ndarray:

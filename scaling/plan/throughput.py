@@ -18,7 +18,6 @@ model rests on ("step model from published GEMM and attention curves on h100-sxm
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -26,7 +25,7 @@ from scaling import references
 from scaling.errors import DataError
 from scaling.model.memory import memory_known, step_memory
 from scaling.model.config import LLAMA3_SEQ, config_for_params, model_presets
-from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS, refuse_above_peak
+from scaling.model.step import PRECISIONS, refuse_above_peak
 from scaling.plan.search import LayoutSearch
 from scaling.provenance import Figure
 
@@ -252,12 +251,6 @@ class ThroughputSource:
         return {"tp": ("assumed", LAYOUT_SOURCE), "pp": ("assumed", LAYOUT_SOURCE),
                 "dp": ("assumed", LAYOUT_SOURCE), "batch_tokens": batch,
                 "interleave": ("assumed", INTERLEAVE_SOURCE), "seq": seq}
-
-    def micro_batches(self, layout: dict) -> int:
-        """Sequences per replica per step: at least one per pipeline stage, and enough for
-        Llama 3's batch of 2,048 x 8,192 tokens (Llama 3 paper, Table 4) where the replicas
-        are few."""
-        return max(layout["pp"], math.ceil(DEFAULT_BATCH_TOKENS / (layout["dp"] * self.seq)))
 
     def replica_gpus(self, params: float) -> int:
         """GPUs of one model replica (tp * pp) under the step model's layout; 1 when a given
