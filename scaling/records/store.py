@@ -157,9 +157,15 @@ class Store:
             raise StoreError(f"{self.shown}: {doing} failed: {one_line(exc, self.url)}") from None
 
     def _connect_check(self) -> None:
-        try:
+        """Connect once, to fail early with where the database was looked for. A lock conflict
+        on connecting (SQLite's switch to WAL, taken by several first writers at once, can
+        answer "database is locked" without waiting) is tried again (`retry`)."""
+        def attempt():
             with self.engine.connect():
                 pass
+
+        try:
+            retry(attempt)
         except sa_exc.DBAPIError as exc:
             raise unreachable(self.url, self.shown, exc) from None
 

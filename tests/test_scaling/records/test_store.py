@@ -174,3 +174,36 @@ def test_since_ages_count_back_from_now(text, age):
 def test_since_rejects_what_it_cannot_read(text):
     with pytest.raises(DataError, match="--since"):
         store.parse_since(text)
+
+
+def test_a_lock_conflict_on_connecting_is_tried_again(tmp_path, monkeypatch):
+    """Several first writers switching a new SQLite file to WAL at once can get "database is
+    locked" on connecting, without SQLite waiting: the store tries again instead of calling
+    the database unreachable; an error that is not a lock is not retried."""
+    import sqlalchemy as sa
+    from sqlalchemy import exc as sa_exc
+
+    real_connect = sa.engine.Engine.connect
+    calls = {"n": 0}
+
+    def locked_once(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sa_exc.OperationalError("PRAGMA journal_mode = WAL", {},
+                                          sqlite3.OperationalError("database is locked"))
+        return real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(sa.engine.Engine, "connect", locked_once)
+    opened = store.Store(f"sqlite:///{tmp_path / 'db' / 'flopcast.db'}", write=True)
+    assert calls["n"] >= 2 and opened.engine is not None
+
+    def unopenable(self, *args, **kwargs):
+        calls["n"] += 1
+        raise sa_exc.OperationalError("connect", {},
+                                      sqlite3.OperationalError("unable to open database file"))
+
+    calls["n"] = 0
+    monkeypatch.setattr(sa.engine.Engine, "connect", unopenable)
+    with pytest.raises(StoreError, match="cannot reach the results database"):
+        store.Store(f"sqlite:///{tmp_path / 'other.db'}", write=True)
+    assert calls["n"] == 1
