@@ -10,8 +10,8 @@ from scaling.cli.step import LAYOUT_FLAGS
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
-from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, MemoryOptions,
-                            memory_breakdown)
+from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, ZERO_STAGES,
+                                  MemoryOptions, memory_breakdown)
 from scaling.cli.inputs import add_model_arguments
 from scaling.model.config import resolve_model
 from scaling.output import format_table, print_json
@@ -51,7 +51,7 @@ def register(sub):
                         "micro-batches per step; default 2048x8192 = 16Mi, Llama 3)")
     p.add_argument("--recompute", choices=RECOMPUTE, default="none",
                    help="activation recomputation (default none)")
-    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=STEP_ZERO,
+    p.add_argument("--zero", type=int, choices=ZERO_STAGES, default=STEP_ZERO,
                    help="ZeRO stage over data (and context) parallelism: 1 shards the "
                         "optimizer state, 2 also the gradients, 3 (FSDP) also the weights "
                         f"(default {STEP_ZERO}, as `flopcast step` prices it)")

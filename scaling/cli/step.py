@@ -7,12 +7,13 @@ from functools import partial
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
-from scaling.model.memory import GIB, STEP_ZERO, memory_known, require_fit, step_memory
+from scaling.model.memory import (GIB, STEP_ZERO, ZERO_STAGES, memory_known, require_fit,
+                                  step_memory)
 from scaling.cli.inputs import add_model_arguments, parse_batch_tokens
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
 from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS,
-                                STEP_RECOMPUTE, TERM_NAMES, ZERO_STAGES, step_time)
+                                STEP_RECOMPUTE, TERM_NAMES, step_time)
 from scaling.plan.search import search_layouts
 from scaling.cli.plan import explain
 from scaling.units import (format_count, format_seconds, format_watts,

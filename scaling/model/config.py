@@ -268,6 +268,12 @@ class ModelConfig:
         return self.mlp_params(self.d_ffn)
 
     @property
+    def routed_expert_params(self) -> int:
+        """Parameters of every routed expert of every MoE layer (0 for a dense model): what
+        expert parallelism shards."""
+        return self.moe_layers * self.experts * self.expert_params if self.is_moe else 0
+
+    @property
     def router_params(self) -> int:
         return self.d_model * self.experts if self.is_moe else 0
 

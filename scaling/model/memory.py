@@ -197,6 +197,9 @@ def require_fit(breakdown: MemoryBreakdown) -> MemoryBreakdown:
 #: the forward, which holds memory as ZeRO stage 2 does; it is the pattern the step model's
 #: data-parallel term prices (FP32 gradient reduce-scatter, BF16 weight all-gather).
 STEP_ZERO = 2
+#: The ZeRO stages (Rajbhandari et al. 2019, arXiv 1910.02054): 0 nothing sharded over data
+#: parallelism, 1 the optimizer state, 2 also the gradients, 3 also the weights.
+ZERO_STAGES = (0, 1, 2, 3)
 STEP_ZERO_SOURCE = ("ZeRO stage 2 as Llama 3's FSDP (Llama 3 paper, Sec. 3.3.2: optimizer "
                     "state and gradients sharded, weights not resharded after the forward), "
                     "the data-parallel pattern the step model prices")
@@ -206,13 +209,14 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
                 options: MemoryOptions | None = None) -> MemoryBreakdown:
     """The memory of a layout as `scaling.model.step.step_time` runs it (``layout``: its keys
     ``tp, pp, dp, seq, micro_batch, micro_batches, interleave`` and optionally
-    ``recompute``, ``cp``, ``ep``, ``expert_imbalance`` and ``sequence_parallel``;
+    ``recompute``, ``cp``, ``ep``, ``expert_imbalance``, ``sequence_parallel`` and ``zero``;
     `StepResult.layout` has them): sequence parallelism with tensor parallelism unless
-    ``sequence_parallel`` is False (as the step model's communication term does), `STEP_ZERO`, FP8 GEMM inputs kept in FP8 when the GEMMs run in FP8 (Transformer
-    Engine saves the FP8 casts), and the step model's expert parallelism: ``ep`` ranks of the
-    data-parallel group, each expert split over tensor parallelism (``etp = tp``,
-    Megatron-Core's default) and the busiest rank's routed tokens ``expert_imbalance`` times
-    the mean."""
+    ``sequence_parallel`` is False (as the step model's communication term does), the ZeRO
+    stage ``zero`` (default `STEP_ZERO`), FP8 GEMM inputs kept in FP8 when the GEMMs run in
+    FP8 (Transformer Engine saves the FP8 casts), and the step model's expert parallelism:
+    ``ep`` ranks of the data-parallel group, each expert split over tensor parallelism
+    (``etp = tp``, Megatron-Core's default) and the busiest rank's routed tokens
+    ``expert_imbalance`` times the mean."""
     if options is None:
         options = MemoryOptions(fp8_gemm_inputs=precision == "fp8",
                                 routed_token_factor=layout.get("expert_imbalance", 1.0))
@@ -376,8 +380,8 @@ def memory_breakdown(config: ModelConfig, hardware, *, tp=1, pp=1, dp=1, cp=1, e
     tp, pp, dp, cp, ep, etp = (n[k] for k in ("tp", "pp", "dp", "cp", "ep", "etp"))
     v, seq, b = np.where(pp > 1, n["interleave"], 1), n["seq"], n["micro_batch"]
     zero = np.asarray(zero)
-    if zero.size and (zero.min() < 0 or zero.max() > 3):
-        raise DataError(f"ZeRO stage must be 0, 1, 2 or 3, got {zero!r}")
+    if zero.size and (zero.min() < min(ZERO_STAGES) or zero.max() > max(ZERO_STAGES)):
+        raise DataError(f"ZeRO stage must be one of {ZERO_STAGES}, got {zero!r}")
     codes = act.recompute_codes(recompute)
     sp = tp > 1 if sequence_parallel is None else np.asarray(sequence_parallel, dtype=bool)
     hbm, device = device_memory(hardware)
@@ -457,6 +461,6 @@ def _transient_bytes(config, per, zero, largest_layer, moe, kw, o):
 
 
 __all__ = ["MemoryBreakdown", "MemoryOptions", "memory_breakdown", "model_state_bytes",
-           "step_memory", "memory_known", "STEP_ZERO", "STEP_ZERO_SOURCE",
+           "step_memory", "memory_known", "STEP_ZERO", "STEP_ZERO_SOURCE", "ZERO_STAGES",
            "fits", "require_fit",
            "device_memory", "OPTIMIZERS", "RESERVED_GIB", "FRAGMENTATION", "TERMS", "GIB"]

@@ -48,10 +48,10 @@ micro-batch on one pipeline stage:
 The **pipeline bubble** of a 1F1B schedule is ``(pp - 1) * t_mb``, a fraction
 ``(p - 1) / (m + p - 1)`` of the step; an interleaved schedule with ``v`` model chunks per GPU
 divides it by ``v`` (Narayanan et al. 2021, Sec. 2.2). **Data-parallel communication** is that
-of the ZeRO stage (`ZERO_STAGES`; by default the FSDP pattern Llama 3 used: gradients
-reduce-scattered in FP32 and BF16 parameters all-gathered once per step), times
-``1 - dp_overlap``. The **optimizer** (Adam, states sharded over data parallelism above stage
-0) is memory traffic.
+of the ZeRO stage (`scaling.model.memory.ZERO_STAGES`; by default the FSDP pattern Llama 3
+used: gradients reduce-scattered in FP32 and BF16 parameters all-gathered once per step),
+times ``1 - dp_overlap``. The **optimizer** (Adam, states sharded over data parallelism above
+stage 0) is memory traffic.
 
 MFU is model FLOPs (`ModelConfig.flops_per_token`) per second over the dense datasheet peak
 (PaLM's definition; DESIGN.md). Every term is reported separately in ``breakdown`` and any
@@ -73,7 +73,7 @@ from scaling.hardware.profile import HardwareProfile
 from scaling.provenance import Figure
 from scaling.labels import MISSING, modelled_from, weakest
 from scaling.model.config import ModelConfig, Op
-from scaling.model.memory import STEP_ZERO
+from scaling.model.memory import STEP_ZERO, ZERO_STAGES
 
 # Llama 3 paper, Table 4: "16M" tokens per batch for the 405B run, 2,048 sequences of 8,192
 # tokens: 16,777,216 tokens (16Mi).
@@ -104,14 +104,13 @@ EP_CONVENTION = ("expert parallelism inside the data-parallel group (Megatron-Co
                  "--tensor-model-parallel-size); ranks in Megatron order, tensor fastest, so "
                  "one group spans tp x ep consecutive GPUs")
 
-#: ZeRO stages the step model times (Rajbhandari et al. 2019, arXiv 1910.02054; `zero`): 0,
-#: plain data parallelism, the gradients all-reduced once per step and Adam run on every
-#: replica's whole copy; 1 and 2, gradients reduce-scattered and weights all-gathered once per
-#: step, Adam on the shard (ZeRO-2's per-micro-batch reduce-scatters run under the backward,
-#: as FSDP's and DeepSpeed's overlapped reductions do, and are priced as the one); 3, the
-#: weights all-gathered again for every micro-batch's forward (twice under full
-#: recomputation) and backward. The default is `scaling.model.memory.STEP_ZERO`.
-ZERO_STAGES = (0, 1, 2, 3)
+# How the step model times the ZeRO stages (`scaling.model.memory.ZERO_STAGES`, ``zero``):
+# 0, plain data parallelism, the gradients all-reduced once per step and Adam run on every
+# replica's whole copy; 1 and 2, gradients reduce-scattered and weights all-gathered once per
+# step, Adam on the shard (ZeRO-2's per-micro-batch reduce-scatters run under the backward,
+# as FSDP's and DeepSpeed's overlapped reductions do, and are priced as the one); 3, the
+# weights all-gathered again for every micro-batch's forward (twice under full
+# recomputation) and backward. The default is `scaling.model.memory.STEP_ZERO`.
 
 ASSUMED_OVERLAP = {
     "tp_overlap": "no overlap: Megatron-LM places tensor-parallel collectives on the critical "
@@ -318,9 +317,9 @@ def elementwise_bytes_per_token(config: ModelConfig, tp: int, layer: str | None 
     """Forward bytes per token of one layer's non-GEMM, non-attention ops on one GPU:
     two norms (read d, write d) and two residual adds (read 2d, write d; with dropout, the
     fused bias-dropout-add also writes a 1-byte mask), split over the tensor-parallel group
-    by sequence parallelism and run whole on every rank without it (Korthikanti et al. 2022,
-    arXiv 2205.05198, Sec. 4.2.2: without it "the layer-norm and dropouts" are replicated
-    across the tensor-parallel ranks); rotary on the local q and k heads (read and write;
+    by sequence parallelism and run whole on every rank without it (the replication
+    Korthikanti et al. 2022, arXiv 2205.05198, removed by splitting those ops along the
+    sequence); rotary on the local q and k heads (read and write;
     none with learned positions); the MLP activation on the local width: SwiGLU's
     gate*silu(up) reads 2 and writes 1, the fused bias-GELU reads 1 and writes 1 (per expert
     and shared expert of an MoE layer). ``layer`` ("dense" or "moe") picks the kind of layer of
@@ -393,15 +392,23 @@ class _Step:
     balanced_pipeline: bool = True  # the output layer shared out over the stages (Llama 3)
     zero: int = STEP_ZERO  # one of ZERO_STAGES
 
+    @property
+    def forward_passes(self) -> int:
+        """How many times each layer's forward runs: twice under full recomputation."""
+        return 2 if self.recompute == "full" else 1
+
+    @property
+    def attention_forward_passes(self) -> int:
+        """How many times the attention core's forward runs: twice under selective or full
+        recomputation."""
+        return 2 if self.recompute in ("selective", "full") else 1
+
     def passes(self, op: Op) -> int:
-        """How many times the step runs ``op``: twice for a forward op under full
-        recomputation, and for the attention core's forward under selective; else once."""
+        """How many times the step runs ``op``: a forward op `forward_passes` times (an
+        attention call `attention_forward_passes`), a backward op once."""
         if op.direction != "fwd":
             return 1
-        if self.recompute == "full" or (self.recompute == "selective"
-                                        and op.kind == "attention"):
-            return 2
-        return 1
+        return self.attention_forward_passes if op.kind == "attention" else self.forward_passes
 
     @property
     def head_share(self) -> float:
@@ -783,8 +790,7 @@ def _materialised_attention_term(st: _Step, kernels: dict, memory: Figure) -> No
             else st.profile.matmul_tflops(seq, seq, hd, "bf16"))
     bw = memory.value * 1e9
     per_layer, flops = np.zeros(3), 0.0
-    for direction, passes in (("fwd", st.passes(Op("attention", "core", "fwd", {}))),
-                              ("bwd", 1)):
+    for direction, passes in (("fwd", st.attention_forward_passes), ("bwd", 1)):
         d = k[direction]
         # Each batched GEMM is split evenly over its FLOPs and bytes (two forward, four back).
         gemm = np.maximum(d["gemm_flops"] / (_trio(rate) * 1e12), d["gemm_bytes"] / bw)
@@ -888,8 +894,7 @@ def _elementwise_term(st: _Step, memory: Figure) -> np.ndarray:
     per_token = sum(st.layers_of(k) * elementwise_bytes_per_token(config, tp, k,
                                                                   st.sequence_parallel)
                     for k in config.layer_kinds())
-    forward_passes = st.passes(Op("elementwise", "norms", "fwd", {}))
-    elem_bytes = (forward_passes + 2) * per_token * st.tokens_mb + logits_bytes * st.head_share
+    elem_bytes = (st.forward_passes + 2) * per_token * st.tokens_mb + logits_bytes * st.head_share
     st.labels["elementwise_bytes_per_microbatch"] = _label(
         elem_bytes, "assumed", "norms, residuals (with dropout: fused bias-dropout-add), "
                                "rotary, the MLP activation and the loss softmax read and "
@@ -936,7 +941,7 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     msg = st.tokens_mb * st.config.d_model * ACT_BYTES
     intra = tp <= profile.gpus_per_node
     frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw (x2 all-reduce)
-    pairs = 2 * st.passes(Op("gemm", "tp", "fwd", {})) + 2
+    pairs = 2 * st.forward_passes + 2
     if st.sequence_parallel:
         ag, ag_lat = _group_bw(st, "tp_busbw_gbps", "all_gather", msg, tp, intra)
         rs, rs_lat = _group_bw(st, "tp_busbw_gbps", "reduce_scatter", msg, tp, intra)
@@ -1023,23 +1028,22 @@ def _params_local(st: _Step) -> float:
 
 
 def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
-    """Seconds per step of the data-parallel collectives of ZeRO stage ``st.zero``
-    (`ZERO_STAGES`): the FP32 gradients reduced (all-reduced at stage 0, reduce-scattered
-    above) and the BF16 weights all-gathered (once per step at stages 1 and 2; for every
-    micro-batch's forward, again under full recomputation, and backward at stage 3), each on
-    the level its group sits on (`_level_busbw`), plus ring latency. Under expert parallelism
-    the routed experts are ``ep`` times fewer per GPU and reduce over the ``dp x cp / ep``
-    replicas that hold the same experts (Megatron-Core's expert-data-parallel group); the
-    rest reduces over the whole data-parallel group."""
+    """Seconds per step of the data-parallel collectives of ZeRO stage ``st.zero``: the FP32
+    gradients reduced (all-reduced at stage 0, reduce-scattered above) and the BF16 weights
+    all-gathered (once per step at stages 1 and 2; for every micro-batch's forward, again
+    under full recomputation, and backward at stage 3), each on the level its group sits on
+    (`_level_busbw`), plus ring latency. Under expert parallelism the routed experts are
+    ``ep`` times fewer per GPU and reduce over the ``dp x cp / ep`` replicas that hold the
+    same experts (Megatron-Core's expert-data-parallel group); the rest reduces over the whole
+    data-parallel group."""
     dp, profile, ep = st.dp_group, st.profile, st.lay["ep"]
-    routed = st.config.moe_layers * st.config.experts * st.config.expert_params \
-        if st.config.is_moe else 0
+    routed = st.config.routed_expert_params
     shard = st.lay["tp"] * st.lay["pp"]
     groups = [((st.config.params - routed) / shard, dp), (routed / (shard * ep), dp // ep)]
     if st.zero == 0:
         collectives = [("all_reduce", DP_GRAD_BYTES, 1)]
     else:
-        gathers = 1 if st.zero < 3 else st.m * (st.passes(Op("gemm", "weights", "fwd", {})) + 1)
+        gathers = 1 if st.zero < 3 else st.m * (st.forward_passes + 1)
         collectives = [("reduce_scatter", DP_GRAD_BYTES, 1), ("all_gather", DP_PARAM_BYTES,
                                                              gathers)]
     intra = st.gpus <= profile.gpus_per_node
@@ -1057,7 +1061,7 @@ def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     if bw is not None:
         st.labels["dp_busbw_gbps"] = _as_label(bw)
     st.labels["zero"] = _label(st.zero, "given" if st.zero != STEP_ZERO else "assumed",
-                               "ZeRO stage (scaling.model.step.ZERO_STAGES)")
+                               "ZeRO stage (scaling.model.memory.ZERO_STAGES)")
     return dp_comm * (1 - overlap)
 
 
@@ -1150,7 +1154,7 @@ def _ep_comm_term(st: _Step) -> np.ndarray:
         st.labels["ep_busbw_gbps" if intra or "ep_busbw_gbps" in st.ov
                   else "ep_scale_out_busbw_gbps"] = _as_label(bw)
     one = np.maximum.reduce(parts) * st.imbalance
-    calls = 2 * st.passes(Op("gemm", "dispatch", "fwd", {})) + 2
+    calls = 2 * st.forward_passes + 2
     overlap = st.ov.get("ep_overlap", 0.0)
     st.labels["ep_overlap"] = (_as_label(_override(st.ov, "ep_overlap")) if "ep_overlap" in st.ov
                                else _label(overlap, "assumed", ASSUMED_OVERLAP["ep_overlap"]))
@@ -1171,7 +1175,7 @@ def _permute_term(st: _Step, memory: Figure) -> np.ndarray:
     config, tp = st.config, st.lay["tp"]
     tokens = max(1, st.tokens_mb // tp)
     k, d, e = config.experts_per_token, config.d_model, config.experts
-    calls = st.passes(Op("gemm", "permute", "fwd", {})) + 1
+    calls = st.forward_passes + 1
     total, labels = np.zeros(3), []
     for kernel, size in (("moe_dispatch", kflops.moe_dispatch_bytes(tokens, d, k, e, "bf16")),
                          ("moe_combine", kflops.moe_combine_bytes(tokens, d, k, "bf16"))):

@@ -41,10 +41,10 @@ import numpy as np
 
 from scaling.errors import DataError
 from scaling.model.config import ModelConfig
-from scaling.model.memory import (GIB, STEP_ZERO, MemoryOptions, device_memory,
+from scaling.model.memory import (GIB, STEP_ZERO, ZERO_STAGES, MemoryOptions, device_memory,
                                   memory_breakdown, memory_known)
-from scaling.model.step import (DEFAULT_BATCH_TOKENS, STEP_RECOMPUTE, TERM_NAMES, ZERO_STAGES,
-                                StepResult, step_time)
+from scaling.model.step import (DEFAULT_BATCH_TOKENS, STEP_RECOMPUTE, TERM_NAMES, StepResult,
+                                step_time)
 
 #: Layouts listed beside the best (`SearchResult.ranked`) unless the caller asks for another
 #: number.
@@ -158,7 +158,7 @@ ALL_DIMENSIONS = (
     Dimension("interleave", lambda ctx: INTERLEAVES, step_arg="interleave"),
     Dimension("recompute", lambda ctx: STEP_RECOMPUTE, per_microbatch=True,
               step_arg="recompute"),
-    # ZeRO 2 and 3 (`scaling.model.step.ZERO_STAGES`): stage 1 times as stage 2 and holds
+    # ZeRO 2 and 3 (`scaling.model.memory.ZERO_STAGES`): stage 1 times as stage 2 and holds
     # more, stage 0 is slower and holds more still, so neither can be the fastest that fits
     # and they are not enumerated (a caller may pin them).
     Dimension("zero", lambda ctx: SEARCHED_ZERO, step_arg="zero"),
@@ -493,7 +493,7 @@ class LayoutSearch:
 #: Dimensions along which the step model's time only grows and the memory only shrinks, in
 #: the order of their values: more recomputation repeats more of the forward
 #: (`scaling.model.step.STEP_RECOMPUTE`), a higher ZeRO stage gathers the weights more often
-#: (`scaling.model.step.ZERO_STAGES`).
+#: (`scaling.model.memory.ZERO_STAGES`).
 MONOTONE = {"recompute": STEP_RECOMPUTE, "zero": ZERO_STAGES}
 
 

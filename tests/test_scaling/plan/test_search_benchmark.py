@@ -38,6 +38,7 @@ def test_layout_search(benchmark, flopcast_session, model, gpus):
                                iterations=1, warmup_rounds=1)
     lay = found.best.layout
     assert lay["tp"] * lay["cp"] * lay["pp"] * lay["dp"] <= gpus
+    best = found.best.to_dict()["layout"]
     benchmark.extra_info["flopcast"] = _record(model, gpus, {"counts": found.counts,
-                                                             "best": found.best.to_dict()["layout"]},
+                                                             "best": best},
                                                benchmark.stats.stats.median)
