@@ -12,7 +12,8 @@ from scaling.model.memory import (GIB, STEP_ZERO, ZERO_STAGES, memory_known, req
 from scaling.cli.inputs import add_model_arguments, parse_batch_tokens
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
-from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, OVERRIDES, PRECISIONS,
+from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, GRAD_REDUCE_BYTES,
+                                GRAD_REDUCE_DEFAULT, OVERRIDES, PRECISIONS,
                                 STEP_RECOMPUTE, TERM_NAMES, step_time)
 from scaling.plan.search import search_layouts
 from scaling.cli.plan import explain
@@ -65,6 +66,14 @@ def register(sub):
     p.add_argument("--unbalanced-pipeline", action="store_true",
                    help="every stage layers / PP layers and the last the output layer on top "
                         "(default: balanced, as Llama 3)")
+    p.add_argument("--grad-reduce", choices=sorted(GRAD_REDUCE_BYTES),
+                   default=GRAD_REDUCE_DEFAULT,
+                   help="precision the data-parallel group reduces gradients in: fp32 (Llama "
+                        "3, Megatron-LM's --accumulate-allreduce-grads-in-fp32) or half, the "
+                        "16-bit training dtype (default fp32)")
+    p.add_argument("--grad-overlap", action="store_true",
+                   help="reduce gradients in buckets under the last micro-batch's backward "
+                        "(PyTorch DDP) instead of after it")
     p.add_argument("--gpus", type=partial(parse_whole, what="--gpus"),
                    help="search the fastest layout of this many GPUs that fits memory (the "
                         "layout flags given pin their dimensions)")
@@ -113,12 +122,14 @@ def run(args) -> int:
                                                   for k in ("tp", "pp", "dp"))
     kernel_options = dict(attention=args.attention,
                           sequence_parallel=False if args.no_sequence_parallel else None,
-                          balanced_pipeline=not args.unbalanced_pipeline)
+                          balanced_pipeline=not args.unbalanced_pipeline,
+                          grad_reduce=args.grad_reduce, grad_overlap=args.grad_overlap)
     if searching and (args.attention != "flash" or args.no_sequence_parallel
-                      or args.unbalanced_pipeline):
-        raise DataError("--attention, --no-sequence-parallel and --unbalanced-pipeline time a "
-                        "given layout; the layout search (--gpus without --tp --pp --dp) "
-                        "assumes the defaults")
+                      or args.unbalanced_pipeline or args.grad_overlap
+                      or args.grad_reduce != GRAD_REDUCE_DEFAULT):
+        raise DataError("--attention, --no-sequence-parallel, --unbalanced-pipeline, "
+                        "--grad-reduce and --grad-overlap time a given layout; the layout "
+                        "search (--gpus without --tp --pp --dp) assumes the defaults")
     if searching:
         pins = {k: layout[k] for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch",
                                        "interleave")}
@@ -201,10 +212,19 @@ def describe(result, profile, memory=None) -> str:
                      f"{memory.hbm_bytes / GIB:,.0f} GiB per GPU (pipeline stage "
                      f"{memory.stage}; `flopcast memory` has the breakdown)")
     lines.append("\nInputs")
-    rows = [{"input": k, "value": "-" if v["value"] is None else format_count(v["value"]),
+    rows = [{"input": k, "value": _input_value(v["value"]),
              "label": v["label"], "source": v["source"]}
             for k, v in result.labels.items() if k != "tflops_per_gpu"]
     lines.append(format_table(rows, [("input", "input"), ("value", "value"), ("label", "label"),
                                      ("source", "source")], align_right={"value"}))
     lines += [f"note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _input_value(value) -> str:
+    """An input's value for the table: numbers in human units, choices and switches as words."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value if isinstance(value, str) else format_count(value)

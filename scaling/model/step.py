@@ -86,6 +86,23 @@ OPTIMIZER_BYTES_PER_PARAM = 30
 # FSDP as in Llama 3 (Sec. 3.3.2): FP32 gradient reduce-scatter, BF16 parameter all-gather.
 DP_GRAD_BYTES, DP_PARAM_BYTES = 4, 2
 
+#: The precision the data-parallel group reduces gradients in (``grad_reduce``), as bytes per
+#: gradient: "fp32" (the default: Llama 3 reduce-scatters FP32 gradients, Sec. 3.3.2;
+#: Megatron-LM's --accumulate-allreduce-grads-in-fp32) or "half", the 16-bit training dtype
+#: (Megatron-LM before that flag, and PyTorch DDP on a half-precision module, reduce the
+#: parameters' own .grad).
+GRAD_REDUCE_BYTES = {"fp32": DP_GRAD_BYTES, "half": 2}
+GRAD_REDUCE_DEFAULT = "fp32"
+#: With ``grad_overlap`` the gradient reduction runs in buckets under the last micro-batch's
+#: backward (PyTorch DDP, Li et al. 2020, VLDB, arXiv 2006.15704, Sec. 3.2.3; Megatron-LM's
+#: --DDP-impl torch, which skips the reduction of every earlier micro-batch with no_sync):
+#: only what outlasts that backward is exposed. The backward is the micro-batch's time after
+#: its first forward pass (backward, two forward-equivalents, plus the recomputed forward under
+#: full recomputation), taken as that share of the micro-batch's modelled time.
+GRAD_OVERLAP_SOURCE = ("bucketed gradient reduction under the last micro-batch's backward "
+                       "(PyTorch DDP, Li et al. 2020, arXiv 2006.15704, Sec. 3.2.3); only "
+                       "what outlasts that backward is exposed")
+
 #: MoE load imbalance, the busiest expert's tokens over the mean, by default. ASSUMED: 1.0,
 #: the balanced routing the expert GEMM shapes already assume and that load balancing (an
 #: auxiliary loss, Fedus et al. 2022, Switch Transformer, arXiv 2101.03961, Sec. 2.2; DeepSeek-
@@ -460,7 +477,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               recompute: str = "none", cp: int | None = None,
               attention: str = "flash", ep: int | None = None,
               sequence_parallel: bool | None = None,
-              balanced_pipeline: bool = True, zero: int = STEP_ZERO) -> StepResult:
+              balanced_pipeline: bool = True, zero: int = STEP_ZERO,
+              grad_reduce: str = GRAD_REDUCE_DEFAULT, grad_overlap: bool = False) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
@@ -472,7 +490,9 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     the output layer's work shared out, as Llama 3 balanced its pipeline by giving the first
     and last stages one layer fewer, arXiv 2407.21783, Sec. 3.3.2) False gives every stage
     ``layers / pp`` layers and the last the output layer and loss on top, the stage that
-    paces the pipeline (Megatron-LM of 2021)."""
+    paces the pipeline (Megatron-LM of 2021). ``grad_reduce`` is the precision gradients are
+    reduced in (`GRAD_REDUCE_BYTES`); ``grad_overlap`` hides the gradient reduction under the
+    last micro-batch's backward (`GRAD_OVERLAP_SOURCE`; default off: reduced after it)."""
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, cp=cp, seq=seq, batch_tokens=batch_tokens,
                      micro_batch=micro_batch, interleave=interleave, ep=ep), recompute)
@@ -482,6 +502,9 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     if isinstance(zero, bool) or zero not in ZERO_STAGES:
         raise DataError(f"ZeRO stage must be one of {ZERO_STAGES}, got {zero!r}")
     st.zero = int(zero)
+    if grad_reduce not in GRAD_REDUCE_BYTES:
+        raise UnknownNameError("gradient reduction precision", grad_reduce, GRAD_REDUCE_BYTES)
+    st.grad_reduce, st.grad_overlap = grad_reduce, bool(grad_overlap)
     if attention not in ATTENTION_IMPLS:
         raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
     st.attention = attention
@@ -506,7 +529,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     t_mb = sum(mb.values())
     terms = {k: st.m * v for k, v in mb.items()}
     terms["pipeline_bubble_s"] = _bubble_term(st, t_mb)
-    terms["dp_comm_s"] = _dp_comm_term(st, overlaps["dp_overlap"])
+    terms["dp_comm_s"] = _dp_comm_term(st, overlaps["dp_overlap"], t_mb)
     terms["optimizer_s"] = _optimizer_term(st, memory)
     _override_terms(st, terms)
     step = sum(terms.values())
@@ -525,7 +548,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                 "micro_batch": lay["micro_batch"], "micro_batches": st.m,
                 "interleave": lay["interleave"], "recompute": st.recompute, "ep": lay["ep"],
                 "expert_imbalance": st.imbalance, "sequence_parallel": st.sequence_parallel,
-                "balanced_pipeline": st.balanced_pipeline, "zero": st.zero},
+                "balanced_pipeline": st.balanced_pipeline, "zero": st.zero,
+                "grad_reduce": st.grad_reduce, "grad_overlap": st.grad_overlap},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -1027,9 +1051,11 @@ def _params_local(st: _Step) -> float:
     return st.config.params / (st.lay["tp"] * st.lay["pp"])
 
 
-def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
-    """Seconds per step of the data-parallel collectives of ZeRO stage ``st.zero``: the FP32
-    gradients reduced (all-reduced at stage 0, reduce-scattered above) and the BF16 weights
+def _dp_comm_term(st: _Step, overlap: float, t_mb: np.ndarray) -> np.ndarray:
+    """Seconds per step of the data-parallel collectives of ZeRO stage ``st.zero``: the
+    gradients reduced in ``st.grad_reduce`` (all-reduced at stage 0, reduce-scattered above;
+    with ``st.grad_overlap`` only what outlasts the last micro-batch's backward, whose time
+    is the share of ``t_mb`` after its first forward) and the BF16 weights
     all-gathered (once per step at stages 1 and 2; for every micro-batch's forward, again
     under full recomputation, and backward at stage 3), each on the level its group sits on
     (`_level_busbw`), plus ring latency. Under expert parallelism the routed experts are
@@ -1040,14 +1066,15 @@ def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     routed = st.config.routed_expert_params
     shard = st.lay["tp"] * st.lay["pp"]
     groups = [((st.config.params - routed) / shard, dp), (routed / (shard * ep), dp // ep)]
+    grad_bytes = GRAD_REDUCE_BYTES[st.grad_reduce]
     if st.zero == 0:
-        collectives = [("all_reduce", DP_GRAD_BYTES, 1)]
+        collectives = [("all_reduce", grad_bytes, 1)]
     else:
         gathers = 1 if st.zero < 3 else st.m * (st.forward_passes + 1)
-        collectives = [("reduce_scatter", DP_GRAD_BYTES, 1), ("all_gather", DP_PARAM_BYTES,
-                                                             gathers)]
+        collectives = [("reduce_scatter", grad_bytes, 1), ("all_gather", DP_PARAM_BYTES,
+                                                           gathers)]
     intra = st.gpus <= profile.gpus_per_node
-    dp_comm = np.zeros(3)
+    reduce_s, gather_s = np.zeros(3), np.zeros(3)
     bw = None
     for params, world in groups:
         if params == 0 or world == 1:
@@ -1056,13 +1083,28 @@ def _dp_comm_term(st: _Step, overlap: float) -> np.ndarray:
             size = params * width
             bw, latency = _group_bw(st, "dp_busbw_gbps", collective, size, world, intra)
             factor = 2 if collective == "all_reduce" else 1
-            dp_comm = dp_comm + times * (factor * size * (world - 1) / world
-                                         / (_trio(bw) * 1e9) + latency)
+            seconds = times * (factor * size * (world - 1) / world / (_trio(bw) * 1e9)
+                               + latency)
+            if collective == "all_gather":
+                gather_s = gather_s + seconds
+            else:
+                reduce_s = reduce_s + seconds
+    if st.grad_overlap:
+        backward_share = (st.forward_passes + 1) / (st.forward_passes + 2)
+        reduce_s = np.maximum(reduce_s - backward_share * t_mb, 0.0)
     if bw is not None:
         st.labels["dp_busbw_gbps"] = _as_label(bw)
     st.labels["zero"] = _label(st.zero, "given" if st.zero != STEP_ZERO else "assumed",
                                "ZeRO stage (scaling.model.memory.ZERO_STAGES)")
-    return dp_comm * (1 - overlap)
+    st.labels["grad_reduce"] = _label(
+        st.grad_reduce, "given" if st.grad_reduce != GRAD_REDUCE_DEFAULT else "assumed",
+        f"gradients reduced in {st.grad_reduce} ({GRAD_REDUCE_BYTES[st.grad_reduce]} B each; "
+        f"scaling.model.step.GRAD_REDUCE_BYTES)")
+    st.labels["grad_overlap"] = _label(
+        st.grad_overlap, "given" if st.grad_overlap else "assumed",
+        GRAD_OVERLAP_SOURCE if st.grad_overlap else
+        "no overlap: gradients reduced after the backward (conservative)")
+    return (reduce_s + gather_s) * (1 - overlap)
 
 
 def _optimizer_term(st: _Step, memory: Figure) -> np.ndarray:

@@ -165,6 +165,53 @@ def test_zero_stages_by_hand():
         step_time(TINY, H100, zero=4, **lay)
 
 
+def test_gradient_reduction_precision_by_hand():
+    lay = dict(tp=1, dp=4, batch_tokens=4 * 256, zero=0,
+               overrides=dict(FIXED, dp_busbw_gbps=100.0))
+    local, ring = TINY.params, 3 / 4  # (n - 1) / n for four replicas
+    fp32 = step_time(TINY, H100, **lay)
+    half = step_time(TINY, H100, grad_reduce="half", **lay)
+    # The all-reduce moves 2 x size x (n - 1) / n bytes: 4 B a gradient in FP32, 2 B in half.
+    assert fp32.breakdown["dp_comm_s"] == pytest.approx(2 * local * 4 * ring / 100e9)
+    assert half.breakdown["dp_comm_s"] == pytest.approx(2 * local * 2 * ring / 100e9)
+    assert half.layout["grad_reduce"] == "half"
+    assert half.labels["grad_reduce"]["label"] == "given"
+    assert fp32.labels["grad_reduce"]["label"] == "assumed"
+    # ZeRO 2: the reduce-scatter halves, the BF16 all-gather does not change.
+    z2 = {g: step_time(TINY, H100, **dict(lay, zero=2), grad_reduce=g)
+          for g in ("fp32", "half")}
+    assert z2["fp32"].breakdown["dp_comm_s"] == pytest.approx(local * (4 + 2) * ring / 100e9)
+    assert z2["half"].breakdown["dp_comm_s"] == pytest.approx(local * (2 + 2) * ring / 100e9)
+    from scaling.errors import UnknownNameError
+    with pytest.raises(UnknownNameError, match="fp8"):
+        step_time(TINY, H100, grad_reduce="fp8", **lay)
+
+
+@pytest.mark.parametrize("recompute, backward_share", [("none", 2 / 3), ("full", 3 / 4)])
+def test_gradient_overlap_hides_the_reduction_under_the_last_backward(recompute,
+                                                                       backward_share):
+    lay = dict(tp=1, dp=4, batch_tokens=8 * 256, zero=0, recompute=recompute)
+    local, ring = TINY.params, 3 / 4
+    for busbw in (0.05, 1000.0):  # a reduction longer, then shorter, than the backward
+        ov = dict(FIXED, dp_busbw_gbps=busbw)
+        plain = step_time(TINY, H100, overrides=ov, **lay)
+        hidden = step_time(TINY, H100, overrides=ov, grad_overlap=True, **lay)
+        per_mb = sum(v for k, v in plain.breakdown.items()
+                     if k not in ("pipeline_bubble_s", "dp_comm_s", "optimizer_s"))
+        t_mb = per_mb / plain.layout["micro_batches"]
+        reduce_s = 2 * local * 4 * ring / (busbw * 1e9)
+        assert plain.breakdown["dp_comm_s"] == pytest.approx(reduce_s)
+        # Only what outlasts the last micro-batch's backward (its time after the first
+        # forward: 2 of 3 forward-equivalents, 3 of 4 under full recomputation) is exposed.
+        assert hidden.breakdown["dp_comm_s"] == pytest.approx(
+            max(reduce_s - backward_share * t_mb, 0.0), abs=1e-12)
+        assert hidden.layout["grad_overlap"] is True
+    assert hidden.breakdown["dp_comm_s"] == 0.0
+    # Everything else is untouched.
+    assert {k: v for k, v in hidden.breakdown.items() if k != "dp_comm_s"} == pytest.approx(
+        {k: v for k, v in plain.breakdown.items() if k != "dp_comm_s"})
+
+
 def test_the_memory_command_takes_no_sequence_parallelism(capsys):
     import json
 
@@ -185,3 +232,24 @@ def test_the_memory_command_takes_no_sequence_parallelism(capsys):
                               sequence_parallel=False)
     assert whole["memory"]["total_bytes"] == pytest.approx(float(direct.total_bytes))
     assert whole["memory"]["total_bytes"] > sp["memory"]["total_bytes"]
+
+
+def test_the_step_command_takes_the_gradient_reduction(capsys):
+    import json
+
+    from scaling.cli.main import main
+    args = ["step", "megatron-gpt-1.7b", "--hardware", "a100-80gb", "--dp", "32", "--seq",
+            "2048", "--micro-batch", "16", "--batch-tokens", "512x2048", "--zero", "0",
+            "--recompute", "full"]
+    main(args + ["--json"])
+    plain = json.loads(capsys.readouterr().out)
+    main(args + ["--grad-reduce", "half", "--grad-overlap", "--json"])
+    ddp = json.loads(capsys.readouterr().out)
+    assert (ddp["layout"]["grad_reduce"], ddp["layout"]["grad_overlap"]) == ("half", True)
+    assert plain["breakdown"]["dp_comm_s"] > 0
+    # One micro-batch of 16 sequences: its backward outlasts the half-precision all-reduce.
+    assert ddp["breakdown"]["dp_comm_s"] == 0.0
+    main(args + ["--grad-reduce", "half", "--grad-overlap"])
+    text = capsys.readouterr().out
+    assert any(line.split()[:3] == ["grad_reduce", "half", "given"] for line in text.splitlines())
+    assert any(line.split()[:3] == ["grad_overlap", "yes", "given"] for line in text.splitlines())
