@@ -20,7 +20,7 @@ from scaling.errors import DataError
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, STEP_ZERO, step_memory
 from scaling.output import format_table, print_json
-from scaling.model.step import PRECISIONS, STEP_RECOMPUTE, step_time
+from scaling.model.step import GRAD_REDUCE_DEFAULT, PRECISIONS, STEP_RECOMPUTE, step_time
 from scaling.plan.throughput import SCHEDULES
 from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,
                                      flops_per_token)
@@ -134,7 +134,9 @@ def model_run(run: ValidationRun) -> dict:
                          micro_batch=micro_batch, interleave=interleave, recompute=recompute,
                          ep=ep, sequence_parallel=lay.get("sequence_parallel"),
                          balanced_pipeline=lay.get("balanced_pipeline", True) is not False,
-                         zero=shape["zero"])
+                         zero=shape["zero"],
+                         grad_reduce=lay.get("grad_reduce") or GRAD_REDUCE_DEFAULT,
+                         grad_overlap=bool(lay.get("grad_overlap")))
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]
     # The fastest schedule that fits; where none does (the memory model disagrees with a run
@@ -211,6 +213,10 @@ def _layout_text(row: dict) -> str:
         text += f" ZeRO{lay['zero']}"
     if lay.get("balanced_pipeline") is False and lay.get("pp", 1) > 1:
         text += " unbalanced"
+    if lay.get("grad_reduce") not in (None, GRAD_REDUCE_DEFAULT):
+        text += f" {lay['grad_reduce']}-grads"
+    if lay.get("grad_overlap"):
+        text += " DDP-overlap"
     return text
 
 

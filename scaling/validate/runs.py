@@ -61,7 +61,8 @@ FLOP_CONVENTIONS = {
 #: None: reported only.
 GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "llama4-behemoth": None}
 LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
-               "global_batch", "recompute", "sequence_parallel", "balanced_pipeline", "zero")
+               "global_batch", "recompute", "sequence_parallel", "balanced_pipeline", "zero",
+               "grad_reduce", "grad_overlap")
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,11 @@ def iteration_time_s(run: ValidationRun) -> float:
 
 # -- the runs ---------------------------------------------------------------------------------
 
+SC21_COMMIT = "NVIDIA/Megatron-LM commit de7dc40f (Aug 2021, 'scripts for sc21')"
+
+
 def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: float,
-              mbs: int, layers_per_chunk: int | None, name: str) -> ValidationRun:
+              mbs: int, layers_per_chunk: int | None, ddp: str, name: str) -> ValidationRun:
     model = model_preset(name)
     dp = gpus // (tp * pp)
     v = 1 if layers_per_chunk is None else model.layers // (pp * layers_per_chunk)
@@ -179,7 +183,8 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
         citation=row, model=name, hardware="a100-80gb", gpus=gpus,
         layout={"tp": tp, "pp": pp, "dp": dp, "cp": 1, "ep": 1, "micro_batch": mbs,
                 "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full",
-                "sequence_parallel": False, "balanced_pipeline": False, "zero": 0},
+                "sequence_parallel": False, "balanced_pipeline": False, "zero": 0,
+                "grad_reduce": "half", "grad_overlap": ddp == "torch"},
         layout_sources={
             "tp": row, "pp": row, "dp": "derived: GPUs / (TP x PP)", "cp": "none used",
             "ep": "dense model", "micro_batch": f"{SC21_SCRIPT}: MBS={mbs}",
@@ -200,7 +205,19 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
                                  "loss to the last (megatron/model/transformer.py, "
                                  "ParallelTransformer; megatron/model/gpt_model.py), the "
                                  "imbalance Llama 3 later removed (arXiv 2407.21783, Sec. "
-                                 "3.3.2)"},
+                                 "3.3.2)",
+            "grad_reduce": f"half: {SC21_SCRIPT} set --fp16 and not "
+                           f"--accumulate-allreduce-grads-in-fp32, so the FP16 parameters' own "
+                           f"gradients are all-reduced ({SC21_COMMIT}, "
+                           f"megatron/model/distributed.py, allreduce_gradients)",
+            "grad_overlap": (
+                f"yes: {SC21_SCRIPT} sets DDP=torch for this row: PyTorch DDP reduces "
+                f"gradient buckets during the backward, Megatron-LM skipping every micro-batch "
+                f"but the last with no_sync ({SC21_COMMIT}, megatron/schedules.py)"
+                if ddp == "torch" else
+                f"no: {SC21_SCRIPT} sets DDP=local for this row: Megatron-LM's own data "
+                f"parallelism all-reduces after the whole backward ({SC21_COMMIT}, "
+                f"megatron/training.py, train_step)")},
         precision="fp16", published_tflops=tflops, flops="megatron-hardware",
         flops_label="published",
         flops_source=f"{NARAYANAN}, Sec. 5.1 and Eq. (3): hardware FLOPs including the "
@@ -215,18 +232,19 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
 
 
 #: Narayanan et al. 2021, Table 1 (params, TP, PP, GPUs, batch, TFLOP/s per GPU), with the
-#: micro-batch size and layers per virtual stage of the authors' script.
+#: micro-batch size, layers per virtual stage and data-parallel implementation (DDP) of the
+#: authors' script.
 _MEGATRON_ROWS = (
-    (1.7, 1, 1, 32, 512, 137, 16, None, "megatron-gpt-1.7b"),
-    (3.6, 2, 1, 64, 512, 138, 16, None, "megatron-gpt-3.6b"),
-    (7.5, 4, 1, 128, 512, 142, 16, None, "megatron-gpt-7.5b"),
-    (18.4, 8, 1, 256, 1024, 135, 8, None, "megatron-gpt-18.4b"),
-    (39.1, 8, 2, 512, 1536, 138, 4, None, "megatron-gpt-39.1b"),
-    (76.1, 8, 4, 1024, 1792, 140, 2, 5, "megatron-gpt-76.1b"),
-    (145.6, 8, 8, 1536, 2304, 148, 2, 5, "megatron-gpt-145.6b"),
-    (310.1, 8, 16, 1920, 2160, 155, 1, 3, "megatron-gpt-310.1b"),
-    (529.6, 8, 35, 2520, 2520, 163, 1, 1, "megatron-gpt-529.6b"),
-    (1008.0, 8, 64, 3072, 3072, 163, 1, None, "megatron-gpt-1t"),
+    (1.7, 1, 1, 32, 512, 137, 16, None, "torch", "megatron-gpt-1.7b"),
+    (3.6, 2, 1, 64, 512, 138, 16, None, "torch", "megatron-gpt-3.6b"),
+    (7.5, 4, 1, 128, 512, 142, 16, None, "torch", "megatron-gpt-7.5b"),
+    (18.4, 8, 1, 256, 1024, 135, 8, None, "torch", "megatron-gpt-18.4b"),
+    (39.1, 8, 2, 512, 1536, 138, 4, None, "local", "megatron-gpt-39.1b"),
+    (76.1, 8, 4, 1024, 1792, 140, 2, 5, "local", "megatron-gpt-76.1b"),
+    (145.6, 8, 8, 1536, 2304, 148, 2, 5, "local", "megatron-gpt-145.6b"),
+    (310.1, 8, 16, 1920, 2160, 155, 1, 3, "local", "megatron-gpt-310.1b"),
+    (529.6, 8, 35, 2520, 2520, 163, 1, 1, "local", "megatron-gpt-529.6b"),
+    (1008.0, 8, 64, 3072, 3072, 163, 1, None, "local", "megatron-gpt-1t"),
 )
 
 _LLAMA3_TABLE = f"{LLAMA3}, Table 4"
@@ -245,7 +263,8 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
         layout={"tp": 8, "pp": 16, "dp": dp, "cp": cp, "ep": 1, "micro_batch": None,
                 "interleave": None, "seq": seq, "global_batch": dp * per_dp,
                 "recompute": recompute, "sequence_parallel": None,
-                "balanced_pipeline": True, "zero": 2},
+                "balanced_pipeline": True, "zero": 2, "grad_reduce": "fp32",
+                "grad_overlap": None},
         layout_sources={
             "tp": row, "pp": row, "cp": row, "ep": "dense model", "seq": row,
             "dp": row + (" (DP 8 as in the v3 PDF; a v1 conversion prints 4, which would give "
@@ -256,6 +275,10 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
                                  f"output layer",
             "zero": f"2: {LLAMA3}, Sec. 3.3.2: FSDP shards the optimizer state and the "
                     f"gradients and does not reshard the weights after the forward",
+            "grad_reduce": f"fp32: {LLAMA3}, Sec. 3.3.2 (numerical stability): gradients "
+                           f"accumulated and reduce-scattered in FP32",
+            "grad_overlap": "not published: the step model's default (reduced after the "
+                            "backward), assumed",
             "sequence_parallel": "not published: Megatron-style tensor parallelism with "
                                  "sequence parallelism, the step model's default, assumed",
             "interleave": f"not published: {LLAMA3}, Sec. 3.3.2 uses an interleaved schedule "

@@ -25,11 +25,11 @@ CITED = {
     "llama4-behemoth": 390,
 }
 #: Rows within their tolerance when this test was written: a change that moves one out shows.
-#: (The larger Megatron-LM rows are modelled 15-26% above the published figures and are not
-#: listed.)
+#: (Every Megatron-LM row is modelled 18-35% above its published figure once its data
+#: parallelism is timed as the authors' script ran it, half-precision gradients and PyTorch
+#: DDP's overlap where DDP=torch, and is not listed.)
 WITHIN_TOLERANCE_TODAY = ("llama3-table4-8k-gpus", "llama3-table4-16k-gpus",
-                          "llama3-table4-16k-gpus-131k", "megatron-table1-1.7b",
-                          "megatron-table1-3.6b", "megatron-table1-7.5b")
+                          "llama3-table4-16k-gpus-131k")
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +113,16 @@ def test_every_layout_fact_of_every_run_has_its_source():
         assert set(run.layout) == set(LAYOUT_KEYS), run.name
         for key in LAYOUT_KEYS:
             assert run.layout_sources.get(key), (run.name, key)
+    # The authors' script: --fp16 without --accumulate-allreduce-grads-in-fp32 for every row,
+    # DDP=torch (overlapped with the backward) for the rows without pipeline parallelism.
+    for run in VALIDATION_RUNS:
+        if run.group == "megatron-table1":
+            assert run.layout["grad_reduce"] == "half", run.name
+            assert run.layout["grad_overlap"] is (run.layout["pp"] == 1), run.name
+            assert "de7dc40f" in run.layout_sources["grad_overlap"]
+        elif run.group == "llama3-table4":
+            assert run.layout["grad_reduce"] == "fp32"
+            assert "3.3.2" in run.layout_sources["grad_reduce"]
     megatron = validation_run("megatron-table1-1t")
     assert megatron.layout["sequence_parallel"] is False and megatron.layout["zero"] == 0
     assert megatron.layout["balanced_pipeline"] is False
@@ -124,5 +134,6 @@ def test_every_layout_fact_of_every_run_has_its_source():
 def test_the_printed_layout_says_what_differs_from_the_defaults(rows):
     from scaling.cli.validate import _layout_text
     text = _layout_text(rows["megatron-table1-1t"])
-    assert text == "TP8 PP64 DP6 v1 mb1 recompute no-SP ZeRO0 unbalanced"
+    assert text == "TP8 PP64 DP6 v1 mb1 recompute no-SP ZeRO0 unbalanced half-grads"
+    assert _layout_text(rows["megatron-table1-18.4b"]).endswith("half-grads DDP-overlap")
     assert _layout_text(rows["llama3-table4-16k-gpus"]) == "TP8 PP16 DP128 v2 mb1"
