@@ -73,7 +73,7 @@ def test_each_case_prints_one_line_of_its_own(bench_run):
     progress = [line for line in lines if re.match(r"\[\d+/4\] \S+: ", line)]
     assert len(progress) == proc.stdout.count("/4] ") == 4
     gemm = next(line for line in progress if ONE_CASE in line)
-    figures = r": [\d.]+ TFLOP/s, [\d.]+ (us|ms)  \(\d:\d\d elapsed, ~\d:\d\d left\)$"
+    figures = r": [\d.]+ TFLOP/s, [\d.]+ (ns|us|ms|s)  \(\d:\d\d elapsed, ~\d:\d\d left\)$"
     assert re.search(figures, gemm), gemm
     assert "[100%]" not in proc.stdout and "PASSED" not in proc.stdout
     assert not any(re.fullmatch(r"\S+\.py [.sF]*", line.strip()) for line in lines)
@@ -94,7 +94,7 @@ def test_the_run_ends_with_its_summary_then_the_results_file(bench_run):
     assert summary < written[0]
     tables = "\n".join(lines[summary + 1:written[0]])
     assert "gemm: median time per call" in tables and "attention: median time per call" in tables
-    assert re.search(r"1024x1024x1024\s+torch\s+[\d.]+ (us|ms)\s+[\d.]+", tables), tables
+    assert re.search(r"1024x1024x1024\s+torch\s+[\d.]+ (ns|us|ms|s)\s+[\d.]+", tables), tables
 
 
 def test_pytest_benchmark_s_table_is_narrow_and_grouped(bench_run):
