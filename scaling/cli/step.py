@@ -12,7 +12,8 @@ from scaling.model.memory import (GIB, STEP_ZERO, ZERO_STAGES, memory_known, req
 from scaling.cli.inputs import add_model_arguments, parse_batch_tokens
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
-from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, GRAD_REDUCE_BYTES,
+from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, GRAD_ACCUMULATION,
+                                GRAD_ACCUMULATION_DEFAULT, GRAD_REDUCE_BYTES,
                                 GRAD_REDUCE_DEFAULT, OVERRIDES, PRECISIONS,
                                 STEP_RECOMPUTE, TERM_NAMES, step_time)
 from scaling.plan.search import search_layouts
@@ -74,6 +75,11 @@ def register(sub):
     p.add_argument("--grad-overlap", action="store_true",
                    help="reduce gradients in buckets under the last micro-batch's backward "
                         "(PyTorch DDP) instead of after it")
+    p.add_argument("--grad-accumulation", choices=GRAD_ACCUMULATION,
+                   default=GRAD_ACCUMULATION_DEFAULT,
+                   help="summing micro-batches' gradients: fused into the weight-gradient "
+                        "GEMM (default) or unfused, an in-place add per parameter for every "
+                        "micro-batch after the first (PyTorch autograd)")
     p.add_argument("--gpus", type=partial(parse_whole, what="--gpus"),
                    help="search the fastest layout of this many GPUs that fits memory (the "
                         "layout flags given pin their dimensions)")
@@ -123,13 +129,16 @@ def run(args) -> int:
     kernel_options = dict(attention=args.attention,
                           sequence_parallel=False if args.no_sequence_parallel else None,
                           balanced_pipeline=not args.unbalanced_pipeline,
-                          grad_reduce=args.grad_reduce, grad_overlap=args.grad_overlap)
+                          grad_reduce=args.grad_reduce, grad_overlap=args.grad_overlap,
+                          grad_accumulation=args.grad_accumulation)
     if searching and (args.attention != "flash" or args.no_sequence_parallel
                       or args.unbalanced_pipeline or args.grad_overlap
-                      or args.grad_reduce != GRAD_REDUCE_DEFAULT):
+                      or args.grad_reduce != GRAD_REDUCE_DEFAULT
+                      or args.grad_accumulation != GRAD_ACCUMULATION_DEFAULT):
         raise DataError("--attention, --no-sequence-parallel, --unbalanced-pipeline, "
-                        "--grad-reduce and --grad-overlap time a given layout; the layout "
-                        "search (--gpus without --tp --pp --dp) assumes the defaults")
+                        "--grad-reduce, --grad-overlap and --grad-accumulation time a given "
+                        "layout; the layout search (--gpus without --tp --pp --dp) assumes "
+                        "the defaults")
     if searching:
         pins = {k: layout[k] for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch",
                                        "interleave")}

@@ -20,7 +20,8 @@ from scaling.errors import DataError
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, STEP_ZERO, step_memory
 from scaling.output import format_table, print_json
-from scaling.model.step import GRAD_REDUCE_DEFAULT, PRECISIONS, STEP_RECOMPUTE, step_time
+from scaling.model.step import (GRAD_ACCUMULATION_DEFAULT, GRAD_REDUCE_DEFAULT, PRECISIONS,
+                                STEP_RECOMPUTE, step_time)
 from scaling.plan.throughput import SCHEDULES
 from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,
                                      flops_per_token)
@@ -136,7 +137,9 @@ def model_run(run: ValidationRun) -> dict:
                          balanced_pipeline=lay.get("balanced_pipeline", True) is not False,
                          zero=shape["zero"],
                          grad_reduce=lay.get("grad_reduce") or GRAD_REDUCE_DEFAULT,
-                         grad_overlap=bool(lay.get("grad_overlap")))
+                         grad_overlap=bool(lay.get("grad_overlap")),
+                         grad_accumulation=(lay.get("grad_accumulation")
+                                            or GRAD_ACCUMULATION_DEFAULT))
         tried.append((memory.fits, step.tflops_per_gpu, step, memory))
     fits = [t for t in tried if t[0]]
     # The fastest schedule that fits; where none does (the memory model disagrees with a run
@@ -217,6 +220,8 @@ def _layout_text(row: dict) -> str:
         text += f" {lay['grad_reduce']}-grads"
     if lay.get("grad_overlap"):
         text += " DDP-overlap"
+    if lay.get("grad_accumulation") not in (None, GRAD_ACCUMULATION_DEFAULT):
+        text += f" {lay['grad_accumulation']}-acc"
     return text
 
 

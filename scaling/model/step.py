@@ -50,8 +50,12 @@ The **pipeline bubble** of a 1F1B schedule is ``(pp - 1) * t_mb``, a fraction
 divides it by ``v`` (Narayanan et al. 2021, Sec. 2.2). **Data-parallel communication** is that
 of the ZeRO stage (`scaling.model.memory.ZERO_STAGES`; by default the FSDP pattern Llama 3
 used: gradients reduce-scattered in FP32 and BF16 parameters all-gathered once per step),
-times ``1 - dp_overlap``. The **optimizer** (Adam, states sharded over data parallelism above
-stage 0) is memory traffic.
+times ``1 - dp_overlap``, in the precision ``grad_reduce`` names and, with ``grad_overlap``,
+only what outlasts the last micro-batch's backward. **Gradient accumulation** across micro-
+batches is free where it is fused into the weight-gradient GEMM (the default) and, with
+``grad_accumulation="unfused"``, a separate in-place add per parameter for every micro-batch
+after the first (`GRAD_ACCUMULATION`). The **optimizer** (Adam, states sharded over data
+parallelism above stage 0) is memory traffic.
 
 MFU is model FLOPs (`ModelConfig.flops_per_token`) per second over the dense datasheet peak
 (PaLM's definition; DESIGN.md). Every term is reported separately in ``breakdown`` and any
@@ -99,6 +103,15 @@ GRAD_REDUCE_DEFAULT = "fp32"
 #: only what outlasts that backward is exposed. The backward is the micro-batch's time after
 #: its first forward pass (backward, two forward-equivalents, plus the recomputed forward under
 #: full recomputation), taken as that share of the micro-batch's modelled time.
+#: How the gradients of successive micro-batches are summed (``grad_accumulation``): "fused"
+#: into the weight-gradient GEMM's epilogue (C = A B + C: Megatron-LM's
+#: --gradient-accumulation-fusion, Feb 2022, and Megatron-Core's default), no traffic beyond
+#: the GEMM; or "unfused", autograd adding each new gradient into ``.grad`` in place, a
+#: separate kernel reading the sum and the new 16-bit gradient and writing the sum (2 x the
+#: reduction width + 2 bytes per parameter) for every micro-batch after the first, at memory
+#: bandwidth.
+GRAD_ACCUMULATION = ("fused", "unfused")
+GRAD_ACCUMULATION_DEFAULT = "fused"
 GRAD_OVERLAP_SOURCE = ("bucketed gradient reduction under the last micro-batch's backward "
                        "(PyTorch DDP, Li et al. 2020, arXiv 2006.15704, Sec. 3.2.3); only "
                        "what outlasts that backward is exposed")
@@ -144,7 +157,7 @@ ASSUMED_OVERLAP = {
 
 BREAKDOWN_TERMS = ("gemm_s", "attention_s", "expert_gemm_s", "elementwise_s", "fp8_cast_s",
                    "tp_comm_s", "cp_comm_s", "pp_comm_s", "pipeline_bubble_s", "dp_comm_s",
-                   "optimizer_s", "ep_comm_s", "moe_permute_s")
+                   "optimizer_s", "ep_comm_s", "moe_permute_s", "grad_accumulation_s")
 #: The terms of a step as people name them (tables, the report).
 TERM_NAMES = {
     "gemm_s": "GEMMs", "attention_s": "attention", "expert_gemm_s": "MoE expert GEMMs",
@@ -154,6 +167,7 @@ TERM_NAMES = {
     "cp_comm_s": "context-parallel key/value exchange", "pp_comm_s": "pipeline sends",
     "pipeline_bubble_s": "pipeline bubble", "dp_comm_s": "data-parallel communication",
     "optimizer_s": "optimizer",
+    "grad_accumulation_s": "gradient accumulation (unfused adds)",
     "ep_comm_s": "expert-parallel all-to-all (dispatch, combine)",
     "moe_permute_s": "MoE token permute and unpermute",
 }
@@ -478,7 +492,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               attention: str = "flash", ep: int | None = None,
               sequence_parallel: bool | None = None,
               balanced_pipeline: bool = True, zero: int = STEP_ZERO,
-              grad_reduce: str = GRAD_REDUCE_DEFAULT, grad_overlap: bool = False) -> StepResult:
+              grad_reduce: str = GRAD_REDUCE_DEFAULT, grad_overlap: bool = False,
+              grad_accumulation: str = GRAD_ACCUMULATION_DEFAULT) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
@@ -492,7 +507,9 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     ``layers / pp`` layers and the last the output layer and loss on top, the stage that
     paces the pipeline (Megatron-LM of 2021). ``grad_reduce`` is the precision gradients are
     reduced in (`GRAD_REDUCE_BYTES`); ``grad_overlap`` hides the gradient reduction under the
-    last micro-batch's backward (`GRAD_OVERLAP_SOURCE`; default off: reduced after it)."""
+    last micro-batch's backward (`GRAD_OVERLAP_SOURCE`; default off: reduced after it);
+    ``grad_accumulation`` "unfused" adds every micro-batch's gradients after the first as a
+    separate pass over memory (`GRAD_ACCUMULATION`)."""
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, cp=cp, seq=seq, batch_tokens=batch_tokens,
                      micro_batch=micro_batch, interleave=interleave, ep=ep), recompute)
@@ -505,6 +522,9 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     if grad_reduce not in GRAD_REDUCE_BYTES:
         raise UnknownNameError("gradient reduction precision", grad_reduce, GRAD_REDUCE_BYTES)
     st.grad_reduce, st.grad_overlap = grad_reduce, bool(grad_overlap)
+    if grad_accumulation not in GRAD_ACCUMULATION:
+        raise UnknownNameError("gradient accumulation", grad_accumulation, GRAD_ACCUMULATION)
+    st.grad_accumulation = grad_accumulation
     if attention not in ATTENTION_IMPLS:
         raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
     st.attention = attention
@@ -531,6 +551,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     terms["pipeline_bubble_s"] = _bubble_term(st, t_mb)
     terms["dp_comm_s"] = _dp_comm_term(st, overlaps["dp_overlap"], t_mb)
     terms["optimizer_s"] = _optimizer_term(st, memory)
+    if st.grad_accumulation == "unfused":
+        terms["grad_accumulation_s"] = _grad_accumulation_term(st, memory)
     _override_terms(st, terms)
     step = sum(terms.values())
     model_flops = config.flops_per_token(st.lay["seq"]) * st.lay["batch_tokens"] / st.gpus
@@ -549,7 +571,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                 "interleave": lay["interleave"], "recompute": st.recompute, "ep": lay["ep"],
                 "expert_imbalance": st.imbalance, "sequence_parallel": st.sequence_parallel,
                 "balanced_pipeline": st.balanced_pipeline, "zero": st.zero,
-                "grad_reduce": st.grad_reduce, "grad_overlap": st.grad_overlap},
+                "grad_reduce": st.grad_reduce, "grad_overlap": st.grad_overlap,
+                "grad_accumulation": st.grad_accumulation},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -1105,6 +1128,19 @@ def _dp_comm_term(st: _Step, overlap: float, t_mb: np.ndarray) -> np.ndarray:
         GRAD_OVERLAP_SOURCE if st.grad_overlap else
         "no overlap: gradients reduced after the backward (conservative)")
     return (reduce_s + gather_s) * (1 - overlap)
+
+
+def _grad_accumulation_term(st: _Step, memory: Figure) -> np.ndarray:
+    """Seconds per step of unfused gradient accumulation: for each micro-batch after the
+    first, every local parameter's running sum read and written in the width gradients are
+    reduced in (``grad_reduce``: an FP32 buffer, or the half-precision ``.grad`` itself) and
+    its new 16-bit gradient read, at memory bandwidth."""
+    per_param = 2 * GRAD_REDUCE_BYTES[st.grad_reduce] + ACT_BYTES
+    st.labels["grad_accumulation"] = _label(
+        st.grad_accumulation, "given",
+        f"unfused: {per_param} B per parameter for each of the {st.m - 1} micro-batches after "
+        f"the first (scaling.model.step.GRAD_ACCUMULATION)")
+    return np.full(3, (st.m - 1) * _params_local(st) * per_param / (memory.value * 1e9))
 
 
 def _optimizer_term(st: _Step, memory: Figure) -> np.ndarray:

@@ -174,7 +174,8 @@ DIMENSIONS = tuple(d for d in ALL_DIMENSIONS
 PINNABLE = tuple(d.name for d in DIMENSIONS) + ("dp",)
 #: Step terms paid once per step, or per micro-batch but not split over stages: left out of
 #: the bound's whole-model micro-batch time.
-_NOT_PER_STAGE = ("pipeline_bubble_s", "dp_comm_s", "optimizer_s", "pp_comm_s")
+_NOT_PER_STAGE = ("pipeline_bubble_s", "dp_comm_s", "optimizer_s", "pp_comm_s",
+                  "grad_accumulation_s")
 
 
 def planner_batch(seq: int) -> int:

@@ -62,7 +62,7 @@ FLOP_CONVENTIONS = {
 GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "llama4-behemoth": None}
 LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
                "global_batch", "recompute", "sequence_parallel", "balanced_pipeline", "zero",
-               "grad_reduce", "grad_overlap")
+               "grad_reduce", "grad_overlap", "grad_accumulation")
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,8 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
         layout={"tp": tp, "pp": pp, "dp": dp, "cp": 1, "ep": 1, "micro_batch": mbs,
                 "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full",
                 "sequence_parallel": False, "balanced_pipeline": False, "zero": 0,
-                "grad_reduce": "half", "grad_overlap": ddp == "torch"},
+                "grad_reduce": "half", "grad_overlap": ddp == "torch",
+                "grad_accumulation": "unfused"},
         layout_sources={
             "tp": row, "pp": row, "dp": "derived: GPUs / (TP x PP)", "cp": "none used",
             "ep": "dense model", "micro_batch": f"{SC21_SCRIPT}: MBS={mbs}",
@@ -210,6 +211,11 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
                            f"--accumulate-allreduce-grads-in-fp32, so the FP16 parameters' own "
                            f"gradients are all-reduced ({SC21_COMMIT}, "
                            f"megatron/model/distributed.py, allreduce_gradients)",
+            "grad_accumulation": f"unfused: {SC21_COMMIT} sums micro-batches' gradients "
+                                 f"with autograd into each FP16 parameter's .grad (megatron/"
+                                 f"mpu/layers.py has no fused weight-gradient accumulation; "
+                                 f"--gradient-accumulation-fusion came in Feb 2022, commit "
+                                 f"83b1e42f)",
             "grad_overlap": (
                 f"yes: {SC21_SCRIPT} sets DDP=torch for this row: PyTorch DDP reduces "
                 f"gradient buckets during the backward, Megatron-LM skipping every micro-batch "
@@ -264,7 +270,7 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
                 "interleave": None, "seq": seq, "global_batch": dp * per_dp,
                 "recompute": recompute, "sequence_parallel": None,
                 "balanced_pipeline": True, "zero": 2, "grad_reduce": "fp32",
-                "grad_overlap": None},
+                "grad_overlap": None, "grad_accumulation": None},
         layout_sources={
             "tp": row, "pp": row, "cp": row, "ep": "dense model", "seq": row,
             "dp": row + (" (DP 8 as in the v3 PDF; a v1 conversion prints 4, which would give "
@@ -279,6 +285,9 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
                            f"accumulated and reduce-scattered in FP32",
             "grad_overlap": "not published: the step model's default (reduced after the "
                             "backward), assumed",
+            "grad_accumulation": f"not published: {LLAMA3}, Sec. 3.3.2 accumulates in FP32 "
+                                 f"without saying how; the step model's default (fused into "
+                                 f"the weight-gradient GEMM), assumed",
             "sequence_parallel": "not published: Megatron-style tensor parallelism with "
                                  "sequence parallelism, the step model's default, assumed",
             "interleave": f"not published: {LLAMA3}, Sec. 3.3.2 uses an interleaved schedule "

@@ -212,6 +212,28 @@ def test_gradient_overlap_hides_the_reduction_under_the_last_backward(recompute,
         {k: v for k, v in plain.breakdown.items() if k != "dp_comm_s"})
 
 
+def test_unfused_gradient_accumulation_by_hand():
+    lay = dict(tp=1, dp=2, batch_tokens=2 * 5 * 256, zero=0, overrides=FIXED)
+    fused = step_time(TINY, H100, **lay)
+    assert fused.layout["micro_batches"] == 5 and "grad_accumulation_s" not in fused.breakdown
+    local = TINY.params
+    for reduce, width in (("fp32", 4), ("half", 2)):
+        unfused = step_time(TINY, H100, grad_accumulation="unfused", grad_reduce=reduce, **lay)
+        # Four micro-batches after the first: the running sum read and written in the
+        # reduction width, the new BF16 gradient read, at 1,000 GB/s.
+        assert unfused.breakdown["grad_accumulation_s"] == pytest.approx(
+            4 * local * (2 * width + 2) / 1000e9)
+        assert unfused.layout["grad_accumulation"] == "unfused"
+        rest = {k: v for k, v in unfused.breakdown.items() if k != "grad_accumulation_s"}
+        assert rest == pytest.approx(step_time(TINY, H100, grad_reduce=reduce,
+                                               **lay).breakdown)
+    one = step_time(TINY, H100, grad_accumulation="unfused", **dict(lay, batch_tokens=512))
+    assert one.layout["micro_batches"] == 1 and one.breakdown["grad_accumulation_s"] == 0.0
+    from scaling.errors import UnknownNameError
+    with pytest.raises(UnknownNameError, match="gradient accumulation"):
+        step_time(TINY, H100, grad_accumulation="sometimes", **lay)
+
+
 def test_the_memory_command_takes_no_sequence_parallelism(capsys):
     import json
 
