@@ -231,7 +231,7 @@ def describe(rows: list[dict]) -> str:
         mem = r["memory"]
         table.append({
             "name": r["name"], "gpus": f"{r['gpus']:,}", "layout": _layout_text(r),
-            "counts": r["flops"], "published": f"{r['published_tflops']:g}",
+            "counts": r["flops"], "published": f"{r['published_tflops']:.0f}",
             "modelled": "-" if r["modelled_tflops"] is None else f"{r['modelled_tflops']:.0f}",
             "error": "-" if r["error"] is None else f"{100 * r['error']:+.1f}%",
             "tolerance": ("reported only" if r["tolerance"] is None

@@ -500,13 +500,20 @@ DEEPSEEK_V3_SOURCE = ("DeepSeek-V3 repository (deepseek-ai/DeepSeek-V3), "
                       "only (not the 14B multi-token-prediction module)")
 
 
-def _megatron_gpt(name: str, heads: int, hidden: int, layers: int) -> ModelConfig:
-    """A row of Narayanan et al. 2021, Table 1: a GPT with ``heads`` heads, ``hidden`` width
-    and ``layers`` layers; the parameter count is their Eq. (2) plus the final LayerNorm."""
+KORTHIKANTI_SOURCE = ("Korthikanti et al. 2022 (arXiv 2205.05198): {shape}, Megatron-LM's GPT "
+                      "(vocabulary 51,200, sequence 2,048); the shape as transcribed in "
+                      "calculon-ai/calculon, examples/{file}")
+
+
+def _megatron_gpt(name: str, heads: int, hidden: int, layers: int,
+                  source: str = NARAYANAN_SOURCE) -> ModelConfig:
+    """A Megatron-LM GPT (a row of Narayanan et al. 2021, Table 1, unless ``source`` says
+    otherwise) with ``heads`` heads, ``hidden`` width and ``layers`` layers; the parameter
+    count is Narayanan's Eq. (2) plus the final LayerNorm."""
     return ModelConfig(name, layers=layers, d_model=hidden, d_ffn=4 * hidden, heads_q=heads,
                        heads_kv=heads, vocab=51200, seq=2048, mlp="gelu", norm="layernorm",
                        bias=True, tied_embeddings=True, learned_positions=True, dropout=True,
-                       source=NARAYANAN_SOURCE)
+                       source=source)
 
 
 _PRESETS = {
@@ -564,6 +571,16 @@ _PRESETS = {
         ("megatron-gpt-39.1b", 64, 8192, 48), ("megatron-gpt-76.1b", 80, 10240, 60),
         ("megatron-gpt-145.6b", 96, 12288, 80), ("megatron-gpt-310.1b", 128, 16384, 96),
         ("megatron-gpt-529.6b", 128, 20480, 105), ("megatron-gpt-1t", 160, 25600, 128))},
+    # The two models of Korthikanti et al. 2022 that Narayanan's Table 1 lacks (its 530B and 1T
+    # have the shapes of Table 1's 529.6B and 1T rows).
+    "megatron-gpt-22b": _megatron_gpt(
+        "megatron-gpt-22b", 64, 6144, 48,
+        KORTHIKANTI_SOURCE.format(shape="48 layers, hidden 6,144, 64 heads", file="22B.json")),
+    "megatron-gpt-175b": _megatron_gpt(
+        "megatron-gpt-175b", 96, 12288, 96,
+        KORTHIKANTI_SOURCE.format(shape="GPT-3 175B's 96 layers, hidden 12,288, 96 heads "
+                                        "(Brown et al. 2020, arXiv 2005.14165, Table 2.1)",
+                                  file="175B.json")),
 }
 
 

@@ -59,7 +59,8 @@ FLOP_CONVENTIONS = {
 
 #: Tolerance of each group: a prediction within this fraction of the published figure passes;
 #: None: reported only.
-GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "llama4-behemoth": None}
+GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "megatron-2022": None,
+                   "llama4-behemoth": None}
 LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
                "global_batch", "recompute", "sequence_parallel", "balanced_pipeline", "zero",
                "grad_reduce", "grad_overlap", "grad_accumulation")
@@ -306,11 +307,71 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
         attention="flash2", attention_source=LLAMA3_ATTENTION)
 
 
+KORTHIKANTI = "Korthikanti et al. 2022 (arXiv 2205.05198)"
+CALCULON = ("calculon-ai/calculon, calculon/megatron/validation.py (kProfile: 'These profiled "
+            "values are reported here: https://arxiv.org/pdf/2205.05198.pdf') and "
+            "validation/*.json")
+
+
+def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int,
+                 mode: str, seconds: float) -> ValidationRun:
+    """A measured Megatron-LM iteration of 2022 on A100, reported only: the times and layouts
+    reach flopcast through a third party's transcription, not the paper's own table."""
+    config = model_preset(model)
+    full = mode == "full"
+    flops = "model-full-attention"
+    tflops = batch * 2048 * flops_per_token(config, flops) / (seconds * gpus) / 1e12
+    schedule = ("full recomputation" if full
+                else "sequence parallelism with selective recomputation")
+    where = f"{KORTHIKANTI}, {size} model, {schedule}, as transcribed in {CALCULON}"
+    return ValidationRun(
+        name=f"megatron-2022-{size.lower()}-{mode}", group="megatron-2022", citation=where,
+        model=model, hardware="a100-80gb", gpus=gpus,
+        layout={"tp": tp, "pp": pp, "dp": gpus // (tp * pp), "cp": 1, "ep": 1,
+                "micro_batch": None, "interleave": None, "seq": 2048, "global_batch": batch,
+                "recompute": "full" if full else "selective", "sequence_parallel": not full,
+                "balanced_pipeline": False, "zero": 0, "grad_reduce": None,
+                "grad_overlap": None, "grad_accumulation": None},
+        layout_sources={
+            **{k: where for k in ("tp", "pp", "global_batch", "recompute",
+                                  "sequence_parallel")},
+            "dp": "derived: GPUs / (TP x PP) = 1, one pipeline: no data-parallel traffic",
+            "cp": "none used", "ep": "dense model", "seq": where,
+            "micro_batch": "not published here (the transcription's choice is not used)",
+            "interleave": "not published here (the transcription's choice is not used)",
+            "balanced_pipeline": "no: Megatron-LM's layers / PP per stage, the output layer "
+                                 "and loss on the last",
+            "zero": "0: one data-parallel replica, nothing to shard",
+            "grad_reduce": "no data parallelism", "grad_overlap": "no data parallelism",
+            "grad_accumulation": "not published: the step model's default (fused; Megatron-"
+                                 "LM's --gradient-accumulation-fusion, Feb 2022), assumed"},
+        precision="fp16", published_tflops=tflops, flops=flops, flops_label="published",
+        flops_source=(f"{where}: a measured iteration of {seconds:g} s, written as model "
+                      f"FLOPs per GPU per second (the paper's MFU counts model FLOPs)"),
+        published_params=config.params,
+        hardware_source=f"{KORTHIKANTI}: A100 80GB on Selene (DGX A100 nodes)",
+        notes=(f"published: {seconds:g} s per iteration of {batch} sequences of 2,048",),
+        attention="materialised", attention_source=MEGATRON_2021_ATTENTION)
+
+
+#: Korthikanti et al. 2022 measured iteration times (seconds), full recomputation and
+#: sequence parallelism with selective recomputation, as calculon-ai/calculon transcribes them.
+_KORTHIKANTI_ROWS = (
+    ("22B", "megatron-gpt-22b", 8, 1, 8, 4, 1.42, 1.10),
+    ("175B", "megatron-gpt-175b", 8, 8, 64, 64, 18.13, 13.75),
+    ("530B", "megatron-gpt-529.6b", 8, 35, 280, 280, 49.05, 37.83),
+    ("1T", "megatron-gpt-1t", 8, 64, 512, 512, 94.42, 71.49),
+)
+
+
 VALIDATION_RUNS: tuple[ValidationRun, ...] = (
     _llama3("llama3-table4-8k-gpus", 8192, 1, 64, 8192, 32, 430, "none"),
     _llama3("llama3-table4-16k-gpus", 16384, 1, 128, 8192, 16, 400, "none"),
     _llama3("llama3-table4-16k-gpus-131k", 16384, 16, 8, 131072, 16, 380, None),
     *(_megatron(*row) for row in _MEGATRON_ROWS),
+    *(_korthikanti(size, model, tp, pp, gpus, batch, mode, seconds)
+      for size, model, tp, pp, gpus, batch, full_s, seqsel_s in _KORTHIKANTI_ROWS
+      for mode, seconds in (("full", full_s), ("seqsel", seqsel_s))),
     ValidationRun(
         name="llama4-behemoth", group="llama4-behemoth",
         citation="Meta, 'The Llama 4 herd' (ai.meta.com/blog/llama-4-multimodal-intelligence, "

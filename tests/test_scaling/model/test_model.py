@@ -160,6 +160,20 @@ def test_megatron_rows_reproduce_eq2_and_the_published_count(name):
     assert config.mlp == "gelu" and config.d_ffn == 4 * h and config.tied_embeddings
 
 
+@pytest.mark.parametrize("name, heads, h, l", [("megatron-gpt-22b", 64, 6144, 48),
+                                                ("megatron-gpt-175b", 96, 12288, 96)])
+def test_korthikanti_models_are_megatron_gpts_of_their_shape(name, heads, h, l):
+    """Korthikanti et al. 2022's 22B and 175B (GPT-3's shape, Brown et al. 2020, Table 2.1):
+    Eq. (2) of Narayanan et al. plus the final LayerNorm gives 22.1B and 174.6B."""
+    config = model_preset(name)
+    assert (config.heads_q, config.d_model, config.layers, config.vocab) == (heads, h, l, 51200)
+    eq2 = 12 * l * h * h * (1 + 13 / (12 * h) + (51200 + 2048) / (12 * l * h))
+    assert config.params == pytest.approx(eq2 + 2 * h, rel=1e-12)
+    assert config.params / 1e9 == pytest.approx({"megatron-gpt-22b": 22.0,
+                                                 "megatron-gpt-175b": 175.0}[name], rel=0.01)
+    assert "2205.05198" in config.source
+
+
 def test_gpt_layer_by_hand():
     config = model_preset("megatron-gpt-1.7b")
     h = 2304
