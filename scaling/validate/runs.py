@@ -345,11 +345,14 @@ def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int,
             "grad_reduce": "no data parallelism", "grad_overlap": "no data parallelism",
             "grad_accumulation": "not published: the step model's default (fused; Megatron-"
                                  "LM's --gradient-accumulation-fusion, Feb 2022), assumed"},
-        precision="fp16", published_tflops=tflops, flops=flops, flops_label="published",
+        precision="fp16", published_tflops=tflops, flops=flops, flops_label="assumed",
         flops_source=(f"{where}: a measured iteration of {seconds:g} s, written as model "
-                      f"FLOPs per GPU per second (the paper's MFU counts model FLOPs)"),
+                      f"FLOPs per GPU per second; any one convention gives the same error, "
+                      f"the ratio of iteration times"),
         published_params=config.params,
-        hardware_source=f"{KORTHIKANTI}: A100 80GB on Selene (DGX A100 nodes)",
+        hardware_source=(f"{KORTHIKANTI}, abstract: 'NVIDIA A100 GPUs'; the 80 GB SXM part "
+                         f"(the a100-80gb preset) assumed, and FP16 as the transcription "
+                         f"has it"),
         notes=(f"published: {seconds:g} s per iteration of {batch} sequences of 2,048",),
         attention="materialised", attention_source=MEGATRON_2021_ATTENTION)
 
