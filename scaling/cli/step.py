@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from functools import partial
 
 from scaling.errors import DataError
@@ -99,6 +100,14 @@ def register(sub):
     return p
 
 
+#: The step model's options a flag sets for a given layout, and the flag: the layout search
+#: times every layout at `step_time`'s defaults, so it refuses any of these set otherwise.
+KERNEL_OPTION_FLAGS = {"attention": "--attention", "sequence_parallel": "--no-sequence-parallel",
+                       "balanced_pipeline": "--unbalanced-pipeline",
+                       "grad_reduce": "--grad-reduce", "grad_overlap": "--grad-overlap",
+                       "grad_accumulation": "--grad-accumulation"}
+
+
 def _overrides(args) -> dict:
     out = {}
     for item in args.set:
@@ -131,14 +140,12 @@ def run(args) -> int:
                           balanced_pipeline=not args.unbalanced_pipeline,
                           grad_reduce=args.grad_reduce, grad_overlap=args.grad_overlap,
                           grad_accumulation=args.grad_accumulation)
-    if searching and (args.attention != "flash" or args.no_sequence_parallel
-                      or args.unbalanced_pipeline or args.grad_overlap
-                      or args.grad_reduce != GRAD_REDUCE_DEFAULT
-                      or args.grad_accumulation != GRAD_ACCUMULATION_DEFAULT):
-        raise DataError("--attention, --no-sequence-parallel, --unbalanced-pipeline, "
-                        "--grad-reduce, --grad-overlap and --grad-accumulation time a given "
-                        "layout; the layout search (--gpus without --tp --pp --dp) assumes "
-                        "the defaults")
+    defaults = inspect.signature(step_time).parameters
+    changed = [flag for key, flag in KERNEL_OPTION_FLAGS.items()
+               if kernel_options[key] != defaults[key].default]
+    if searching and changed:
+        raise DataError(f"{', '.join(changed)} time a given layout; the layout search (--gpus "
+                        f"without --tp --pp --dp) assumes the step model's defaults")
     if searching:
         pins = {k: layout[k] for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch",
                                        "interleave")}
