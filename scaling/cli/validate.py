@@ -23,6 +23,7 @@ from scaling.output import format_table, print_json
 from scaling.model.step import (GRAD_ACCUMULATION_DEFAULT, GRAD_REDUCE_DEFAULT, PRECISIONS,
                                 STEP_RECOMPUTE, step_time)
 from scaling.plan.throughput import SCHEDULES
+from scaling.validate.match import gemm_rate_to_match
 from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,
                                      flops_per_token)
 
@@ -129,22 +130,23 @@ def model_run(run: ValidationRun) -> dict:
                  "sequence_parallel": lay.get("sequence_parallel"),
                  "zero": lay["zero"] if lay.get("zero") is not None else STEP_ZERO}
         memory = step_memory(config, run.hardware, shape, precision=precision)
-        step = step_time(config, profile, precision=precision, tp=lay["tp"], pp=lay["pp"],
-                         dp=lay["dp"], cp=lay.get("cp") or 1, seq=lay["seq"],
-                         batch_tokens=batch_tokens, attention=run.attention,
-                         micro_batch=micro_batch, interleave=interleave, recompute=recompute,
-                         ep=ep, sequence_parallel=lay.get("sequence_parallel"),
-                         balanced_pipeline=lay.get("balanced_pipeline", True) is not False,
-                         zero=shape["zero"],
-                         grad_reduce=lay.get("grad_reduce") or GRAD_REDUCE_DEFAULT,
-                         grad_overlap=bool(lay.get("grad_overlap")),
-                         grad_accumulation=(lay.get("grad_accumulation")
-                                            or GRAD_ACCUMULATION_DEFAULT))
-        tried.append((memory.fits, step.tflops_per_gpu, step, memory))
+        kwargs = dict(precision=precision, tp=lay["tp"], pp=lay["pp"], dp=lay["dp"],
+                      cp=lay.get("cp") or 1, seq=lay["seq"], batch_tokens=batch_tokens,
+                      attention=run.attention, micro_batch=micro_batch,
+                      interleave=interleave, recompute=recompute, ep=ep,
+                      sequence_parallel=lay.get("sequence_parallel"),
+                      balanced_pipeline=lay.get("balanced_pipeline", True) is not False,
+                      zero=shape["zero"],
+                      grad_reduce=lay.get("grad_reduce") or GRAD_REDUCE_DEFAULT,
+                      grad_overlap=bool(lay.get("grad_overlap")),
+                      grad_accumulation=(lay.get("grad_accumulation")
+                                         or GRAD_ACCUMULATION_DEFAULT))
+        step = step_time(config, profile, **kwargs)
+        tried.append((memory.fits, step.tflops_per_gpu, step, memory, kwargs))
     fits = [t for t in tried if t[0]]
     # The fastest schedule that fits; where none does (the memory model disagrees with a run
     # that did run), the published or first schedule, with its memory verdict shown.
-    _, _, step, memory = max(fits, key=lambda t: t[1]) if fits else tried[0]
+    _, _, step, memory, kwargs = max(fits, key=lambda t: t[1]) if fits else tried[0]
     if lay["interleave"] is None:
         row["assumed"]["interleave"] = (f"{step.layout['interleave']} (not published; the "
                                         f"fastest of 2 or 1 that fits the device's memory)")
@@ -158,6 +160,13 @@ def model_run(run: ValidationRun) -> dict:
                memory={"total_bytes": float(memory.total_bytes),
                        "hbm_bytes": float(memory.hbm_bytes), "fits": bool(memory.fits),
                        "stage": memory.stage})
+    row["breakdown_s"] = dict(step.breakdown)
+    row["gemm_tflops_modelled"] = step.labels["gemm_tflops"]["value"]
+    row["gemm_tflops_to_match"] = gemm_rate_to_match(
+        lambda rate: step_time(config, profile, overrides={"gemm_tflops": rate},
+                               **kwargs).tflops_per_gpu,
+        row["published_tflops_flopcast"],
+        profile.peak_tflops(PRECISIONS[precision])).to_dict()
     if run.tolerance is None:
         row["verdict"] = "reported"
     else:
@@ -225,6 +234,14 @@ def _layout_text(row: dict) -> str:
     return text
 
 
+def _gemm_text(row: dict) -> str:
+    match = row.get("gemm_tflops_to_match")
+    if match is None:
+        return "-"
+    to = "none" if match["tflops"] is None else f"{match['tflops']:.0f}"
+    return f"{row['gemm_tflops_modelled']:.0f}, {to}"
+
+
 def describe(rows: list[dict]) -> str:
     table = []
     for r in rows:
@@ -236,19 +253,21 @@ def describe(rows: list[dict]) -> str:
             "error": "-" if r["error"] is None else f"{100 * r['error']:+.1f}%",
             "tolerance": ("reported only" if r["tolerance"] is None
                           else f"±{100 * r['tolerance']:.0f}%"),
-            "verdict": r["verdict"],
+            "verdict": r["verdict"], "gemm": _gemm_text(r),
             "memory": "-" if mem is None else (
                 f"{mem['total_bytes'] / GIB:.0f}/{mem['hbm_bytes'] / GIB:.0f} GiB"
                 + ("" if mem["fits"] else " (does not fit)"))})
     columns = [("name", "run"), ("gpus", "GPUs"), ("layout", "layout"),
                ("counts", "FLOPs counted"), ("published", "published TFLOP/s/GPU"),
                ("modelled", "modelled"), ("error", "error"), ("tolerance", "tolerance"),
-               ("verdict", "verdict"), ("memory", "memory")]
+               ("verdict", "verdict"), ("gemm", "GEMM TFLOP/s: modelled, to match"),
+               ("memory", "memory")]
     passed = sum(r["verdict"] == "pass" for r in rows)
     failed = sum(r["verdict"] == "fail" for r in rows)
     refused = [r for r in rows if r["verdict"] == "refused"]
     lines = [format_table(table, columns,
-                          align_right={"gpus", "published", "modelled", "error", "memory"}),
+                          align_right={"gpus", "published", "modelled", "error", "gemm",
+                                       "memory"}),
              "", f"{passed} within tolerance, {failed} outside it, {len(refused)} refused, "
                  f"{sum(r['verdict'] == 'reported' for r in rows)} reported only"]
     lines += [f"refused: {r['name']}: {r['refusal']}" for r in refused]
@@ -260,6 +279,13 @@ def describe(rows: list[dict]) -> str:
               for r in rows if "layout" in r["assumed"]]
     lines += [f"assumed: {r['name']}: interleave {r['assumed']['interleave']}"
               for r in rows if "interleave" in r["assumed"]]
+    lines.append(f"GEMM TFLOP/s: the time-weighted rate of the row's GEMMs as modelled, and "
+                 f"the one rate for every GEMM at which the step model reproduces the "
+                 f"published figure, everything else as modelled (a diagnostic, "
+                 f"scaling.validate.match; 'none' where no rate up to the datasheet peak "
+                 f"does)")
+    lines += [f"to match: {r['name']}: {r['gemm_tflops_to_match']['reason']}" for r in rows
+              if r.get("gemm_tflops_to_match") and r["gemm_tflops_to_match"]["tflops"] is None]
     lines.append("modelled: the step model's tokens/s times the FLOPs per token the source "
                  "counts (" + "; ".join(f"{k}: {FLOP_CONVENTIONS[k]}" for k in
                                          sorted({r["flops"] for r in rows

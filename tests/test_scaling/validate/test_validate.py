@@ -113,9 +113,13 @@ def test_validate_command_prints_every_row_and_the_refusals(capsys):
         assert name in out
     assert "TP8 CP16 PP16 DP8" in out
     assert "refused: llama4-behemoth:" not in out and "llama4-behemoth: ASSUMED layout" in out
+    assert "GEMM TFLOP/s: modelled, to match" in out
+    assert "the one rate for every GEMM at which the step model reproduces" in out
     assert main(["validate", "--json"]) == code
     data = json.loads(capsys.readouterr().out)
     assert len(data["rows"]) == len(VALIDATION_RUNS)
+    assert all(r["gemm_tflops_to_match"]["peak_tflops"] > 0 for r in data["rows"]
+               if r["modelled_tflops"] is not None)
     reported = sum(r.tolerance is None for r in VALIDATION_RUNS)
     assert reported == 9
     assert data["refused"] == 0 and data["passed"] + data["failed"] == (
