@@ -11,6 +11,8 @@ parallelism, an unpublished layout) is refused with the reason, never given a nu
 report-only run (Llama 4 Behemoth) is modelled under the assumed layout its row states
 (`scaling.validate.runs.ValidationRun.assumed_layout`) and, where its source does not say
 which FLOPs it counts, compared in flopcast's FLOPs, both said in the row's assumptions.
+Each modelled row also carries the one GEMM rate at which the step model would reproduce its
+published figure (`scaling.validate.match`), a diagnostic of where a miss would have to sit.
 Context parallelism is modelled (`scaling.model.step`'s ``cp``).
 """
 
@@ -279,11 +281,11 @@ def describe(rows: list[dict]) -> str:
               for r in rows if "layout" in r["assumed"]]
     lines += [f"assumed: {r['name']}: interleave {r['assumed']['interleave']}"
               for r in rows if "interleave" in r["assumed"]]
-    lines.append(f"GEMM TFLOP/s: the time-weighted rate of the row's GEMMs as modelled, and "
-                 f"the one rate for every GEMM at which the step model reproduces the "
-                 f"published figure, everything else as modelled (a diagnostic, "
-                 f"scaling.validate.match; 'none' where no rate up to the datasheet peak "
-                 f"does)")
+    lines.append("GEMM TFLOP/s: the time-weighted rate of the row's GEMMs as modelled, and "
+                 "the one rate for every GEMM at which the step model reproduces the "
+                 "published figure, everything else as modelled (a diagnostic, "
+                 "scaling.validate.match; 'none' where no rate up to the datasheet peak "
+                 "does)")
     lines += [f"to match: {r['name']}: {r['gemm_tflops_to_match']['reason']}" for r in rows
               if r.get("gemm_tflops_to_match") and r["gemm_tflops_to_match"]["tflops"] is None]
     lines.append("modelled: the step model's tokens/s times the FLOPs per token the source "

@@ -8,7 +8,7 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from scaling.cli.validate import validate
+from scaling.cli.validate import SAME_PEAK, validate
 from scaling.errors import DataError
 from scaling.hardware.load import load_profile
 from scaling.model.step import PRECISIONS, step_time
@@ -89,7 +89,7 @@ def test_the_rate_put_back_reproduces_the_published_figure(rows):
         run = validation_run(r["name"])
         lay = r["modelled_layout"]
         kwargs = {k: v for k, v in lay.items() if k in _STEP_ARGS}
-        precision = "bf16" if run.precision == "fp16" else run.precision
+        precision = SAME_PEAK.get(run.precision, (run.precision,))[0]
         assert precision in PRECISIONS
         step = step_time(run.config(), load_profile(run.hardware), precision=precision,
                          attention=run.attention, overrides={"gemm_tflops": rate}, **kwargs)
