@@ -97,12 +97,6 @@ DP_GRAD_BYTES, DP_PARAM_BYTES = 4, 2
 #: parameters' own .grad).
 GRAD_REDUCE_BYTES = {"fp32": DP_GRAD_BYTES, "half": 2}
 GRAD_REDUCE_DEFAULT = "fp32"
-#: With ``grad_overlap`` the gradient reduction runs in buckets under the last micro-batch's
-#: backward (PyTorch DDP, Li et al. 2020, VLDB, arXiv 2006.15704, Sec. 3.2.3; Megatron-LM's
-#: --DDP-impl torch, which skips the reduction of every earlier micro-batch with no_sync):
-#: only what outlasts that backward is exposed. The backward is the micro-batch's time after
-#: its first forward pass (backward, two forward-equivalents, plus the recomputed forward under
-#: full recomputation), taken as that share of the micro-batch's modelled time.
 #: How the gradients of successive micro-batches are summed (``grad_accumulation``): "fused"
 #: into the weight-gradient GEMM's epilogue (C = A B + C: Megatron-LM's
 #: --gradient-accumulation-fusion, Feb 2022, and Megatron-Core's default), no traffic beyond
@@ -112,6 +106,12 @@ GRAD_REDUCE_DEFAULT = "fp32"
 #: bandwidth.
 GRAD_ACCUMULATION = ("fused", "unfused")
 GRAD_ACCUMULATION_DEFAULT = "fused"
+#: With ``grad_overlap`` the gradient reduction runs in buckets under the last micro-batch's
+#: backward (PyTorch DDP, Li et al. 2020, VLDB, arXiv 2006.15704, Sec. 3.2.3; Megatron-LM's
+#: --DDP-impl torch, which skips the reduction of every earlier micro-batch with no_sync):
+#: only what outlasts that backward is exposed. The backward is the micro-batch's time after
+#: its first forward pass (backward, two forward-equivalents, plus the recomputed forward under
+#: full recomputation), taken as that share of the micro-batch's modelled time.
 GRAD_OVERLAP_SOURCE = ("bucketed gradient reduction under the last micro-batch's backward "
                        "(PyTorch DDP, Li et al. 2020, arXiv 2006.15704, Sec. 3.2.3); only "
                        "what outlasts that backward is exposed")
