@@ -21,8 +21,9 @@ targets for its Triton kernels are evaluated on an H100 SXM's terms:
   (FlashAttention-2 reaches ~370 on H100 (Dao 2023); FlashAttention-3 ~650 (Shah et al. 2024)).
 * FP8 attention forward faster than BF16 at that shape.
 
-The mixture-of-experts kernels (grouped GEMM, dispatch, combine) are checked and timed beside
-their torch baselines too; flopcast sets no targets for them.
+The mixture-of-experts kernels (grouped GEMM, dispatch, combine) and the streaming scale (the
+device's memory bandwidth) are checked and timed beside their torch baselines too; flopcast
+sets no targets for them.
 
 ``--all`` runs the whole acceptance check (`bench.acceptance`): versions and clocks, the
 compile gate, these rows, a timing-method cross-check against ``triton.testing.do_bench``
@@ -125,7 +126,7 @@ CASES: list[Case] = [
 ]
 
 
-def _moe(prefix, kernel, kwargs):
+def _beside_torch(prefix, kernel, kwargs):
     return [Case(f"{prefix}/torch", kernel, "torch", kwargs),
             Case(f"{prefix}/triton", kernel, "triton", kwargs, versus=(f"{prefix}/torch",))]
 
@@ -141,18 +142,21 @@ _V3_ROUTING = {"tokens": 16384, "d_model": 7168, "experts": 256, "top_k": 8, "dt
                "variant": "zipf1.0"}
 CASES += [
     *(case for dtype in ("bf16", "fp8_e4m3") for direction in ("fwd", "bwd_dx", "bwd_dw")
-      for case in _moe(f"grouped-{direction}-{dtype}-deepseek-v3-16k", "grouped_gemm",
+      for case in _beside_torch(f"grouped-{direction}-{dtype}-deepseek-v3-16k", "grouped_gemm",
                        {**_V3, "dtype": dtype, "direction": direction})),
-    *_moe("grouped-fwd-bf16-deepseek-v3-64k", "grouped_gemm",
+    *_beside_torch("grouped-fwd-bf16-deepseek-v3-64k", "grouped_gemm",
           {**_V3_64K, "dtype": "bf16", "direction": "fwd"}),
-    *_moe("grouped-bwd_dw-fp8_e4m3-deepseek-v3-64k", "grouped_gemm",
+    *_beside_torch("grouped-bwd_dw-fp8_e4m3-deepseek-v3-64k", "grouped_gemm",
           {**_V3_64K, "dtype": "fp8_e4m3", "direction": "bwd_dw"}),
-    *_moe("grouped-fwd-bf16-llama4-maverick-16k-empty-experts", "grouped_gemm",
+    *_beside_torch("grouped-fwd-bf16-llama4-maverick-16k-empty-experts", "grouped_gemm",
           {"tokens": 16384, "experts": 16, "n": 2 * 8192, "k": 5120, "dtype": "bf16",
            "direction": "fwd", "variant": "zipf4.0"}),
-    *_moe("moe-dispatch-deepseek-v3-16k", "moe_dispatch", _V3_ROUTING),
-    *_moe("moe-combine-deepseek-v3-16k", "moe_combine", _V3_ROUTING),
+    *_beside_torch("moe-dispatch-deepseek-v3-16k", "moe_dispatch", _V3_ROUTING),
+    *_beside_torch("moe-combine-deepseek-v3-16k", "moe_combine", _V3_ROUTING),
 ]
+# Memory bandwidth: the streaming scale (kernels.stream) on 2^28 bf16 elements, 512 MiB read
+# and 512 MiB written, far past any L2; the rate memory-bound work is timed at.
+CASES += _beside_torch("stream-bf16-2^28", "stream", {"n": 1 << 28, "dtype": "bf16"})
 # The FP8 Triton GEMM against the BF16 Triton GEMM is a second comparison of the same row.
 # A GEMM target counts the faster of the two Triton GEMMs (the tiled and the persistent TMA one).
 TARGETS: list[Target] = [

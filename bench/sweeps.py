@@ -6,6 +6,9 @@ tensor parallelism, and attention at 1k..16k context with Llama 3's head layout.
 mixture-of-experts cases of `bench.moe_cases` (Llama 4 and DeepSeek-V3 experts, dispatch and
 combine; a few small ones in ``quick``).
 
+Both also measure the streaming scale (`kernels.stream`), the device's memory bandwidth, at
+arrays far past the last-level cache on a GPU (`stream_cases`).
+
 Llama 3 dimensions (Llama 3 paper, arXiv 2407.21783, Table 3):
 8B: d_model 4096, d_ffn 14336, 32 q heads, 8 kv heads; 70B: 8192, 28672, 64, 8;
 405B: 16384, 53248, 128, 8; head_dim 128. Llama 3 trained with tensor parallelism of 8
@@ -80,6 +83,19 @@ def _attention_cases(shapes, directions=("fwd", "bwd"), fp8=True) -> list[Case]:
     return cases
 
 
+# Elements per array of the streaming scale. On a GPU from 2^26 (128 MiB of bf16 per array,
+# past the A100's 40 MB and the H100's 50 MB of L2, NVIDIA's architecture whitepapers) to
+# 2^29 (1 GiB per array, past any cache), where the rate is the memory's own; on a CPU a few
+# sizes that take milliseconds.
+STREAM_ELEMENTS = {"cpu": (1 << 20, 1 << 22, 1 << 24),
+                   "quick": (1 << 26, 1 << 28),
+                   "full": (1 << 26, 1 << 27, 1 << 28, 1 << 29)}
+
+
+def stream_cases(sizes, dtypes=("bf16",)) -> list[Case]:
+    return [Case("stream", {"n": n, "dtype": dtype}) for dtype in dtypes for n in sizes]
+
+
 def quick(device_type: str = "cpu") -> list[Case]:
     """A few sizes per kernel. On a CPU, tensor-wise FP8 runs at 128^3 only: torch's CPU
     ``_scaled_mm`` with tensor-wise scales takes seconds at 256^3 (about 40x its row-wise
@@ -98,7 +114,9 @@ def quick(device_type: str = "cpu") -> list[Case]:
         (1, 8, 8, 512, 64, True, ""),
         (1, 16, 2, 1024, 128, True, "grouped-query"),
     ])
-    return gemm + attention + [Case(*case) for case in moe_cases.quick(device_type)]
+    stream = stream_cases(STREAM_ELEMENTS["cpu" if device_type == "cpu" else "quick"])
+    return (gemm + attention + [Case(*case) for case in moe_cases.quick(device_type)]
+            + stream)
 
 
 def full() -> list[Case]:
@@ -112,7 +130,8 @@ def full() -> list[Case]:
         shapes.append((batch, heads_q, heads_kv, seq, HEAD_DIM, True, "llama3-405b tp8"))
         shapes.append((batch, heads_q, heads_q, seq, HEAD_DIM, False, ""))
     shapes.append((16384 // 4096, 16, 16, 4096, 64, True, "head_dim 64"))
-    return gemm + _attention_cases(shapes) + [Case(*case) for case in moe_cases.full()]
+    return (gemm + _attention_cases(shapes) + [Case(*case) for case in moe_cases.full()]
+            + stream_cases(STREAM_ELEMENTS["full"], dtypes=("bf16", "fp32")))
 
 
 def sweep(name: str, device_type: str = "cpu") -> list[Case]:

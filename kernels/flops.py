@@ -17,6 +17,8 @@ Conventions (DESIGN.md, "FLOP counting"):
 * token dispatch (the permutation into expert order): no FLOPs, it only moves data.
 * token combine: ``2 * T * top_k * D``, one multiply and one add per element of each of a
   token's top_k expert outputs (the weighting by the routing weights; the matmul convention).
+* stream scale (y = c * x, STREAM's "scale" kernel): ``n``, one multiply per element; its
+  bytes, one read and one write of every element, are what it measures.
 
 Bytes are the minimal traffic: every input read once and every output written once.
 For the grouped GEMM, an empty group's weights and scales are not counted (a kernel need not
@@ -181,3 +183,15 @@ def moe_combine_flops(tokens: int, d_model: int, top_k: int) -> int:
     """FLOPs of the combine: 2 * T * top_k * D (a multiply and an add per weighted element)."""
     _positive(tokens=tokens, d_model=d_model, top_k=top_k)
     return 2 * tokens * top_k * d_model
+
+
+def stream_flops(n: int) -> int:
+    """FLOPs of y[n] = c * x[n]: one multiply per element."""
+    _positive(n=n)
+    return n
+
+
+def stream_bytes(n: int, dtype: str) -> int:
+    """Bytes of y[n] = c * x[n]: x read once, y written once."""
+    _positive(n=n)
+    return 2 * n * dtype_bytes(dtype)

@@ -28,7 +28,7 @@ _BASELINES: dict[str, set[str]] = {}
 
 # Modules whose import registers builders.
 _MODULES = ("kernels.matmul", "kernels.attention", "kernels.sdpa", "kernels.grouped_gemm",
-            "kernels.moe_dispatch")
+            "kernels.moe_dispatch", "kernels.stream")
 
 
 def register(kernel: str, impl: str, *, baseline: bool = False):

@@ -167,6 +167,20 @@ def i32_argument_products(ttir: str) -> list[str]:
     return found
 
 
+_GLOBAL_ACCESS = re.compile(r"^\s*(?:@%p\d+\s+)?(ld|st)\.global(?:\.[\w:]+)*?(?:\.v(\d))?"
+                            r"\.(?:b|u|s|f)(\d+)\s", re.M)
+
+
+def global_access_widths(ptx: str) -> dict:
+    """How many global loads and stores there are of each width in bytes (a ``v4.b32`` access
+    moves 16): ``{"ld": {16: 2}, "st": {16: 2}}``."""
+    widths: dict = {"ld": {}, "st": {}}
+    for op, lanes, bits in _GLOBAL_ACCESS.findall(ptx):
+        width = int(lanes or 1) * int(bits) // 8
+        widths[op][width] = widths[op].get(width, 0) + 1
+    return widths
+
+
 def metrics(compiled, ptxas_log: str) -> dict:
     """Shared memory, registers and spills (``n_spills`` as the CUDA driver reports it to
     Triton: local memory bytes / 4), and counts of the instructions that matter."""
@@ -186,6 +200,7 @@ def metrics(compiled, ptxas_log: str) -> dict:
         "add_zero": len(_ADD_ZERO.findall(ptx)),
         "ex2_inputs": ex2_inputs(ptx),
         "i32_argument_products": i32_argument_products(compiled.asm["ttir"]),
+        "global_access_widths": global_access_widths(ptx),
     }
 
 
@@ -294,6 +309,22 @@ def attention_launches() -> list[tuple[dict, Launch]]:
     return out
 
 
+def stream_launches() -> list[tuple[dict, Launch]]:
+    import torch
+
+    from kernels import triton_stream as ts
+
+    out = []
+    for dtype in (torch.bfloat16, torch.float32):
+        for size in (ALIGNED, ODD):
+            x = torch.randn(size).to(dtype)
+            (launch,) = record_launches(ts, ["_scale_kernel"],
+                                        lambda: ts.triton_scale(x, 1.25, torch.empty_like(x)))
+            out.append(({"kernel": "stream", "dtype": str(dtype).split(".")[1], "size": size},
+                        launch))
+    return out
+
+
 _JOBS: list = []  # filled before the worker processes fork, read by them by index
 
 
@@ -343,4 +374,5 @@ if __name__ == "__main__":
 
     for_the_gpu()
     sys.path.insert(0, os.getcwd())
-    print(json.dumps(compile_all(gemm_launches() + tma_launches() + attention_launches())))
+    print(json.dumps(compile_all(gemm_launches() + tma_launches() + attention_launches()
+                                 + stream_launches())))

@@ -2,7 +2,7 @@
 CPU interpreter (``TRITON_INTERPRET=1``, switched on by ``tests/conftest.py`` before any kernel
 is defined, and again here for a module imported on its own).
 
-Two defects of the interpreter (triton 3.9) matter here. Both are worked around in the tests
+Three defects of the interpreter (triton 3.9) matter here. All are worked around in the tests
 only, by the fixture `interpreter_fixes`; on a GPU nothing is patched, and the kernels are
 never changed to suit the interpreter.
 
@@ -14,6 +14,10 @@ never changed to suit the interpreter.
   even (triton-lang/triton#8322; the lost carry is described in triton-lang/triton#11897).
   The fix casts through torch, which rounds to nearest even, after saturating to the
   format's largest finite value as the GPU's ``cvt.rn.satfinite`` does.
+* Casting float32 to bfloat16 truncates: ``cast_impl`` drops the low 16 bits (it passes no
+  rounding mode to its ``_convert_float``), where the GPU rounds to nearest even, Triton's
+  default for a downcast (triton-lang/triton#2795). Found by the streaming scale's exact
+  check (tests/test_kernels/test_triton_stream.py). The fix casts through torch.
 """
 
 from __future__ import annotations
@@ -68,12 +72,29 @@ def _round_fp8_to_nearest_even(create_fp_to_fp):
     return create_fp_to_fp_rne
 
 
+def _round_bf16_to_nearest_even(cast_impl):
+    from triton.runtime.interpreter import TensorHandle
+
+    def cast_impl_rne(self, src, dst_type):
+        # The interpreter's own float32 -> bfloat16 cast truncates.
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            values = torch.from_numpy(np.ascontiguousarray(src.data, dtype=np.float32))
+            q = values.to(torch.bfloat16).view(torch.uint16).numpy()
+            return TensorHandle(q.reshape(np.shape(src.data)), tl.bfloat16)
+        return cast_impl(self, src, dst_type)
+
+    return cast_impl_rne
+
+
 @pytest.fixture
 def interpreter_fixes(monkeypatch):
-    """Correct bfloat16 ``tl.dot`` and float32 -> FP8 rounding in the interpreter for the
-    duration of one test (no-op on a GPU)."""
+    """Correct bfloat16 ``tl.dot``, float32 -> FP8 and float32 -> bfloat16 rounding in the
+    interpreter for the duration of one test (no-op on a GPU)."""
     if INTERPRETED:
         from triton.runtime.interpreter import InterpreterBuilder
+
+        monkeypatch.setattr(InterpreterBuilder, "cast_impl",
+                            _round_bf16_to_nearest_even(InterpreterBuilder.cast_impl))
 
         monkeypatch.setattr(InterpreterBuilder, "create_dot",
                             _upcast_bf16_dot(InterpreterBuilder.create_dot))

@@ -79,3 +79,12 @@ def test_impossible_groups_are_refused(rows, match):
 def test_top_k_cannot_exceed_the_experts():
     with pytest.raises(ValueError, match="top_k 9 exceeds the 8 experts"):
         flops.moe_dispatch_bytes(16, 8, 9, 8, "bf16")
+
+
+def test_stream_counts_by_hand():
+    # y = c * x over 2^20 bf16 elements: 2 MiB read, 2 MiB written, one multiply each.
+    assert flops.stream_flops(1 << 20) == 1 << 20
+    assert flops.stream_bytes(1 << 20, "bf16") == 4 * (1 << 20)
+    assert flops.stream_bytes(3, "fp32") == 24
+    with pytest.raises(ValueError, match="positive integer"):
+        flops.stream_bytes(0, "bf16")

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support.sm90_compile import SM90_SHARED_BYTES, i32_argument_products
+from tests.support.sm90_compile import (ALIGNED, SM90_SHARED_BYTES, global_access_widths,
+                                        i32_argument_products)
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -170,11 +171,14 @@ def test_no_autotune_configuration_spills_registers(compiled):
     kernels = {r["name"] for r in compiled}
     assert kernels == {"_gemm_16bit", "_gemm_fp8_precise", "_gemm_fp8_fast", "_tma_16bit",
                        "_tma_fp8_precise", "_tma_fp8_fast", "_attn_fwd", "_bwd_preprocess",
-                       "_bwd_dkdv", "_bwd_dq"}
+                       "_bwd_dkdv", "_bwd_dq", "_scale_kernel"}
     spilling = [(r["name"], r.get("layout"), r.get("size"), r["config"], r["n_spills"],
                  r["spill_bytes"]) for r in compiled if r["n_spills"] or r["spill_bytes"]]
     assert not spilling, spilling
     for row in compiled:
+        if row["kernel"] == "stream":  # registers to memory and back: no shared memory
+            assert row["shared"] == 0 and row["wgmma"] == 0, row
+            continue
         assert 0 < row["shared"] <= SM90_SHARED_BYTES, row
         assert row["wgmma"] > 0 or row["name"] == "_bwd_preprocess", row
 
@@ -263,3 +267,33 @@ def test_tma_gemm_moves_its_tiles_with_tma(compiled):
         assert row["tma_stores"] >= 1, row["config"]
         assert row["shared"] >= row["config"]["num_stages"] * _stage_bytes(row), row["config"]
     assert all(r["tma_loads"] == r["tma_stores"] == 0 for r in _rows(compiled, kernel="gemm"))
+
+
+def test_stream_moves_16_bytes_per_access_at_benchmark_sizes(compiled):
+    """The streaming scale, at a 16-aligned size (every size the suite measures is a power of
+    two), loads and stores 16 bytes per thread per access, the widest a thread can move, in
+    every autotune configuration; its offsets are 64-bit. At the odd size the mask keeps
+    each access to one element."""
+    rows = _rows(compiled, kernel="stream")
+    assert {(r["dtype"], r["size"]) for r in rows} == {
+        (d, s) for d in ("bfloat16", "float32") for s in (ALIGNED, 1000)}
+    for row in rows:
+        widths = {op: {int(w): n for w, n in count.items()}  # JSON keys are text
+                  for op, count in row["global_access_widths"].items()}
+        element = 2 if row["dtype"] == "bfloat16" else 4
+        want = 16 if row["size"] == ALIGNED else element
+        assert set(widths["ld"]) == set(widths["st"]) == {want}, row
+        # Every element of the block is loaded and stored exactly once.
+        per_thread = row["config"]["BLOCK"] // (32 * row["config"]["num_warps"]) * element
+        assert widths["ld"][want] * want == widths["st"][want] * want == per_thread, row
+        assert row["i32_argument_products"] == [], row
+
+
+def test_the_access_width_count_reads_vector_and_scalar_accesses():
+    """The count of the test above on PTX lines as Triton 3.9 writes them."""
+    ptx = ("\t@%p1 ld.global.v4.b32 { %r1, %r2, %r3, %r4 }, [ %rd1 + 0 ];\n"
+           "\tld.global.b16 { %rs1 }, [ %rd2 + 0 ];\n"
+           "\tld.global.L1::evict_last.v2.b32 { %r14, %r15 }, [ %rd4 + 0 ];\n"
+           "\t@%p1 st.global.v4.b32 [ %rd3 + 0 ], { %r5, %r6, %r7, %r8 };\n"
+           "\tld.shared.v4.b32 { %r9, %r10, %r11, %r12 }, [ %r13 ];\n")
+    assert global_access_widths(ptx) == {"ld": {16: 1, 2: 1, 8: 1}, "st": {16: 1}}
