@@ -74,6 +74,9 @@ def run(args) -> int:
     print(f"datasheet peak TFLOP/s: {peaks or '-'}")
     print(f"TDP W: {fmt_num(summary['tdp_w'])}   memory GB/s: {fmt_num(summary['memory_gbps'])}"
           + (f" ({profile.memory_gbps.label})" if profile.memory_gbps else ""))
+    timed = profile.streaming_gbps()
+    print(f"memory-bound work timed at GB/s: {fmt_num(timed.value) if timed else '-'}"
+          + (f" ({timed.label}: {timed.source})" if timed else " (no bandwidth known)"))
     links = ", ".join(f"{k} {fmt_num(v.value)} ({v.label})" for k, v in profile.links.items())
     print(f"link bus bandwidth GB/s: {links or '- (H100 figures assumed)'}")
     print()

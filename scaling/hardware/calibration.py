@@ -10,8 +10,9 @@ size asked (`HardwareProfile`); collective
 records (``bench.comm``) give bus bandwidth against message size per collective and world
 size; grouped-GEMM records (mixture-of-experts experts, `kernels.grouped_gemm`) give TFLOP/s
 against tokens per expert per dtype, implementation, direction and routing, and MoE dispatch and
-combine records GB/s against bytes per call; records with steady-window power give watts
-against utilisation. A recognised device
+combine records GB/s against bytes per call; streaming-scale records (`kernels.stream`) the
+device's streaming bandwidth, the rate memory-bound work is timed at (`_stream_bandwidth`);
+records with steady-window power give watts against utilisation. A recognised device
 gets its datasheet figures (peaks, TDP, memory and link bandwidth) from the matching preset,
 labelled published; an unrecognised one gets none, and says so where they are needed.
 Throughput is a record's ``sustained_tflops`` where it has one (`throughput_tflops`): the
@@ -90,6 +91,7 @@ def build_profile(records, *, device: str | None = None, preset: str | None = No
         sources=tuple(files) + ((f"datasheet figures of preset '{preset}'",) if facts else ()),
         peaks=dict(facts.peaks) if facts else {}, tdp=facts.tdp if facts else None,
         memory_gbps=facts.memory_gbps if facts else _measured_bandwidth(df),
+        stream_gbps=_stream_bandwidth(df, files_note) or (facts.stream_gbps if facts else None),
         links=dict(facts.links) if facts else {},
         gpus_per_node=facts.gpus_per_node if facts else 8,
         kernel_curves=tuple(curves), comm_curves=tuple(comm), power=power,
@@ -246,6 +248,26 @@ def _comm_curves(df, fits: _Fits) -> list[CommCurve]:
                               int(nodes) if math.isfinite(nodes) else 1, backend, fit,
                               "measured", fits.source(len(g), f" ({backend or 'backend ?'})")))
     return comm
+
+
+def _stream_bandwidth(df, files_note: str) -> Figure | None:
+    """The device's streaming bandwidth from its streaming-scale records (`kernels.stream`):
+    the fastest implementation at the largest array measured, the one furthest past every
+    cache (a fit over sizes would mix in the cached ones). None without such records."""
+    rows = df[df["kernel"] == "stream"]
+    if rows.empty:
+        return None
+    gbps, moved = _finite(_column(rows, "gbps")), _finite(_column(rows, "bytes"))
+    ok = np.isfinite(gbps) & (gbps > 0) & np.isfinite(moved) & (moved > 0)
+    if not ok.any():
+        return None
+    at = ok & (moved == moved[ok].max())
+    best = int(np.flatnonzero(at)[np.argmax(gbps[at])])
+    impl, dtype = str(list(_column(rows, "impl", ""))[best]), str(list(rows["dtype"])[best])
+    return Figure.point(float(gbps[best]), "measured",
+                        f"streaming scale y = c * x (kernels.stream), {impl} {dtype}, "
+                        f"{moved[best] / 1e9:.3g} GB moved per call, the largest measured; "
+                        f"fastest of {int(at.sum())} record(s) at that size, {files_note}")
 
 
 def _measured_bandwidth(df) -> Figure | None:

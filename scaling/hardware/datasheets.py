@@ -8,7 +8,9 @@ Three kinds of numbers, kept apart:
   (the "MAMF finder" table of Stas Bekman's *Machine Learning Engineering*,
   github.com/stas00/ml-engineering, compute/accelerator/README.md, "Maximum Achievable Matmul
   FLOPS comparison table") and FlashAttention-3's attention sweeps on H100 (Shah et al. 2024,
-  arXiv 2407.08608, Figs. 5-6);
+  arXiv 2407.08608, Figs. 5-6), and the HBM bandwidth a streaming kernel reaches (``stream``,
+  below; a device without a published measurement has none, and the step model says it used
+  the datasheet figure instead);
 * **assumptions**, labelled ``assumed`` wherever they are used: a figure carried from one
   device to another, or a default where a device has no published number.
 """
@@ -25,6 +27,8 @@ from scaling.provenance import Figure
 
 MAMF = ("ml-engineering MAMF table (github.com/stas00/ml-engineering, "
         "compute/accelerator/README.md)")
+GPU_BENCHES = ("gpu-benches (Dominik Ernst, FAU Erlangen; github.com/te42kyfo/gpu-benches), "
+               "gpu-stream: 1 GiB arrays of doubles, far past the L2 cache")
 LLAMA3_NETWORK = ("Llama 3 paper (arXiv 2407.21783), Sec. 3.3.1: 400 Gbps interconnects "
                   "between GPUs (RoCE for the 405B run) = 50 GB/s per GPU")
 
@@ -168,6 +172,10 @@ DEVICES = {
             "fp8_e4m3": {"tflops": 1453.4, "impl": "torch", "label": "published",
                          "source": MAMF + ", H200 SXM FP8 e4m3 best shape 1280x4096x12032"},
         },
+        # As for the A100 below: the scale kernel; triad reaches 3,534, read-only 2,756.
+        "stream": {"gbps": 3165.0, "label": "published",
+                   "source": GPU_BENCHES + ", gpu-stream/h200.txt (commit 1c36d50), scale "
+                                           "kernel at 100% occupancy: 3,165 GB/s"},
         "links": {
             "intra_node": {"gbps": 450.0, "label": "published",
                            "source": "NVIDIA H200 datasheet: NVLink 900 GB/s bidirectional "
@@ -177,7 +185,8 @@ DEVICES = {
         "gpus_per_node": 8,
         "hbm_gb": 141, "hbm_source": "NVIDIA H200 datasheet: 141 GB HBM3e",
         "network": {"nvlink": NVLINK4_H200, "scale_out": SCALE_OUT_400G},
-        "sources": ["NVIDIA H200 datasheet", MAMF, "FlashAttention-3 (arXiv 2407.08608)"],
+        "sources": ["NVIDIA H200 datasheet", MAMF, "FlashAttention-3 (arXiv 2407.08608)",
+                    GPU_BENCHES],
     },
     "b200": {
         "device_name": "NVIDIA B200",
@@ -244,6 +253,13 @@ DEVICES = {
             "bf16": {"tflops": 271.2, "impl": "torch", "label": "published",
                      "source": MAMF + ", A100 SXM BF16 best shape 1024x10240x5120"},
         },
+        # The scale kernel (one read stream, one write stream, as most elementwise kernels
+        # of training) at full occupancy; triad reaches 1,759 and read-only 1,769. The file
+        # is a100_80.txt; the repository's plot script gives it a 2,039 GB/s peak, the SXM4
+        # 80GB datasheet figure (the PCIe card has 1,935).
+        "stream": {"gbps": 1732.0, "label": "published",
+                   "source": GPU_BENCHES + ", gpu-stream/a100_80.txt (commit 1c36d50), scale "
+                                           "kernel at 100% occupancy: 1,732 GB/s"},
         "links": {
             "intra_node": {"gbps": 300.0, "label": "published",
                            "source": "NVIDIA A100 datasheet: NVLink 600 GB/s bidirectional "
@@ -257,7 +273,8 @@ DEVICES = {
         "gpus_per_node": 8,  # DGX A100 (Selene): 8 GPUs per node on NVSwitch
         "hbm_gb": 80, "hbm_source": "NVIDIA A100 datasheet: 80 GB HBM2e (SXM 80GB)",
         "network": {"nvlink": NVLINK3, "scale_out": SCALE_OUT_HDR},
-        "sources": ["NVIDIA A100 datasheet", "Narayanan et al. 2021 (arXiv 2104.04473)", MAMF],
+        "sources": ["NVIDIA A100 datasheet", "Narayanan et al. 2021 (arXiv 2104.04473)", MAMF,
+                    GPU_BENCHES],
     },
     "h800": {
         "device_name": "NVIDIA H800 SXM5 80GB",

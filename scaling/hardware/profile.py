@@ -166,7 +166,10 @@ class HardwareProfile:
     sources: tuple[str, ...] = ()
     peaks: dict = field(default_factory=dict)  # dtype -> Figure (dense datasheet TFLOP/s)
     tdp: Figure | None = None
-    memory_gbps: Figure | None = None
+    memory_gbps: Figure | None = None  # the datasheet HBM bandwidth: a ceiling
+    # What a streaming kernel (one read, one write stream) reaches, measured or published: the
+    # rate memory-bound kernels are timed at (`streaming_gbps`).
+    stream_gbps: Figure | None = None
     links: dict = field(default_factory=dict)  # "intra_node" | "inter_node" -> Figure GB/s
     gpus_per_node: int = 8
     kernel_curves: tuple[KernelCurve, ...] = ()
@@ -202,6 +205,20 @@ class HardwareProfile:
     @property
     def tdp_w(self) -> float | None:
         return None if self.tdp is None else self.tdp.value
+
+    def streaming_gbps(self) -> Figure | None:
+        """The memory bandwidth memory-bound kernels are timed at: the streaming rate where
+        one is measured or published, else ``memory_gbps`` (a datasheet figure, which no
+        kernel reaches, says so in its source); None when the profile has neither."""
+        if self.stream_gbps is not None:
+            return self.stream_gbps
+        if self.memory_gbps is None or self.memory_gbps.label != "published":
+            return self.memory_gbps  # none, or a measured lower bound that says so itself
+        return replace(self.memory_gbps, source=(
+            "datasheet HBM bandwidth, an upper bound: no streaming measurement for this device "
+            "(measure one: python -m pytest --benchmark -k stream, then a profile of the "
+            "results; or give --set memory_gbps=...); "
+            + self.memory_gbps.source))
 
     # -- kernel throughput ------------------------------------------------------------------
 
@@ -427,6 +444,7 @@ class HardwareProfile:
             "peaks": {k: v.to_dict() for k, v in self.peaks.items()},
             "tdp": None if self.tdp is None else self.tdp.to_dict(),
             "memory_gbps": None if self.memory_gbps is None else self.memory_gbps.to_dict(),
+            "stream_gbps": None if self.stream_gbps is None else self.stream_gbps.to_dict(),
             "links": {k: v.to_dict() for k, v in self.links.items()},
             "gpus_per_node": self.gpus_per_node,
             "kernel_curves": [c.to_dict() for c in self.kernel_curves],
@@ -452,6 +470,8 @@ class HardwareProfile:
                 peaks={k: Figure.from_dict(v) for k, v in data.get("peaks", {}).items()},
                 tdp=opt(data.get("tdp"), Figure.from_dict),
                 memory_gbps=opt(data.get("memory_gbps"), Figure.from_dict),
+                # Profiles saved before streaming bandwidth was kept have none.
+                stream_gbps=opt(data.get("stream_gbps"), Figure.from_dict),
                 links={k: Figure.from_dict(v) for k, v in data.get("links", {}).items()},
                 gpus_per_node=int(data.get("gpus_per_node", 8)),
                 kernel_curves=tuple(KernelCurve.from_dict(c)
@@ -508,6 +528,8 @@ def published_profile(name: str) -> HardwareProfile:
                for k, v in d["peak_tflops"].items()},
         tdp=Figure.point(d["tdp_w"], "published", d["peak_source"]),
         memory_gbps=Figure.point(d["memory_gbps"], "published", d["peak_source"]),
+        stream_gbps=(Figure.point(d["stream"]["gbps"], d["stream"]["label"],
+                                  d["stream"]["source"]) if "stream" in d else None),
         links={scope: Figure.point(fig["gbps"], fig["label"], fig["source"])
                for scope, fig in d["links"].items()},
         gpus_per_node=d["gpus_per_node"],
@@ -540,6 +562,7 @@ def profile_summary(profile: HardwareProfile) -> dict:
         "peak_tflops": {k: v.value for k, v in profile.peaks.items()},
         "tdp_w": profile.tdp_w,
         "memory_gbps": None if profile.memory_gbps is None else profile.memory_gbps.value,
+        "stream_gbps": None if profile.stream_gbps is None else profile.stream_gbps.value,
         "links_gbps": {k: v.value for k, v in profile.links.items()},
         "curves": [
             {"key": c.key, "kernel": c.kernel, "dtype": c.dtype, "impl": c.impl,

@@ -23,7 +23,9 @@ micro-batch on one pipeline stage:
   (``attention="flash2"``, `FA2_SLOWDOWN`) or materialised s x s scores (`ATTENTION_IMPLS`);
 * **elementwise traffic** (norms, residual adds with dropout where the model has it, rotary
   embedding, the MLP activation, the loss softmax) as bytes over memory bandwidth, 3x the
-  forward bytes for forward and backward (4x under full recomputation);
+  forward bytes for forward and backward (4x under full recomputation). Memory bandwidth is
+  what a streaming kernel reaches (`HardwareProfile.streaming_gbps`: measured, or published
+  for a preset), and the datasheet figure, labelled an upper bound, where there is none;
 * **tensor-parallel communication**: with Megatron sequence parallelism (Korthikanti et al.
   2022; the default) two all-gathers and two reduce-scatters of the layer's activations
   forward and again backward, without it (``sequence_parallel=False``) the same bytes as
@@ -923,8 +925,8 @@ def _memory_bandwidth(st: _Step) -> Figure:
     ov, profile = st.ov, st.profile
     if "memory_gbps" in ov:
         memory = _override(ov, "memory_gbps")
-    elif profile.memory_gbps is not None:
-        memory = profile.memory_gbps
+    elif profile.streaming_gbps() is not None:
+        memory = profile.streaming_gbps()
     else:
         raise DataError(f"profile '{profile.name}' has no memory bandwidth; pass "
                         f"overrides={{'memory_gbps': ...}} (--set memory_gbps=...)")
