@@ -142,15 +142,15 @@ _V3_ROUTING = {"tokens": 16384, "d_model": 7168, "experts": 256, "top_k": 8, "dt
                "variant": "zipf1.0"}
 CASES += [
     *(case for dtype in ("bf16", "fp8_e4m3") for direction in ("fwd", "bwd_dx", "bwd_dw")
-      for case in _beside_torch(f"grouped-{direction}-{dtype}-deepseek-v3-16k", "grouped_gemm",
-                       {**_V3, "dtype": dtype, "direction": direction})),
+      for case in _beside_torch(f"grouped-{direction}-{dtype}-deepseek-v3-16k",
+                                "grouped_gemm", {**_V3, "dtype": dtype, "direction": direction})),
     *_beside_torch("grouped-fwd-bf16-deepseek-v3-64k", "grouped_gemm",
-          {**_V3_64K, "dtype": "bf16", "direction": "fwd"}),
+                   {**_V3_64K, "dtype": "bf16", "direction": "fwd"}),
     *_beside_torch("grouped-bwd_dw-fp8_e4m3-deepseek-v3-64k", "grouped_gemm",
-          {**_V3_64K, "dtype": "fp8_e4m3", "direction": "bwd_dw"}),
+                   {**_V3_64K, "dtype": "fp8_e4m3", "direction": "bwd_dw"}),
     *_beside_torch("grouped-fwd-bf16-llama4-maverick-16k-empty-experts", "grouped_gemm",
-          {"tokens": 16384, "experts": 16, "n": 2 * 8192, "k": 5120, "dtype": "bf16",
-           "direction": "fwd", "variant": "zipf4.0"}),
+                   {"tokens": 16384, "experts": 16, "n": 2 * 8192, "k": 5120, "dtype": "bf16",
+                    "direction": "fwd", "variant": "zipf4.0"}),
     *_beside_torch("moe-dispatch-deepseek-v3-16k", "moe_dispatch", _V3_ROUTING),
     *_beside_torch("moe-combine-deepseek-v3-16k", "moe_combine", _V3_ROUTING),
 ]

@@ -4,8 +4,8 @@ One read stream and one write stream, as most elementwise kernels of training ha
 activations, dropout, the optimizer's updates): what it reaches is the rate the step model
 times memory-bound work at (`scaling.hardware.profile.HardwareProfile.streaming_gbps`). Each
 program scales one contiguous block of a few thousand elements, so every warp's loads and
-stores are contiguous; offsets are 64-bit, so arrays past 2^31 elements work. The multiply is done in float32 and rounded once to
-the output dtype.
+stores are contiguous; offsets are 64-bit, so arrays past 2^31 elements work. The multiply
+is done in float32 and rounded once to the output dtype.
 """
 
 from __future__ import annotations
