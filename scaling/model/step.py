@@ -923,11 +923,8 @@ def _expert_rate(st: _Step, op: Op, tokens_per_expert: int, n: int, k: int,
 
 def _memory_bandwidth(st: _Step) -> Figure:
     ov, profile = st.ov, st.profile
-    if "memory_gbps" in ov:
-        memory = _override(ov, "memory_gbps")
-    elif profile.streaming_gbps() is not None:
-        memory = profile.streaming_gbps()
-    else:
+    memory = _override(ov, "memory_gbps") if "memory_gbps" in ov else profile.streaming_gbps()
+    if memory is None:
         raise DataError(f"profile '{profile.name}' has no memory bandwidth; pass "
                         f"overrides={{'memory_gbps': ...}} (--set memory_gbps=...)")
     st.labels["memory_gbps"] = _as_label(memory)
