@@ -14,7 +14,7 @@ It is a diagnostic, never a prediction: no validation row is modelled with it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 from scaling.errors import DataError
@@ -38,8 +38,7 @@ class GemmRateToMatch:
     reason: str = ""
 
     def to_dict(self) -> dict:
-        return {"tflops": self.tflops, "target_tflops": self.target_tflops,
-                "peak_tflops": self.peak_tflops, "reason": self.reason}
+        return asdict(self)
 
 
 def gemm_rate_to_match(throughput_at: Callable[[float], float], target_tflops: float,
