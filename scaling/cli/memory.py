@@ -6,12 +6,12 @@ from functools import partial
 
 from scaling.model.activations import RECOMPUTE
 from scaling.cli.inputs import parse_batch_tokens
-from scaling.cli.step import LAYOUT_FLAGS
+from scaling.cli.step import LAYOUT_FLAGS, add_held_bytes_flags
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
 from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, ZERO_STAGES,
-                                  MemoryOptions, memory_breakdown)
+                                  memory_breakdown, step_memory_options)
 from scaling.cli.inputs import add_model_arguments
 from scaling.model.config import resolve_model
 from scaling.output import format_table, print_json
@@ -26,6 +26,11 @@ MEMORY_FLAGS = (
                      "step` splits the experts and Megatron-Core's "
                      "--expert-tensor-parallel-size defaults)"),
 )
+
+
+#: Layout keys that are memory options (`step_memory_options`), not `memory_breakdown`
+#: arguments.
+OPTION_KEYS = ("batch_tokens", "attention", "balanced_pipeline", "grad_reduce")
 
 
 def register(sub):
@@ -59,6 +64,7 @@ def register(sub):
                    help="tensor parallelism without sequence parallelism: the norms' and "
                         "dropouts' activations whole on every rank (as `flopcast step "
                         "--no-sequence-parallel`)")
+    add_held_bytes_flags(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
@@ -80,16 +86,18 @@ def layout_from_args(args, config) -> dict:
                         f"{seq * lay['dp'] * lay['micro_batch']:,})")
     return lay | {"seq": seq, "micro_batches": int(per_replica), "batch_tokens": tokens,
                   "recompute": args.recompute, "zero": args.zero,
-                  "sequence_parallel": False if args.no_sequence_parallel else None}
+                  "sequence_parallel": False if args.no_sequence_parallel else None,
+                  "attention": args.attention, "balanced_pipeline": not args.unbalanced_pipeline,
+                  "grad_reduce": args.grad_reduce}
 
 
 def run(args) -> int:
     config = resolve_model(args.name, args.params, args.seq)
     profile = load_profile(args.hardware)
     lay = layout_from_args(args, config)
-    options = MemoryOptions(fp8_gemm_inputs=args.precision == "fp8")
+    options = step_memory_options(lay, args.precision)
     mem = memory_breakdown(config, profile, options=options,
-                           **{k: v for k, v in lay.items() if k != "batch_tokens"})
+                           **{k: v for k, v in lay.items() if k not in OPTION_KEYS})
     if args.json:
         print_json({"model": config.name, "hardware": profile.name,
                     "precision": args.precision, "layout": lay,
@@ -108,11 +116,16 @@ def describe(config, profile, precision, lay, mem) -> str:
     """The breakdown for people: the layout, a table of terms in GiB, total against HBM,
     the verdict, and where the allowances come from."""
     head = (f"{config.name} on {profile.name} ({mem.device}), {precision}: TP {lay['tp']} x "
-            f"PP {lay['pp']} x DP {lay['dp']} x CP {lay['cp']} = {gpus(lay):,} GPUs"
+            f"PP {lay['pp']} x DP {lay['dp']} x CP {lay['cp']} = {gpus(lay):,} "
+            f"GPU{'s' if gpus(lay) != 1 else ''}"
             + (f", EP {lay['ep']}" if lay["ep"] > 1 else "")
-            + f"; {lay['micro_batches']} micro-batches of {lay['micro_batch']} x "
+            + f"; {lay['micro_batches']} micro-batch{'es' if lay['micro_batches'] != 1 else ''}"
+              f" of {lay['micro_batch']} x "
               f"{lay['seq']:,} tokens, interleave {lay['interleave']}, recompute "
-              f"{lay['recompute']}, ZeRO {lay['zero']}")
+              f"{lay['recompute']}, ZeRO {lay['zero']}"
+            + (f", {lay['grad_reduce']} gradients" if lay["grad_reduce"] != "fp32" else "")
+            + (", unbalanced pipeline" if not lay["balanced_pipeline"] else "")
+            + (", materialised attention" if lay["attention"] == "materialised" else ""))
     total = float(mem.total_bytes)
     rows = [{"term": name, "gib": f"{float(getattr(mem, key)) / GIB:,.2f}",
              "share": f"{100 * float(getattr(mem, key)) / total:.1f}%"}
@@ -124,7 +137,10 @@ def describe(config, profile, precision, lay, mem) -> str:
     verdict = (f"fits: {spare:,.1f} GiB spare" if mem.fits else
                f"does not fit: needs {total / GIB:,.1f} GiB per GPU, the {mem.device} has "
                f"{mem.hbm_bytes / GIB:,.0f} GiB")
-    lines = [head, f"worst pipeline stage: {mem.stage} (per GPU)",
+    peak = ("at the optimizer step (its FP32 gradient copies outweigh the activations the "
+            "backward freed)" if mem.at_optimizer_step
+            else "during the forward and backward passes")
+    lines = [head, f"worst pipeline stage: {mem.stage} (per GPU), {peak}",
              format_table(rows, [("term", "term"), ("gib", "GiB"), ("share", "share")],
                           align_right={"gib", "share"}),
              "", f"verdict: {verdict}"]

@@ -57,22 +57,10 @@ def register(sub):
                    help="ZeRO stage of the data-parallel group: 0 all-reduce, 1-2 reduce-"
                         "scatter and all-gather once per step, 3 weights gathered every micro-"
                         f"batch (default {STEP_ZERO}, Llama 3's FSDP; searched with --gpus)")
-    p.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
-                   help="attention kernel: flash (the profile's curves; the presets' are "
-                        "FlashAttention-3), flash2 (FlashAttention-2: the FA3 curve / 1.75, "
-                        "arXiv 2407.08608) or materialised (s x s scores through memory, "
-                        "pre-FlashAttention); default flash")
+    add_held_bytes_flags(p)
     p.add_argument("--no-sequence-parallel", action="store_true",
                    help="tensor parallelism without sequence parallelism: all-reduces, and "
                         "norms and residuals whole on every rank (Megatron-LM before 2022)")
-    p.add_argument("--unbalanced-pipeline", action="store_true",
-                   help="every stage layers / PP layers and the last the output layer on top "
-                        "(default: balanced, as Llama 3)")
-    p.add_argument("--grad-reduce", choices=sorted(GRAD_REDUCE_BYTES),
-                   default=GRAD_REDUCE_DEFAULT,
-                   help="precision the data-parallel group reduces gradients in: fp32 (Llama "
-                        "3, Megatron-LM's --accumulate-allreduce-grads-in-fp32) or half, the "
-                        "16-bit training dtype (default fp32)")
     p.add_argument("--grad-overlap", action="store_true",
                    help="reduce gradients in buckets under the last micro-batch's backward "
                         "(PyTorch DDP) instead of after it")
@@ -98,6 +86,27 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
+
+
+def add_held_bytes_flags(p) -> None:
+    """The step model's options that also decide the bytes a GPU holds, so `flopcast memory`
+    takes them as `flopcast step` does: the attention kernel (materialised scores are kept),
+    the pipeline's balance (where the layers sit) and the gradients' precision (the buffer
+    reduced is the buffer kept)."""
+    p.add_argument("--attention", choices=ATTENTION_IMPLS, default="flash",
+                   help="attention kernel: flash (the profile's curves; the presets' are "
+                        "FlashAttention-3), flash2 (FlashAttention-2: the FA3 curve / 1.75, "
+                        "arXiv 2407.08608) or materialised (s x s scores through memory, "
+                        "pre-FlashAttention); default flash")
+    p.add_argument("--unbalanced-pipeline", action="store_true",
+                   help="every stage layers / PP layers and the last the output layer on top "
+                        "(default: balanced, as Llama 3)")
+    p.add_argument("--grad-reduce", choices=sorted(GRAD_REDUCE_BYTES),
+                   default=GRAD_REDUCE_DEFAULT,
+                   help="precision the data-parallel group reduces gradients in, and keeps "
+                        "them in: fp32 (Llama 3, Megatron-LM's --accumulate-allreduce-grads-in-"
+                        "fp32) or half, the 16-bit training dtype, with FP32 copies made at "
+                        "the optimizer step (default fp32)")
 
 
 #: The step model's options a flag sets for a given layout, and the flag: the layout search

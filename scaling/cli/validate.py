@@ -130,16 +130,18 @@ def model_run(run: ValidationRun) -> dict:
                  "micro_batch": micro_batch, "micro_batches": micro_batches,
                  "interleave": interleave, "recompute": recompute, "ep": ep,
                  "sequence_parallel": lay.get("sequence_parallel"),
-                 "zero": lay["zero"] if lay.get("zero") is not None else STEP_ZERO}
+                 "zero": lay["zero"] if lay.get("zero") is not None else STEP_ZERO,
+                 "grad_reduce": lay.get("grad_reduce") or GRAD_REDUCE_DEFAULT,
+                 "balanced_pipeline": lay.get("balanced_pipeline", True) is not False,
+                 "attention": run.attention}
         memory = step_memory(config, run.hardware, shape, precision=precision)
         kwargs = dict(precision=precision, tp=lay["tp"], pp=lay["pp"], dp=lay["dp"],
                       cp=lay.get("cp") or 1, seq=lay["seq"], batch_tokens=batch_tokens,
                       attention=run.attention, micro_batch=micro_batch,
                       interleave=interleave, recompute=recompute, ep=ep,
                       sequence_parallel=lay.get("sequence_parallel"),
-                      balanced_pipeline=lay.get("balanced_pipeline", True) is not False,
-                      zero=shape["zero"],
-                      grad_reduce=lay.get("grad_reduce") or GRAD_REDUCE_DEFAULT,
+                      balanced_pipeline=shape["balanced_pipeline"], zero=shape["zero"],
+                      grad_reduce=shape["grad_reduce"],
                       grad_overlap=bool(lay.get("grad_overlap")),
                       grad_accumulation=(lay.get("grad_accumulation")
                                          or GRAD_ACCUMULATION_DEFAULT))

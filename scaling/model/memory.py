@@ -22,6 +22,9 @@ returns a `MemoryBreakdown` of the worst pipeline stage:
   chunk-micro-batches, at most ``m v``, with ``N`` micro-batches per chunk group
   (Megatron-LM's ``microbatch_group_size_per_vp_stage``, default ``p``; Llama 3's "N"), which
   on the first stage is Korthikanti's factor ``1 + (p - 1) / (p v)``;
+* **FP32 gradient copies** the optimizer step makes where the recipe keeps 16-bit gradients
+  (Megatron-LM's FP16 optimizer), after the backward has freed the activations: a stage's
+  peak is the larger of its backward and its optimizer step (``at_optimizer_step``);
 * **logits** of the loss on the last stage (`scaling.model.activations.logits_bytes`);
 * **buffers**: a fixed reserve (CUDA context, NCCL, memory the allocator never sees) and the
   step's transient buffers (ZeRO's gradient reduce-scatter bucket and FSDP's gathered
@@ -50,20 +53,38 @@ from scaling.model.config import ModelConfig
 GIB = 2 ** 30
 
 #: Bytes per parameter of each optimizer recipe: the weights the GEMMs read, the gradients,
-#: and the optimizer state (FP32 master weights and Adam's two moments).
+#: the optimizer state (FP32 master weights and Adam's two moments), and ``step_copy``, the
+#: FP32 copies of the gradients the optimizer step makes of each parameter it updates (after
+#: the backward, when no activations are held: `memory_breakdown` takes the larger of the two
+#: moments).
 OPTIMIZERS = {
-    "adam": {"weights": 2, "gradients": 2, "optimizer": 12,
+    "adam": {"weights": 2, "gradients": 2, "optimizer": 12, "step_copy": 0,
              "source": "Rajbhandari et al. 2019 (ZeRO, arXiv 1910.02054), Sec. 3.1: BF16/FP16 "
                        "weights and gradients (2 + 2 bytes), FP32 master weights, momentum and "
                        "variance (K = 12): 16 bytes per parameter"},
-    "adam-fp32-grads": {"weights": 2, "gradients": 4, "optimizer": 12,
+    "adam-fp32-grads": {"weights": 2, "gradients": 4, "optimizer": 12, "step_copy": 0,
                         "source": "Megatron-LM megatron/training/theoretical_memory_usage.py: "
                                   "BF16 weights, FP32 main gradients, FP32 main weights and "
                                   "Adam states, 18 bytes per parameter; Llama 3 (arXiv "
                                   "2407.21783) Sec. 3.3.2 accumulates and reduce-scatters "
                                   "gradients in FP32"},
+    "adam-half-grads": {"weights": 2, "gradients": 2, "optimizer": 12, "step_copy": 4,
+                        "source": "Megatron-LM's FP16 optimizer without "
+                                  "--accumulate-allreduce-grads-in-fp32 (its default for "
+                                  "--fp16; megatron/arguments.py forces the flag for --bf16 "
+                                  "only): 16-bit weights and gradient buffer, FP32 main weights "
+                                  "and Adam states, 16 bytes per parameter through the "
+                                  "backward; the step then makes an FP32 copy of each gradient "
+                                  "(megatron/optimizer/optimizer.py, "
+                                  "_copy_model_grads_to_main_grads: grad.float(), from commit "
+                                  "de7dc40f of Aug 2021 on), 4 "
+                                  "bytes more per parameter, when the activations are freed"},
 }
 DEFAULT_OPTIMIZER = "adam-fp32-grads"
+#: The optimizer recipe of each precision the step model reduces gradients in
+#: (`scaling.model.step.GRAD_REDUCE_BYTES` is read from it): the buffer reduced is the buffer
+#: kept.
+GRAD_REDUCE_OPTIMIZER = {"fp32": "adam-fp32-grads", "half": "adam-half-grads"}
 
 #: The fixed reserve, GiB per GPU, by what holds it.
 RESERVED_GIB = {
@@ -118,6 +139,7 @@ class MemoryOptions:
 #: The terms of a breakdown, in the order they are printed, and their names for people.
 TERMS = {"weights_bytes": "weights", "gradients_bytes": "gradients",
          "optimizer_bytes": "optimizer", "expert_bytes": "expert shards",
+         "step_copy_bytes": "FP32 gradient copies (optimizer step)",
          "activations_bytes": "activations", "in_flight_bytes": "in-flight micro-batches",
          "logits_bytes": "logits", "buffers_bytes": "buffers",
          "fragmentation_bytes": "fragmentation"}
@@ -126,13 +148,17 @@ TERMS = {"weights_bytes": "weights", "gradients_bytes": "gradients",
 @dataclass(frozen=True)
 class MemoryBreakdown:
     """Bytes per GPU on the worst pipeline stage, by term (floats for one layout, numpy
-    arrays for many). ``stage`` is that stage's pipeline rank; ``total_bytes`` sums the
-    terms; ``hbm_bytes`` is the device's memory."""
+    arrays for many), at that stage's peak: during the forward and backward, or at the
+    optimizer step (``at_optimizer_step``) where the recipe's FP32 gradient copies outweigh
+    the activations the backward has freed, and the activation terms are then 0. ``stage``
+    is that stage's pipeline rank; ``total_bytes`` sums the terms; ``hbm_bytes`` is the
+    device's memory."""
 
     weights_bytes: object
     gradients_bytes: object
     optimizer_bytes: object
     expert_bytes: object
+    step_copy_bytes: object
     activations_bytes: object
     in_flight_bytes: object
     logits_bytes: object
@@ -141,6 +167,7 @@ class MemoryBreakdown:
     total_bytes: object
     hbm_bytes: float
     stage: object
+    at_optimizer_step: object
     device: str
     model: str
     notes: tuple = ()
@@ -216,10 +243,12 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
     FP8 (Transformer Engine saves the FP8 casts), and the step model's expert parallelism:
     ``ep`` ranks of the data-parallel group, each expert split over tensor parallelism
     (``etp = tp``, Megatron-Core's default) and the busiest rank's routed tokens
-    ``expert_imbalance`` times the mean."""
+    ``expert_imbalance`` times the mean. The step model's options that decide bytes held are
+    read from the layout too: ``grad_reduce`` picks the optimizer recipe whose gradient buffer
+    is reduced (`GRAD_REDUCE_OPTIMIZER`), ``balanced_pipeline`` False places layers as
+    Megatron-LM does (``uniform``), and ``attention="materialised"`` keeps the s x s scores."""
     if options is None:
-        options = MemoryOptions(fp8_gemm_inputs=precision == "fp8",
-                                routed_token_factor=layout.get("expert_imbalance", 1.0))
+        options = step_memory_options(layout, precision)
     return memory_breakdown(
         config, hardware, tp=layout["tp"], pp=layout["pp"], dp=layout["dp"],
         ep=layout.get("ep", 1), etp=layout["tp"], cp=layout.get("cp", 1),
@@ -227,6 +256,20 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
         interleave=layout["interleave"], recompute=layout.get("recompute", "none"),
         zero=layout.get("zero", STEP_ZERO), seq=layout["seq"], options=options,
         sequence_parallel=layout.get("sequence_parallel"))
+
+
+def step_memory_options(layout: dict, precision: str = "bf16") -> MemoryOptions:
+    """The memory options of a layout as the step model runs it (see `step_memory`)."""
+    grad_reduce = layout.get("grad_reduce") or "fp32"
+    if grad_reduce not in GRAD_REDUCE_OPTIMIZER:
+        raise UnknownNameError("gradient reduction precision", grad_reduce,
+                               GRAD_REDUCE_OPTIMIZER)
+    return MemoryOptions(
+        optimizer=GRAD_REDUCE_OPTIMIZER[grad_reduce],
+        flash_attention=layout.get("attention", "flash") != "materialised",
+        fp8_gemm_inputs=precision == "fp8",
+        balance="llama3" if layout.get("balanced_pipeline", True) else "uniform",
+        routed_token_factor=layout.get("expert_imbalance", 1.0))
 
 
 def memory_known(hardware) -> bool:
@@ -408,7 +451,11 @@ def memory_breakdown(config: ModelConfig, hardware, *, tp=1, pp=1, dp=1, cp=1, e
         dense_p, expert_p, largest = _stage_params(config, tp, ep, etp, layers, moe, first,
                                                    last, pp)
         weights, grads, optim = model_state_bytes(dense_p, zero, shard, o.optimizer)
-        experts = sum(model_state_bytes(expert_p, zero, expert_shard, o.optimizer))
+        expert_states = model_state_bytes(expert_p, zero, expert_shard, o.optimizer)
+        experts = sum(expert_states)
+        # The step's FP32 gradient copies: one per parameter this rank's optimizer updates,
+        # sharded as the optimizer state is.
+        step_copy = (optim + expert_states[2]) * per["step_copy"] / per["optimizer"]
         per_mb = (sum(kept.get(k, zero_kept) * c for k, c in
                       (("dense", layers - moe), ("moe", moe)))
                   + np.where(first, embed, 0) + np.where(last, head, 0))
@@ -417,21 +464,28 @@ def memory_breakdown(config: ModelConfig, hardware, *, tp=1, pp=1, dp=1, cp=1, e
         held = _in_flight(pp, v, rank, micro_batches, microbatch_group)
         stage_logits = np.where(last, logits, 0)
         transient = _transient_bytes(config, per, zero, largest, moe, kw, o)
-        tensors = (weights + grads + optim + experts + held * per_mb + rebuilt
-                   + stage_logits + transient)
+        states = weights + grads + optim + experts
+        tensors = states + held * per_mb + rebuilt + stage_logits + transient
+        at_step = states + step_copy > tensors
+        tensors = np.where(at_step, states + step_copy, tensors)
         total = tensors * (1 + frag) + reserved
+        during = np.logical_not(at_step)
         stage = dict(weights_bytes=weights, gradients_bytes=grads, optimizer_bytes=optim,
-                     expert_bytes=experts, activations_bytes=per_mb + rebuilt,
-                     in_flight_bytes=(held - 1) * per_mb, logits_bytes=stage_logits,
-                     buffers_bytes=transient + reserved, fragmentation_bytes=tensors * frag,
-                     total_bytes=total, stage=rank + 0 * total)
+                     expert_bytes=experts, step_copy_bytes=np.where(at_step, step_copy, 0),
+                     activations_bytes=np.where(during, per_mb + rebuilt, 0),
+                     in_flight_bytes=np.where(during, (held - 1) * per_mb, 0),
+                     logits_bytes=np.where(during, stage_logits, 0),
+                     buffers_bytes=np.where(during, transient, 0) + reserved,
+                     fragmentation_bytes=tensors * frag, total_bytes=total,
+                     stage=rank + 0 * total, at_optimizer_step=at_step)
         if best is None:
             best = stage
         else:
             worse = total > best["total_bytes"]
             best = {k: np.where(worse, stage[k], best[k]) for k in best}
     if scalar:
-        best = {k: (int(v) if k == "stage" else float(v)) for k, v in best.items()}
+        best = {k: (int(v) if k == "stage" else bool(v) if k == "at_optimizer_step"
+                    else float(v)) for k, v in best.items()}
     notes = tuple(f"{name}: {source}" for name, (_, source) in RESERVED_GIB.items()) + (
         f"fragmentation: {FRAGMENTATION_SOURCE}" if o.fragmentation == FRAGMENTATION
         else f"fragmentation: given {o.fragmentation:g} of the tensors' bytes",
@@ -461,6 +515,7 @@ def _transient_bytes(config, per, zero, largest_layer, moe, kw, o):
 
 
 __all__ = ["MemoryBreakdown", "MemoryOptions", "memory_breakdown", "model_state_bytes",
+           "GRAD_REDUCE_OPTIMIZER", "step_memory_options",
            "step_memory", "memory_known", "STEP_ZERO", "STEP_ZERO_SOURCE", "ZERO_STAGES",
            "fits", "require_fit",
            "device_memory", "OPTIMIZERS", "RESERVED_GIB", "FRAGMENTATION", "TERMS", "GIB"]

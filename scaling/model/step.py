@@ -79,7 +79,7 @@ from scaling.hardware.profile import HardwareProfile
 from scaling.provenance import Figure
 from scaling.labels import MISSING, modelled_from, weakest
 from scaling.model.config import ModelConfig, Op
-from scaling.model.memory import STEP_ZERO, ZERO_STAGES
+from scaling.model.memory import GRAD_REDUCE_OPTIMIZER, OPTIMIZERS, STEP_ZERO, ZERO_STAGES
 
 # Llama 3 paper, Table 4: "16M" tokens per batch for the 405B run, 2,048 sequences of 8,192
 # tokens: 16,777,216 tokens (16Mi).
@@ -89,15 +89,18 @@ ACT_BYTES = 2  # BF16 activations and activation gradients
 # Adam with FP32 master weights: read weight, gradient, m, v (4 x 4 B), write weight, m, v
 # (3 x 4 B) and the BF16 copy (2 B): 30 bytes per parameter per step.
 OPTIMIZER_BYTES_PER_PARAM = 30
-# FSDP as in Llama 3 (Sec. 3.3.2): FP32 gradient reduce-scatter, BF16 parameter all-gather.
-DP_GRAD_BYTES, DP_PARAM_BYTES = 4, 2
+# FSDP as in Llama 3 (Sec. 3.3.2): BF16 parameter all-gather (the gradients' width is
+# ``grad_reduce``'s, `GRAD_REDUCE_BYTES`).
+DP_PARAM_BYTES = 2
 
 #: The precision the data-parallel group reduces gradients in (``grad_reduce``), as bytes per
 #: gradient: "fp32" (the default: Llama 3 reduce-scatters FP32 gradients, Sec. 3.3.2;
 #: Megatron-LM's --accumulate-allreduce-grads-in-fp32) or "half", the 16-bit training dtype
 #: (Megatron-LM before that flag, and PyTorch DDP on a half-precision module, reduce the
-#: parameters' own .grad).
-GRAD_REDUCE_BYTES = {"fp32": DP_GRAD_BYTES, "half": 2}
+#: parameters' own .grad). The bytes are those of the gradient buffer the memory model keeps
+#: for each (`scaling.model.memory.GRAD_REDUCE_OPTIMIZER`): the buffer reduced is the one held.
+GRAD_REDUCE_BYTES = {name: OPTIMIZERS[recipe]["gradients"]
+                     for name, recipe in GRAD_REDUCE_OPTIMIZER.items()}
 GRAD_REDUCE_DEFAULT = "fp32"
 #: How the gradients of successive micro-batches are summed (``grad_accumulation``): "fused"
 #: into the weight-gradient GEMM's epilogue (C = A B + C: Megatron-LM's
@@ -555,6 +558,11 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     terms["optimizer_s"] = _optimizer_term(st, memory)
     if st.grad_accumulation == "unfused":
         terms["grad_accumulation_s"] = _grad_accumulation_term(st, memory)
+    else:
+        st.labels["grad_accumulation"] = _label(
+            "fused", "assumed", "fused into the weight-gradient GEMM's epilogue (Megatron-LM's "
+                                "--gradient-accumulation-fusion): no traffic beyond the GEMM "
+                                "(scaling.model.step.GRAD_ACCUMULATION)")
     _override_terms(st, terms)
     step = sum(terms.values())
     model_flops = config.flops_per_token(st.lay["seq"]) * st.lay["batch_tokens"] / st.gpus
@@ -574,7 +582,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                 "expert_imbalance": st.imbalance, "sequence_parallel": st.sequence_parallel,
                 "balanced_pipeline": st.balanced_pipeline, "zero": st.zero,
                 "grad_reduce": st.grad_reduce, "grad_overlap": st.grad_overlap,
-                "grad_accumulation": st.grad_accumulation},
+                "grad_accumulation": st.grad_accumulation, "attention": st.attention},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},

@@ -330,7 +330,7 @@ def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int,
         layout={"tp": tp, "pp": pp, "dp": gpus // (tp * pp), "cp": 1, "ep": 1,
                 "micro_batch": None, "interleave": None, "seq": 2048, "global_batch": batch,
                 "recompute": "full" if full else "selective", "sequence_parallel": not full,
-                "balanced_pipeline": False, "zero": 0, "grad_reduce": None,
+                "balanced_pipeline": False, "zero": 0, "grad_reduce": "half",
                 "grad_overlap": None, "grad_accumulation": None},
         layout_sources={
             **{k: where for k in ("tp", "pp", "global_batch", "recompute",
@@ -342,7 +342,12 @@ def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int,
             "balanced_pipeline": "no: Megatron-LM's layers / PP per stage, the output layer "
                                  "and loss on the last",
             "zero": "0: one data-parallel replica, nothing to shard",
-            "grad_reduce": "no data parallelism", "grad_overlap": "no data parallelism",
+            "grad_reduce": ("half, assumed: the 2022 runs' flags are not published; "
+                            "Megatron-LM's default under --fp16 keeps FP16 gradients "
+                            "(megatron/arguments.py forces --accumulate-allreduce-grads-in-"
+                            "fp32 for --bf16 only). With one data-parallel replica nothing is "
+                            "reduced: it sets the gradients' bytes in memory"),
+            "grad_overlap": "no data parallelism",
             "grad_accumulation": "not published: the step model's default (fused; Megatron-"
                                  "LM's --gradient-accumulation-fusion, Feb 2022), assumed"},
         precision="fp16", published_tflops=tflops, flops=flops, flops_label="assumed",

@@ -11,7 +11,8 @@ from scaling.model.activations import embedding_bytes, layer_bytes
 from scaling.errors import DataError, UnknownNameError
 from scaling.hardware.load import load_profile
 from scaling.model.memory import (GIB, RESERVED_GIB, MemoryOptions, device_memory, fits,
-                            memory_breakdown, model_state_bytes, require_fit)
+                                  memory_breakdown, model_state_bytes, require_fit,
+                                  step_memory)
 from scaling.model.config import ModelConfig, config_for_params, model_preset
 from scaling.validate.runs import validation_runs
 
@@ -186,14 +187,106 @@ def test_maverick_experts_are_sharded_over_expert_parallelism():
 @pytest.mark.parametrize("run", validation_runs("megatron-table1"), ids=lambda r: r.name)
 def test_megatron_table1_rows_fit_on_a100_only_with_their_recomputation(run):
     # Narayanan et al. 2021 ran each row with full recomputation, no distributed optimizer,
-    # FP32 main gradients, no FlashAttention (2021), Megatron's equal layers per stage.
+    # FP16 gradients (the script sets no --accumulate-allreduce-grads-in-fp32), no
+    # FlashAttention (2021), Megatron's equal layers per stage.
     L = run.layout
-    options = MemoryOptions(flash_attention=False, balance="uniform")
+    options = MemoryOptions(optimizer="adam-half-grads", flash_attention=False,
+                            balance="uniform")
     layout = dict(tp=L["tp"], pp=L["pp"], dp=L["dp"], micro_batch=L["micro_batch"],
                   interleave=L["interleave"], zero=0, options=options,
                   micro_batches=L["global_batch"] // (L["micro_batch"] * L["dp"]))
     assert memory_breakdown(run.config(), run.hardware, recompute="full", **layout).fits
     assert not memory_breakdown(run.config(), run.hardware, recompute="none", **layout).fits
+
+
+# -- half-precision gradients: the optimizer step's FP32 copies ---------------------------------
+
+HALF = replace(BARE, optimizer="adam-half-grads")
+
+
+def test_half_gradients_hold_16_bytes_through_the_backward():
+    # Megatron-LM's FP16 optimizer: FP16 weights and gradient buffer, FP32 master weights and
+    # Adam moments. With activations larger than the step's FP32 copies, the peak is the
+    # backward's, byte for byte the 16-byte ZeRO recipe's.
+    assert model_state_bytes(1, 0, 8, "adam-half-grads") == (2, 2, 12)
+    busy = dict(tp=2, pp=2, dp=2, zero=0, micro_batch=8, micro_batches=8)
+    half, zero_paper = (memory_breakdown(TINY, "h100-sxm", options=o, **busy)
+                        for o in (HALF, BARE))
+    assert not half.at_optimizer_step and half.step_copy_bytes == 0
+    assert half.total_bytes == zero_paper.total_bytes
+    assert half.activations_bytes == zero_paper.activations_bytes > 0
+
+
+def test_the_optimizer_step_is_the_peak_when_activations_are_smaller_than_its_copies():
+    # One 1-sequence micro-batch of 16 tokens on one GPU: the FP32 copies (4 B per
+    # parameter) outweigh everything the backward held, so the peak is the step's, with no
+    # activations: 2 + 2 + 12 + 4 = 20 bytes per parameter.
+    one = dict(tp=1, pp=1, dp=1, zero=0, micro_batch=1, micro_batches=1, seq=16)
+    b = memory_breakdown(TINY, "h100-sxm", options=HALF, **one)
+    params = b.weights_bytes / 2
+    assert b.at_optimizer_step
+    assert b.step_copy_bytes == 4 * params
+    assert b.activations_bytes == b.in_flight_bytes == b.logits_bytes == b.buffers_bytes == 0
+    assert b.total_bytes == 20 * params
+    # The fixed reserve stays at the step; fragmentation is over the step's tensors.
+    allowed = memory_breakdown(TINY, "h100-sxm", **one, options=replace(
+        HALF, fragmentation=0.05, reserved_gib=1.0))
+    assert allowed.total_bytes == pytest.approx(20 * params * 1.05 + GIB)
+    assert allowed.buffers_bytes == GIB
+    # FP32 gradients are copied by reference (`.float()` of an FP32 tensor is itself): no
+    # step peak, 18 bytes and the activations.
+    fp32 = memory_breakdown(TINY, "h100-sxm", options=replace(HALF, optimizer="adam-fp32-"
+                                                                          "grads"), **one)
+    assert not fp32.at_optimizer_step and fp32.step_copy_bytes == 0
+    assert fp32.total_bytes == 18 * params + fp32.activations_bytes + fp32.logits_bytes
+
+
+def test_the_step_copies_are_sharded_as_the_optimizer_state():
+    # ZeRO-1 over 4 ranks: each rank copies only the gradients of the parameters it updates.
+    b = memory_breakdown(TINY, "h100-sxm", options=HALF, tp=1, pp=1, dp=4, zero=1,
+                         micro_batch=1, micro_batches=1, seq=16)
+    params = b.weights_bytes / 2
+    assert b.at_optimizer_step
+    assert b.step_copy_bytes == pytest.approx(4 * params / 4)
+    assert b.optimizer_bytes == pytest.approx(12 * params / 4)
+    # Many layouts at once decide the phase per layout, as one call each does: 64
+    # sequences of activations outweigh the copies.
+    many = memory_breakdown(TINY, "h100-sxm", options=HALF, tp=1, pp=1, dp=4, zero=1,
+                            micro_batch=np.array([1, 64]), micro_batches=1, seq=16)
+    assert many.at_optimizer_step.tolist() == [True, False]
+    for i, mb in enumerate((1, 64)):
+        one = memory_breakdown(TINY, "h100-sxm", options=HALF, tp=1, pp=1, dp=4, zero=1,
+                               micro_batch=mb, micro_batches=1, seq=16)
+        assert one.total_bytes == pytest.approx(many.total_bytes[i])
+        assert one.step_copy_bytes == pytest.approx(many.step_copy_bytes[i])
+        assert one.at_optimizer_step == bool(many.at_optimizer_step[i])
+
+
+def test_step_memory_reads_the_step_models_options_from_the_layout():
+    config = model_preset("megatron-gpt-18.4b")
+    # 40 layers on 3 stages, placed as Megatron-LM does or with Llama 3's balance (the
+    # embedding and the output layer take a layer's place): different busiest stages.
+    kw = dict(tp=8, pp=3, dp=2, seq=2048, micro_batch=2, micro_batches=8, interleave=1,
+              recompute="full", zero=0, sequence_parallel=False)
+    layout = dict(kw)
+    base = MemoryOptions()
+    as_given = {
+        (): base,
+        (("grad_reduce", "half"),): replace(base, optimizer="adam-half-grads"),
+        (("grad_reduce", "fp32"),): base,
+        (("balanced_pipeline", False),): replace(base, balance="uniform"),
+        (("attention", "materialised"),): replace(base, flash_attention=False),
+        (("attention", "flash2"),): base,
+    }
+    totals = set()
+    for extra, options in as_given.items():
+        got = step_memory(config, "a100-80gb", layout | dict(extra))
+        want = memory_breakdown(config, "a100-80gb", options=options, **kw)
+        assert got.total_bytes == want.total_bytes, extra
+        totals.add(got.total_bytes)
+    assert len(totals) == 4  # each option moves the bytes
+    with pytest.raises(UnknownNameError, match="half"):
+        step_memory(config, "a100-80gb", layout | {"grad_reduce": "fp8"})
 
 
 # -- many layouts at once ---------------------------------------------------------------------

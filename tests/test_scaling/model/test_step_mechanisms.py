@@ -216,6 +216,9 @@ def test_unfused_gradient_accumulation_by_hand():
     lay = dict(tp=1, dp=2, batch_tokens=2 * 5 * 256, zero=0, overrides=FIXED)
     fused = step_time(TINY, H100, **lay)
     assert fused.layout["micro_batches"] == 5 and "grad_accumulation_s" not in fused.breakdown
+    # The default is stated as an assumption in the inputs, as the unfused choice is given.
+    assert fused.labels["grad_accumulation"]["value"] == "fused"
+    assert fused.labels["grad_accumulation"]["label"] == "assumed"
     local = TINY.params
     for reduce, width in (("fp32", 4), ("half", 2)):
         unfused = step_time(TINY, H100, grad_accumulation="unfused", grad_reduce=reduce, **lay)
@@ -224,6 +227,7 @@ def test_unfused_gradient_accumulation_by_hand():
         assert unfused.breakdown["grad_accumulation_s"] == pytest.approx(
             4 * local * (2 * width + 2) / 1000e9)
         assert unfused.layout["grad_accumulation"] == "unfused"
+        assert unfused.labels["grad_accumulation"]["label"] == "given"
         rest = {k: v for k, v in unfused.breakdown.items() if k != "grad_accumulation_s"}
         assert rest == pytest.approx(step_time(TINY, H100, grad_reduce=reduce,
                                                **lay).breakdown)

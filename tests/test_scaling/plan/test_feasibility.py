@@ -72,6 +72,37 @@ def test_memory_and_step_agree_on_one_layout(capsys):
     assert memory["total_bytes"] == pytest.approx(step["total_bytes"])
 
 
+def test_memory_and_step_agree_on_the_options_that_decide_bytes_held(capsys):
+    # Megatron-LM's 18.4B row as it ran: FP16 gradients, equal layers per stage,
+    # materialised attention. `memory` takes the same flags as `step` and gives its bytes.
+    argv = ["megatron-gpt-18.4b", "--hardware", "a100-80gb", "--tp", "8", "--dp", "32",
+            "--seq", "2048", "--micro-batch", "8", "--batch-tokens", "1024x2048",
+            "--recompute", "full", "--zero", "0", "--no-sequence-parallel", "--json"]
+    held = ["--grad-reduce", "half", "--unbalanced-pipeline", "--attention", "materialised"]
+    totals = []
+    for extra in ([], held):
+        assert main(["memory", *argv, *extra]) == 0
+        memory = json.loads(capsys.readouterr().out)
+        assert main(["step", *argv, *extra]) == 0
+        step = json.loads(capsys.readouterr().out)
+        assert memory["memory"]["total_bytes"] == pytest.approx(step["memory"]["total_bytes"])
+        totals.append(memory["memory"])
+    plain, as_ran = totals
+    assert memory["layout"]["grad_reduce"] == "half" and memory["layout"]["attention"] == (
+        "materialised")
+    # FP16 gradients: half the FP32 gradient bytes; the kept s x s scores of the layer being
+    # recomputed add activations.
+    assert as_ran["gradients_bytes"] == pytest.approx(plain["gradients_bytes"] / 2)
+    assert as_ran["activations_bytes"] > plain["activations_bytes"]
+    # One short sequence on one GPU: the optimizer step's FP32 copies are the peak, and the
+    # text says so.
+    assert main(["memory", "megatron-gpt-1.7b", "--hardware", "a100-80gb", "--seq", "256",
+                 "--batch-tokens", "256", "--zero", "0", "--grad-reduce", "half"]) == 0
+    text = capsys.readouterr().out
+    assert "at the optimizer step" in text and "1 GPU;" in text and "1 micro-batch " in text
+    assert "half gradients" in text
+
+
 def test_full_recomputation_adds_one_forward_of_every_layer():
     # With every GEMM and attention call at a fixed rate, time is FLOPs over rate; full
     # recomputation runs each layer's forward (a third of its GEMM FLOPs: the backward is

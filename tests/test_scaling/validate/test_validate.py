@@ -9,6 +9,7 @@ from scaling.cli.main import main
 from scaling.cli.validate import model_run, validate
 from scaling.hardware.load import load_profile
 from scaling.model.config import model_preset
+from scaling.model.memory import MemoryOptions, memory_breakdown
 from scaling.model.step import step_time
 from scaling.validate.runs import VALIDATION_RUNS, flops_per_token, validation_run
 
@@ -158,3 +159,26 @@ def test_the_printed_layout_says_what_differs_from_the_defaults(rows):
     assert _layout_text(rows["megatron-table1-18.4b"]).endswith(
         "half-grads DDP-overlap unfused-acc")
     assert _layout_text(rows["llama3-table4-16k-gpus"]) == "TP8 PP16 DP128 v2 mb1"
+
+
+def test_megatron_rows_hold_memory_as_they_ran_and_every_one_fits(rows):
+    """Each Megatron-LM row's memory is the memory model's for the layout the step model
+    timed, with the facts the row states that decide bytes held: FP16 gradients (Megatron-LM's
+    FP16 optimizer, FP32 copies at the step), equal layers per stage, materialised attention.
+    All of them ran on 80 GB A100s, so every one must fit."""
+    megatron = [r for r in rows.values() if r["group"] in ("megatron-table1", "megatron-2022")]
+    assert len(megatron) == 18
+    for r in megatron:
+        run = validation_run(r["name"])
+        lay = r["modelled_layout"]
+        assert (lay["grad_reduce"], lay["balanced_pipeline"], lay["attention"]) == (
+            "half", False, "materialised"), r["name"]
+        options = MemoryOptions(optimizer="adam-half-grads", balance="uniform",
+                                flash_attention=False)
+        want = memory_breakdown(
+            run.config(), run.hardware, options=options,
+            **{k: lay[k] for k in ("tp", "pp", "dp", "cp", "ep", "seq", "micro_batch",
+                                   "micro_batches", "interleave", "recompute", "zero",
+                                   "sequence_parallel")}, etp=lay["tp"])
+        assert r["memory"]["total_bytes"] == pytest.approx(want.total_bytes), r["name"]
+        assert r["memory"]["fits"], r["name"]
