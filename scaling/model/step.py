@@ -813,24 +813,29 @@ def materialised_attention_kernels(batch: int, heads: int, seq: int, head_dim: i
                                    dropout: bool) -> dict:
     """The kernels of one attention call that writes its ``seq x seq`` scores to memory, as
     (FLOPs, bytes of s x s traffic) per direction, over ``batch x heads`` score matrices of
-    FP16/BF16 (2 B) elements; the mask and softmax run on the whole matrix (no causal
-    skipping), as Megatron-LM's fused scale-mask-softmax kernel of 2021 did.
+    FP16/BF16 (2 B) elements, as Megatron-LM of 2021 ran them: the batched GEMMs and dropout
+    on the whole matrix, and its fused causal softmax reading only the unmasked lower
+    triangle, ``(s + 1) / 2s`` of each matrix, and writing all of it, zeros above the diagonal
+    (NVIDIA/Megatron-LM de7dc40f, megatron/fused_kernels/scaled_upper_triang_masked_softmax.h:
+    row ``i`` loads ``i + 1`` elements, forward and backward; the kernel serves every causal
+    GPT run up to 2,048 keys, megatron/model/fused_softmax.py).
 
-    Forward: QK^T writes the scores (2 B); softmax reads and writes them (4 B); dropout reads
-    them and writes its output and a 1-byte mask (5 B); the product with V reads them (2 B).
-    Backward: dO V^T writes the probabilities' gradient (2 B); dV = P^T dO reads P (2 B);
-    dropout's backward reads gradient and mask and writes (5 B); softmax's backward reads
-    gradient and output and writes (6 B); dQ and dK read the score gradient (2 x 2 B). The
-    stored tensors are Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.1's ``5 a s^2 b``
-    bytes per layer (softmax output, dropout mask and output). Each batched GEMM does
-    ``2 s^2 d`` FLOPs per matrix."""
+    Forward: QK^T writes the scores (2 B); softmax reads the triangle (2 B each) and writes
+    them all (2 B); dropout reads them and writes its output and a 1-byte mask (5 B); the
+    product with V reads them (2 B). Backward: dO V^T writes the probabilities' gradient
+    (2 B); dV = P^T dO reads P (2 B); dropout's backward reads gradient and mask and writes
+    (5 B); softmax's backward reads gradient and output over the triangle (2 x 2 B) and writes
+    all (2 B); dQ and dK read the score gradient (2 x 2 B). The stored tensors are Korthikanti
+    et al. 2022 (arXiv 2205.05198), Sec. 4.1's ``5 a s^2 b`` bytes per layer (softmax output,
+    dropout mask and output). Each batched GEMM does ``2 s^2 d`` FLOPs per matrix."""
     n = batch * heads * seq * seq
+    triangle = n * (seq + 1) / (2 * seq)
     gemm = 2 * seq * seq * head_dim * batch * heads
     drop_fwd, drop_bwd = (5, 5) if dropout else (0, 0)
     return {"fwd": {"gemm_flops": 2 * gemm, "gemm_bytes": (2 + 2) * n,
-                    "elementwise_bytes": (4 + drop_fwd) * n},
+                    "elementwise_bytes": 2 * triangle + (2 + drop_fwd) * n},
             "bwd": {"gemm_flops": 4 * gemm, "gemm_bytes": (2 + 2 + 2 + 2) * n,
-                    "elementwise_bytes": (6 + drop_bwd) * n}}
+                    "elementwise_bytes": (2 + 2) * triangle + (2 + drop_bwd) * n}}
 
 
 def _materialised_attention_term(st: _Step, kernels: dict, memory: Figure) -> None:

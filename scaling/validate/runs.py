@@ -31,8 +31,10 @@ SC21_SCRIPT = ("NVIDIA/Megatron-LM examples/sc21/run_table_1.sh and CONFIG.sh (t
                "reproduction script)")
 MEGATRON_2021_ATTENTION = (
     "materialised s x s scores: the 2021 Megatron-LM computed attention as a batched GEMM "
-    "(baddbmm), its fused scale-mask-softmax CUDA kernel, attention dropout and a batched GEMM "
-    "(megatron/model/transformer.py, ParallelAttention); FlashAttention came later (Dao et "
+    "(baddbmm), its fused causal scale-mask-softmax CUDA kernel (reading the lower triangle, "
+    "writing the whole matrix: megatron/fused_kernels/scaled_upper_triang_masked_softmax.h), "
+    "attention dropout and a batched GEMM (megatron/model/transformer.py, ParallelAttention); "
+    "FlashAttention came later (Dao et "
     "al. 2022, arXiv 2205.14135); Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.1, "
     "counts the 5 a s^2 b bytes of scores Megatron stored per layer")
 LLAMA3 = "Llama 3 paper (Dubey et al. 2024, arXiv 2407.21783)"

@@ -106,11 +106,15 @@ def test_materialised_attention_kernels_by_hand():
     from scaling.model.step import materialised_attention_kernels
     k = materialised_attention_kernels(1, 2, 4, 8, dropout=True)
     n, gemm = 1 * 2 * 4 * 4, 2 * 4 * 4 * 8 * 2
-    assert k["fwd"] == {"gemm_flops": 2 * gemm, "gemm_bytes": 4 * n, "elementwise_bytes": 9 * n}
+    # Megatron-LM's causal softmax reads rows of 1, 2, 3 and 4 of the 4 keys (10 of each
+    # matrix's 16 elements, 20 of the 32) and writes all 32: forward 2 x 20 + 2 x 32,
+    # backward (gradient and output) 4 x 20 + 2 x 32; dropout 5 B per element either way.
+    assert k["fwd"] == {"gemm_flops": 2 * gemm, "gemm_bytes": 4 * n,
+                        "elementwise_bytes": 2 * 20 + 2 * 32 + 5 * 32}
     assert k["bwd"] == {"gemm_flops": 4 * gemm, "gemm_bytes": 8 * n,
-                        "elementwise_bytes": 11 * n}
+                        "elementwise_bytes": 4 * 20 + 2 * 32 + 5 * 32}
     assert materialised_attention_kernels(1, 2, 4, 8, dropout=False)["fwd"][
-        "elementwise_bytes"] == 4 * n
+        "elementwise_bytes"] == 2 * 20 + 2 * 32
 
 
 def test_materialised_attention_step_by_hand():
@@ -120,9 +124,10 @@ def test_materialised_attention_step_by_hand():
     r = step_time(gpt, a100, tp=1, dp=1, seq=2048, micro_batch=16, batch_tokens=16 * 2048,
                   overrides=ov, attention="materialised")
     n = 16 * 24 * 2048 ** 2
+    lower = 16 * 24 * 2048 * 2049 / 2  # the causal softmax's rows of 1 to 2,048 keys
     gemm = 2 * 2048 ** 2 * 96 * 16 * 24
-    fwd = max(2 * gemm / 100e12, 4 * n / 1e12) + 9 * n / 1e12
-    bwd = max(4 * gemm / 100e12, 8 * n / 1e12) + 11 * n / 1e12
+    fwd = max(2 * gemm / 100e12, 4 * n / 1e12) + (2 * lower + 7 * n) / 1e12
+    bwd = max(4 * gemm / 100e12, 8 * n / 1e12) + (4 * lower + 7 * n) / 1e12
     assert r.breakdown["attention_s"] == pytest.approx(24 * (fwd + bwd))
     flash = step_time(gpt, a100, tp=1, dp=1, seq=2048, micro_batch=16, batch_tokens=16 * 2048,
                       overrides=ov)
