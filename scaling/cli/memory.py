@@ -15,7 +15,7 @@ from scaling.model.memory import (GIB, STEP_ZERO, STEP_ZERO_SOURCE, TERMS, ZERO_
 from scaling.cli.inputs import add_model_arguments
 from scaling.model.config import resolve_model
 from scaling.output import format_table, print_json
-from scaling.model.step import DEFAULT_BATCH_TOKENS, PRECISIONS
+from scaling.model.step import DEFAULT_BATCH_TOKENS, GRAD_REDUCE_DEFAULT, PRECISIONS
 from scaling.units import parse_whole
 
 #: The parallel dimensions `flopcast step` does not time but the memory model shards by:
@@ -123,7 +123,8 @@ def describe(config, profile, precision, lay, mem) -> str:
               f" of {lay['micro_batch']} x "
               f"{lay['seq']:,} tokens, interleave {lay['interleave']}, recompute "
               f"{lay['recompute']}, ZeRO {lay['zero']}"
-            + (f", {lay['grad_reduce']} gradients" if lay["grad_reduce"] != "fp32" else "")
+            + (f", {lay['grad_reduce']} gradients" if lay["grad_reduce"] != GRAD_REDUCE_DEFAULT
+               else "")
             + (", unbalanced pipeline" if not lay["balanced_pipeline"] else "")
             + (", materialised attention" if lay["attention"] == "materialised" else ""))
     total = float(mem.total_bytes)

@@ -260,12 +260,12 @@ def step_memory(config: ModelConfig, hardware, layout: dict, *, precision: str =
 
 def step_memory_options(layout: dict, precision: str = "bf16") -> MemoryOptions:
     """The memory options of a layout as the step model runs it (see `step_memory`)."""
-    grad_reduce = layout.get("grad_reduce") or "fp32"
-    if grad_reduce not in GRAD_REDUCE_OPTIMIZER:
+    grad_reduce = layout.get("grad_reduce")
+    if grad_reduce is not None and grad_reduce not in GRAD_REDUCE_OPTIMIZER:
         raise UnknownNameError("gradient reduction precision", grad_reduce,
                                GRAD_REDUCE_OPTIMIZER)
     return MemoryOptions(
-        optimizer=GRAD_REDUCE_OPTIMIZER[grad_reduce],
+        optimizer=GRAD_REDUCE_OPTIMIZER[grad_reduce] if grad_reduce else DEFAULT_OPTIMIZER,
         flash_attention=layout.get("attention", "flash") != "materialised",
         fp8_gemm_inputs=precision == "fp8",
         balance="llama3" if layout.get("balanced_pipeline", True) else "uniform",

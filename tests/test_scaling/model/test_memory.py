@@ -268,7 +268,6 @@ def test_step_memory_reads_the_step_models_options_from_the_layout():
     # embedding and the output layer take a layer's place): different busiest stages.
     kw = dict(tp=8, pp=3, dp=2, seq=2048, micro_batch=2, micro_batches=8, interleave=1,
               recompute="full", zero=0, sequence_parallel=False)
-    layout = dict(kw)
     base = MemoryOptions()
     as_given = {
         (): base,
@@ -280,13 +279,13 @@ def test_step_memory_reads_the_step_models_options_from_the_layout():
     }
     totals = set()
     for extra, options in as_given.items():
-        got = step_memory(config, "a100-80gb", layout | dict(extra))
+        got = step_memory(config, "a100-80gb", kw | dict(extra))
         want = memory_breakdown(config, "a100-80gb", options=options, **kw)
         assert got.total_bytes == want.total_bytes, extra
         totals.add(got.total_bytes)
     assert len(totals) == 4  # each option moves the bytes
     with pytest.raises(UnknownNameError, match="half"):
-        step_memory(config, "a100-80gb", layout | {"grad_reduce": "fp8"})
+        step_memory(config, "a100-80gb", kw | {"grad_reduce": "fp8"})
 
 
 # -- many layouts at once ---------------------------------------------------------------------
