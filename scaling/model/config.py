@@ -500,9 +500,8 @@ DEEPSEEK_V3_SOURCE = ("DeepSeek-V3 repository (deepseek-ai/DeepSeek-V3), "
                       "only (not the 14B multi-token-prediction module)")
 
 
-KORTHIKANTI_SOURCE = ("Korthikanti et al. 2022 (arXiv 2205.05198): {shape}, Megatron-LM's GPT "
-                      "(vocabulary 51,200, sequence 2,048); the shape as transcribed in "
-                      "calculon-ai/calculon, examples/{file}")
+KORTHIKANTI_SOURCE = ("Korthikanti et al. 2022 (arXiv 2205.05198), Table 3: {shape}; Sec. 6: "
+                      "vocabulary 51,200, sequence 2,048; Megatron-LM's GPT layer")
 
 
 def _megatron_gpt(name: str, heads: int, hidden: int, layers: int,
@@ -575,12 +574,11 @@ _PRESETS = {
     # have the shapes of Table 1's 529.6B and 1T rows).
     "megatron-gpt-22b": _megatron_gpt(
         "megatron-gpt-22b", 64, 6144, 48,
-        KORTHIKANTI_SOURCE.format(shape="48 layers, hidden 6,144, 64 heads", file="22B.json")),
+        KORTHIKANTI_SOURCE.format(shape="48 layers, hidden 6,144, 64 heads")),
     "megatron-gpt-175b": _megatron_gpt(
         "megatron-gpt-175b", 96, 12288, 96,
         KORTHIKANTI_SOURCE.format(shape="GPT-3 175B's 96 layers, hidden 12,288, 96 heads "
-                                        "(Brown et al. 2020, arXiv 2005.14165, Table 2.1)",
-                                  file="175B.json")),
+                                        "(Brown et al. 2020, arXiv 2005.14165, Table 2.1)")),
 }
 
 

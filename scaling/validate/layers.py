@@ -1,0 +1,126 @@
+"""One transformer layer against its measured time: the step model's forward and backward of
+one layer of Megatron-LM's 22B GPT on one DGX A100 node (Korthikanti et al. 2022, arXiv
+2205.05198, Table 4).
+
+A whole run's miss mixes everything a step holds (pipeline bubble, data parallelism, the
+output layer, the optimizer). Table 4 times the forward and the backward of a single
+transformer layer, TP 8 inside one node, no pipeline and no data parallelism, for five ways
+of running it: with and without sequence parallelism, with no, selective and full
+recomputation. Set beside the step model's time of the same layer, it says how much of a miss
+is already there inside one layer on one node, and in which pass.
+
+The step model's time of one layer is the difference of its step times for the model with
+two layers and with one, optimizer excluded (everything else it models grows by one layer's
+work: GEMMs, attention, elementwise traffic, tensor-parallel collectives); its forward is
+the difference between full and no recomputation, which adds exactly one forward of every
+layer (`scaling.model.step`, ``recompute="full"``); the backward is the rest (with
+recomputation, the recomputed forward is part of the backward, as Table 4 counts it).
+
+Reported only: no tolerance, no verdict. The rows are the paper's, the layout Table 3's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from scaling.hardware.load import load_profile
+from scaling.model.config import model_preset
+from scaling.model.step import step_time
+
+KORTHIKANTI_TABLE4 = ("Korthikanti et al. 2022 (arXiv 2205.05198), Table 4: 'Time to complete "
+                      "the forward and backward pass of a single transformer layer of the 22B "
+                      "model'")
+LAYER_LAYOUT_SOURCE = ("Korthikanti et al. 2022, Table 3: the 22B model on TP 8, PP 1, 8 GPUs, "
+                       "micro-batch 4 (global batch 4), sequence 2,048; Table 4's layer read as "
+                       "run in that configuration (the table does not repeat it)")
+#: What the step model takes as given for the layer: the A100 preset, FP16 timed as BF16 (the
+#: same dense peak), materialised attention as Megatron-LM ran it in 2022.
+LAYER_MODEL = "megatron-gpt-22b"
+LAYER_HARDWARE = "a100-80gb"
+LAYER_TP = 8
+LAYER_MICRO_BATCH = 4
+LAYER_SEQ = 2048
+
+
+@dataclass(frozen=True)
+class LayerExperiment:
+    """One row of Table 4: how the layer ran and its published forward and backward (ms)."""
+
+    name: str
+    recompute: str
+    sequence_parallel: bool
+    forward_ms: float
+    backward_ms: float
+
+    @property
+    def combined_ms(self) -> float:
+        return self.forward_ms + self.backward_ms
+
+
+#: Korthikanti et al. 2022, Table 4 (forward ms, backward ms; the table's combined column is
+#: their sum).
+TABLE4 = (
+    LayerExperiment("baseline, no recomputation", "none", False, 7.7, 11.9),
+    LayerExperiment("sequence parallelism", "none", True, 7.2, 11.8),
+    LayerExperiment("baseline with full recomputation", "full", False, 7.7, 19.5),
+    LayerExperiment("selective recomputation", "selective", False, 7.7, 13.2),
+    LayerExperiment("selective recomputation + sequence parallelism", "selective", True,
+                    7.2, 13.1),
+)
+
+
+def _step_terms(config, profile, layers: int, recompute: str, sequence_parallel: bool) -> dict:
+    one = replace(config, layers=layers)
+    result = step_time(one, profile, precision="bf16", tp=LAYER_TP, pp=1, dp=1, seq=LAYER_SEQ,
+                       batch_tokens=LAYER_MICRO_BATCH * LAYER_SEQ,
+                       micro_batch=LAYER_MICRO_BATCH, recompute=recompute,
+                       attention="materialised", sequence_parallel=sequence_parallel,
+                       zero=0, grad_reduce="half")
+    terms = dict(result.breakdown)
+    terms.pop("optimizer_s")
+    return terms
+
+
+def layer_terms(recompute: str, sequence_parallel: bool) -> dict:
+    """Seconds of one layer's forward and backward as the step model times them, by term."""
+    config, profile = model_preset(LAYER_MODEL), load_profile(LAYER_HARDWARE)
+    two = _step_terms(config, profile, 2, recompute, sequence_parallel)
+    one = _step_terms(config, profile, 1, recompute, sequence_parallel)
+    return {k: two[k] - one[k] for k in two}
+
+
+def modelled_layer(experiment: LayerExperiment) -> dict:
+    """The step model's forward, backward and combined seconds for one Table 4 row."""
+    combined = layer_terms(experiment.recompute, experiment.sequence_parallel)
+    with_full = layer_terms("full", experiment.sequence_parallel)
+    without = layer_terms("none", experiment.sequence_parallel)
+    forward = {k: with_full[k] - without[k] for k in without}
+    total, fwd = sum(combined.values()), sum(forward.values())
+    return {"forward_s": fwd, "backward_s": total - fwd, "combined_s": total,
+            "forward_terms_s": forward, "combined_terms_s": combined}
+
+
+def check_layers(rows=TABLE4) -> list[dict]:
+    """Each Table 4 row, published against modelled, with the errors of the forward, the
+    backward and their sum as speed errors, published / modelled time - 1: positive where the
+    step model is faster than the measurement, as `flopcast validate`'s throughput errors."""
+    out = []
+    for row in rows:
+        m = modelled_layer(row)
+        out.append({
+            "name": row.name, "recompute": row.recompute,
+            "sequence_parallel": row.sequence_parallel,
+            "published_ms": {"forward": row.forward_ms, "backward": row.backward_ms,
+                             "combined": row.combined_ms},
+            "modelled_ms": {"forward": 1e3 * m["forward_s"], "backward": 1e3 * m["backward_s"],
+                            "combined": 1e3 * m["combined_s"]},
+            "error": {"forward": row.forward_ms / (1e3 * m["forward_s"]) - 1,
+                      "backward": row.backward_ms / (1e3 * m["backward_s"]) - 1,
+                      "combined": row.combined_ms / (1e3 * m["combined_s"]) - 1},
+            "modelled_terms_ms": {k: 1e3 * v for k, v in m["combined_terms_s"].items() if v},
+        })
+    return out
+
+
+__all__ = ["TABLE4", "LayerExperiment", "KORTHIKANTI_TABLE4", "LAYER_LAYOUT_SOURCE",
+           "layer_terms", "modelled_layer", "check_layers"]

@@ -1,0 +1,77 @@
+"""One layer of the 22B model against Korthikanti et al. 2022's Table 4: the rows as printed,
+the step model's layer time against hand arithmetic, and `flopcast validate` showing both."""
+
+import json
+
+import pytest
+
+from scaling.cli.main import main
+from scaling.validate.layers import TABLE4, check_layers, layer_terms, modelled_layer
+
+#: Korthikanti et al. 2022 (arXiv 2205.05198), Table 4, transcribed here independently:
+#: (recomputation, sequence parallelism) -> (forward ms, backward ms, combined ms).
+CITED = {("none", False): (7.7, 11.9, 19.6), ("none", True): (7.2, 11.8, 19.0),
+         ("full", False): (7.7, 19.5, 27.2), ("selective", False): (7.7, 13.2, 20.9),
+         ("selective", True): (7.2, 13.1, 20.3)}
+
+# The 22B layer on one GPU of TP 8 (Table 3): micro-batch 4 of 2,048 tokens, hidden 6,144.
+TOKENS, HIDDEN, TP = 4 * 2048, 6144, 8
+#: The A100 preset's GEMM rate (ml-engineering MAMF table, A100 SXM BF16), TFLOP/s.
+A100_GEMM_TFLOPS = 271.2
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return check_layers()
+
+
+def test_the_rows_are_table_4_as_printed(rows):
+    assert {(r.recompute, r.sequence_parallel): (r.forward_ms, r.backward_ms, r.combined_ms)
+            for r in TABLE4} == pytest.approx(CITED)
+    assert [r["published_ms"]["combined"] for r in rows] == pytest.approx(
+        [CITED[(r.recompute, r.sequence_parallel)][2] for r in TABLE4])
+
+
+def test_one_layer_s_gemms_are_the_hand_count():
+    # Forward GEMMs of one layer on one GPU: QKV (3h^2), projection (h^2), MLP (4h^2 + 4h^2)
+    # over TP: 24 x tokens x h^2 / TP FLOPs; the backward twice that, full recomputation one
+    # forward more.
+    forward_s = 24 * TOKENS * HIDDEN ** 2 / TP / (A100_GEMM_TFLOPS * 1e12)
+    assert modelled_layer(TABLE4[0])["forward_terms_s"]["gemm_s"] == pytest.approx(forward_s)
+    assert layer_terms("none", False)["gemm_s"] == pytest.approx(3 * forward_s)
+    assert layer_terms("full", False)["gemm_s"] == pytest.approx(4 * forward_s)
+    # Selective recomputation repeats the attention core, not the GEMMs.
+    assert layer_terms("selective", False)["gemm_s"] == pytest.approx(3 * forward_s)
+    # No pipeline, no data parallelism, no optimizer in one layer's time.
+    assert set(layer_terms("none", True)) >= {"gemm_s", "attention_s", "tp_comm_s"}
+    assert layer_terms("none", True)["pipeline_bubble_s"] == 0
+    assert layer_terms("none", True)["dp_comm_s"] == 0
+
+
+def test_the_modelled_layer_orders_the_experiments_as_measured(rows):
+    by = {(r["recompute"], r["sequence_parallel"]): r["modelled_ms"] for r in rows}
+    # Full recomputation costs most, selective a little, none least (Table 4's order) ...
+    assert (by[("full", False)]["combined"] > by[("selective", False)]["combined"]
+            > by[("none", False)]["combined"])
+    # ... recomputation changes only the backward ...
+    assert by[("full", False)]["forward"] == pytest.approx(by[("none", False)]["forward"])
+    # ... and sequence parallelism shortens the forward (norms and dropout split 8 ways).
+    assert by[("none", True)]["forward"] < by[("none", False)]["forward"]
+    for r in rows:
+        m = r["modelled_ms"]
+        assert m["forward"] + m["backward"] == pytest.approx(m["combined"])
+        assert r["error"]["combined"] == pytest.approx(
+            r["published_ms"]["combined"] / m["combined"] - 1)
+
+
+def test_validate_prints_and_returns_the_layer_rows(capsys):
+    main(["validate"])
+    out = capsys.readouterr().out
+    assert "one layer of the 22B model" in out and "Table 4" in out
+    assert "selective recomputation + sequence parallelism" in out
+    main(["validate", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    layers = data["layers"]
+    assert "Table 4" in layers["source"] and "micro-batch 4" in layers["layout"]
+    assert len(layers["rows"]) == len(CITED)
+    assert {(r["recompute"], r["sequence_parallel"]) for r in layers["rows"]} == set(CITED)
