@@ -28,9 +28,10 @@ micro-batch on one pipeline stage:
   for a preset), and the datasheet figure, labelled an upper bound, where there is none;
 * **tensor-parallel communication**: with Megatron sequence parallelism (Korthikanti et al.
   2022; the default) two all-gathers and two reduce-scatters of the layer's activations
-  forward and again backward, without it (``sequence_parallel=False``) the same bytes as
-  all-reduces, the norms then whole on every rank; the forward's again under full
-  recomputation; times ``1 - tp_overlap``;
+  forward and again backward, plus the backward's two extra all-gathers of the sequence-
+  sharded GEMM inputs (`SP_BACKWARD_ALL_GATHERS`), without it (``sequence_parallel=False``)
+  the same bytes as all-reduces, the norms then whole on every rank; the forward's again
+  under full recomputation; times ``1 - tp_overlap``;
 * **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``;
 * every collective priced on the network level its group sits on (`_level_busbw`: a measured
   curve of the profile, else the preset's link rate times the measured collective fraction,
@@ -111,6 +112,15 @@ GRAD_REDUCE_DEFAULT = "fp32"
 #: bandwidth.
 GRAD_ACCUMULATION = ("fused", "unfused")
 GRAD_ACCUMULATION_DEFAULT = "fused"
+#: Sequence parallelism keeps only each rank's sequence shard of the inputs of a layer's two
+#: column-parallel GEMMs (QKV and the first MLP projection) and all-gathers them again in the
+#: backward for the weight gradients: Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.2.2,
+#: 'we store only the Y_i^s part ... and perform an extra all-gather in the backward pass'.
+#: They overlap it with the input-gradient GEMM; their Table 4 measures the backward of a
+#: 22B layer at 11.8 ms with sequence parallelism and 11.9 without, though sequence
+#: parallelism splits the norms and dropouts 8 ways, so the overlap does not hide it. Priced
+#: as every tensor-parallel collective, times ``1 - tp_overlap``.
+SP_BACKWARD_ALL_GATHERS = 2
 #: With ``grad_overlap`` the gradient reduction runs in buckets under the last micro-batch's
 #: backward (PyTorch DDP, Li et al. 2020, VLDB, arXiv 2006.15704, Sec. 3.2.3; Megatron-LM's
 #: --DDP-impl torch, which skips the reduction of every earlier micro-batch with no_sync):
@@ -990,8 +1000,9 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
 
     Per layer, forward: with sequence parallelism (Korthikanti et al. 2022) two all-gathers
     and two reduce-scatters of the layer's activations, without it two all-reduces (Megatron-
-    LM's f and g operators, Shoeybi et al. 2019): the same bytes; backward the same again;
-    under full recomputation the forward's once more (the checkpointed layer's forward runs
+    LM's f and g operators, Shoeybi et al. 2019): the same bytes; backward the same again,
+    and with sequence parallelism the two inputs' extra all-gathers
+    (`SP_BACKWARD_ALL_GATHERS`); under full recomputation the forward's once more (the checkpointed layer's forward runs
     again whole, its collectives with it). Each priced on the level the group sits on
     (`_level_busbw`: NVLink inside a node), plus its ring latency, times ``1 - tp_overlap``."""
     tp, profile = st.lay["tp"], st.profile
@@ -1001,20 +1012,25 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     intra = tp <= profile.gpus_per_node
     frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw (x2 all-reduce)
     pairs = 2 * st.forward_passes + 2
+    regather = 0.0
     if st.sequence_parallel:
         ag, ag_lat = _group_bw(st, "tp_busbw_gbps", "all_gather", msg, tp, intra)
         rs, rs_lat = _group_bw(st, "tp_busbw_gbps", "reduce_scatter", msg, tp, intra)
-        one = msg * frac / (_trio(ag) * 1e9) + msg * frac / (_trio(rs) * 1e9) + ag_lat + rs_lat
+        all_gather = msg * frac / (_trio(ag) * 1e9) + ag_lat
+        one = all_gather + msg * frac / (_trio(rs) * 1e9) + rs_lat
+        regather = SP_BACKWARD_ALL_GATHERS * all_gather
     else:
         ag, lat = _group_bw(st, "tp_busbw_gbps", "all_reduce", msg, tp, intra)
         one = 2 * msg * frac / (_trio(ag) * 1e9) + lat
     st.labels["tp_busbw_gbps"] = _as_label(ag)
     st.labels["tp_collectives_per_layer"] = _label(
-        pairs * (2 if st.sequence_parallel else 1), "modelled",
-        ("all-gathers and reduce-scatters (sequence parallelism)" if st.sequence_parallel
+        pairs * 2 + SP_BACKWARD_ALL_GATHERS if st.sequence_parallel else pairs, "modelled",
+        ("all-gathers and reduce-scatters (sequence parallelism), with the backward's "
+         f"{SP_BACKWARD_ALL_GATHERS} extra all-gathers of the sequence-sharded GEMM inputs "
+         "(Korthikanti et al. 2022, Sec. 4.2.2)" if st.sequence_parallel
          else "all-reduces (no sequence parallelism)")
         + (", the forward's repeated by full recomputation" if st.recompute == "full" else ""))
-    return st.layers_per_stage * pairs * one * (1 - overlap)
+    return st.layers_per_stage * (pairs * one + regather) * (1 - overlap)
 
 
 def cp_exchange_bytes(config: ModelConfig, tp: int, cp: int, micro_batch: int,

@@ -19,13 +19,14 @@ H100 = load_profile("h100-sxm")
 LLAMA3_405B_LAYOUT = dict(tp=8, pp=16, dp=128, seq=8192, batch_tokens=16 * 2 ** 20)
 
 
-@pytest.mark.parametrize("interleave", [1, 2, 4])
-def test_llama3_405b_on_16k_h100_is_near_the_published_400_tflops(interleave):
-    # Llama 3 paper, Table 4: 400 TFLOP/s per GPU (41% MFU) on 16,384 H100 with this layout.
+@pytest.mark.parametrize("interleave,within", [(1, 0.30), (2, 0.10), (4, 0.10)])
+def test_llama3_405b_on_16k_h100_is_near_the_published_400_tflops(interleave, within):
+    # Llama 3 paper, Table 4: 400 TFLOP/s per GPU (41% MFU) on 16,384 H100 with this layout,
+    # on an interleaved schedule (Sec. 3.3.2); plain 1F1B's bubble of 15 / 31 leaves it below.
     r = step_time(model_preset("llama3-405b"), H100, interleave=interleave,
                   **LLAMA3_405B_LAYOUT)
     assert r.layout["gpus"] == 16384 and r.layout["micro_batches"] == 16
-    assert abs(r.tflops_per_gpu / 400 - 1) < 0.25
+    assert abs(r.tflops_per_gpu / 400 - 1) < within
     assert r.mfu == pytest.approx(r.tflops_per_gpu / 989)
     assert sum(r.breakdown.values()) == pytest.approx(r.step_time_s)
     # The bubble is (p - 1) / (v m + p - 1) of the pipelined part of the step (all but the
@@ -115,10 +116,13 @@ def test_communication_by_hand():
     msg = 256 * 512 * 2  # one micro-batch: 256 tokens x d_model x BF16
     # 2 all-gathers + 2 reduce-scatters forward and again backward, each moving
     # msg * (n - 1) / n at the NVLink level's bus bandwidth plus one ring step of latency,
-    # for 4 layers, on each of 4 micro-batches (8 sequences over 2 replicas).
-    pair = msg * 0.5 / (AG_GBPS * 1e9) + msg * 0.5 / (RS_GBPS * 1e9) + 2 * RING2_S
+    # and the backward's 2 extra all-gathers of the sequence-sharded GEMM inputs, for 4
+    # layers, on each of 4 micro-batches (8 sequences over 2 replicas).
+    gather = msg * 0.5 / (AG_GBPS * 1e9) + RING2_S
+    pair = gather + msg * 0.5 / (RS_GBPS * 1e9) + RING2_S
     assert r.layout["micro_batches"] == 4
-    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * 4 * pair)
+    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * (4 * pair + 2 * gather))
+    assert r.labels["tp_collectives_per_layer"]["value"] == 10
     # FSDP: FP32 gradient reduce-scatter + BF16 parameter all-gather of this GPU's half,
     # inside the node (4 GPUs), each with its ring latency.
     local = TINY.params / 2
@@ -134,9 +138,13 @@ def test_communication_by_hand():
 def test_full_recomputation_repeats_the_forward_collectives():
     plain = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED)
     full = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED, recompute="full")
-    # 4 all-gather/reduce-scatter pairs per layer become 6.
-    assert full.breakdown["tp_comm_s"] == pytest.approx(plain.breakdown["tp_comm_s"] * 6 / 4)
-    assert full.labels["tp_collectives_per_layer"]["value"] == 12
+    # 4 all-gather/reduce-scatter pairs per layer become 6; the backward's 2 extra
+    # all-gathers stay 2: (6 pairs + 2 gathers) - (4 pairs + 2 gathers) = 2 pairs per layer.
+    msg = 256 * 512 * 2
+    pair = msg * 0.5 / (AG_GBPS * 1e9) + msg * 0.5 / (RS_GBPS * 1e9) + 2 * RING2_S
+    assert full.breakdown["tp_comm_s"] - plain.breakdown["tp_comm_s"] == pytest.approx(
+        4 * 4 * 2 * pair)
+    assert full.labels["tp_collectives_per_layer"]["value"] == 14
 
 
 def test_without_sequence_parallelism_the_collectives_are_all_reduces():
@@ -162,7 +170,8 @@ def test_measured_collective_bandwidth_replaces_the_link_default():
     msg = 256 * 512 * 2
     # A measured curve's bus bandwidth already holds its latency: none is added.
     assert r.labels["tp_busbw_gbps"]["label"] == "measured"
-    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * 4 * 2 * msg * 0.5 / 100e9)
+    # 8 collectives per layer and the backward's 2 extra all-gathers, 4 layers, 4 micro-batches.
+    assert r.breakdown["tp_comm_s"] == pytest.approx(4 * 4 * 10 * msg * 0.5 / 100e9)
 
 
 def test_power_follows_the_measured_line():
@@ -213,7 +222,8 @@ def test_bad_input():
 
 def test_step_and_model_commands(capsys):
     argv = ["step", "llama3-405b", "--hardware", "h100-sxm", "--tp", "8", "--pp", "16",
-            "--dp", "128", "--seq", "8192", "--batch-tokens", "2048x8192", "--json"]
+            "--dp", "128", "--seq", "8192", "--batch-tokens", "2048x8192", "--interleave", "2",
+            "--json"]
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"tflops_per_gpu", "mfu", "step_time_s", "breakdown"} <= set(out)

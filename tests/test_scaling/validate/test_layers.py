@@ -64,6 +64,18 @@ def test_the_modelled_layer_orders_the_experiments_as_measured(rows):
             r["published_ms"]["combined"] / m["combined"] - 1)
 
 
+def test_the_backward_all_gathers_keep_sequence_parallel_backwards_in_line(rows):
+    """Sequence parallelism's backward all-gathers its sharded GEMM inputs again (Korthikanti
+    Sec. 4.2.2). With them the backward with and without sequence parallelism miss by about
+    the same: Table 4 measures 11.8 against 11.9 ms."""
+    by = {(r["recompute"], r["sequence_parallel"]): r["error"]["backward"] for r in rows}
+    assert abs(by[("none", True)] - by[("none", False)]) < 0.03
+    assert abs(by[("selective", True)] - by[("selective", False)]) < 0.03
+    # The step model is faster than the measurement in every pass of every row: the miss the
+    # whole-run rows show is already inside one layer on one node.
+    assert all(e > 0 for r in rows for e in r["error"].values())
+
+
 def test_validate_prints_and_returns_the_layer_rows(capsys):
     main(["validate"])
     out = capsys.readouterr().out
