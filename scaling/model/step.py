@@ -1002,9 +1002,10 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     and two reduce-scatters of the layer's activations, without it two all-reduces (Megatron-
     LM's f and g operators, Shoeybi et al. 2019): the same bytes; backward the same again,
     and with sequence parallelism the two inputs' extra all-gathers
-    (`SP_BACKWARD_ALL_GATHERS`); under full recomputation the forward's once more (the checkpointed layer's forward runs
-    again whole, its collectives with it). Each priced on the level the group sits on
-    (`_level_busbw`: NVLink inside a node), plus its ring latency, times ``1 - tp_overlap``."""
+    (`SP_BACKWARD_ALL_GATHERS`); under full recomputation the forward's once more (the
+    checkpointed layer's forward runs again whole, its collectives with it). Each priced on
+    the level the group sits on (`_level_busbw`: NVLink inside a node), plus its ring
+    latency, times ``1 - tp_overlap``."""
     tp, profile = st.lay["tp"], st.profile
     if tp == 1:
         return np.zeros(3)
