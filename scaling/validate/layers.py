@@ -21,6 +21,7 @@ Reported only: no tolerance, no verdict. The rows are the paper's, the layout Ta
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 
 from scaling.hardware.load import load_profile
@@ -81,12 +82,19 @@ def _step_terms(config, profile, layers: int, recompute: str, sequence_parallel:
     return terms
 
 
-def layer_terms(recompute: str, sequence_parallel: bool) -> dict:
-    """Seconds of one layer's forward and backward as the step model times them, by term."""
+@functools.lru_cache(maxsize=None)
+def _layer_terms(recompute: str, sequence_parallel: bool) -> tuple:
     config, profile = model_preset(LAYER_MODEL), load_profile(LAYER_HARDWARE)
     two = _step_terms(config, profile, 2, recompute, sequence_parallel)
     one = _step_terms(config, profile, 1, recompute, sequence_parallel)
-    return {k: two[k] - one[k] for k in two}
+    return tuple((k, two[k] - one[k]) for k in two)
+
+
+def layer_terms(recompute: str, sequence_parallel: bool) -> dict:
+    """Seconds of one layer's forward and backward as the step model times them, by term.
+    Each (recomputation, sequence parallelism) pair is timed once: a Table 4 row needs its
+    own pair and the full and no-recomputation pairs for its forward, which rows share."""
+    return dict(_layer_terms(recompute, bool(sequence_parallel)))
 
 
 def modelled_layer(experiment: LayerExperiment) -> dict:
