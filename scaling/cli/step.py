@@ -101,6 +101,12 @@ def add_held_bytes_flags(p) -> None:
     p.add_argument("--unbalanced-pipeline", action="store_true",
                    help="every stage layers / PP layers and the last the output layer on top "
                         "(default: balanced, as Llama 3)")
+    p.add_argument("--no-tp-backward-overlap", action="store_true",
+                   help="every backward tensor-parallel collective on the critical path "
+                        "(Megatron-LM before Sep 2021); default: a column-parallel linear's "
+                        "input-gradient reduction under its weight-gradient GEMM and the "
+                        "sequence-parallel input all-gather under its input-gradient GEMM, "
+                        "Megatron-LM's overlap")
     p.add_argument("--grad-reduce", choices=sorted(GRAD_REDUCE_BYTES),
                    default=GRAD_REDUCE_DEFAULT,
                    help="precision the data-parallel group reduces gradients in, and keeps "
@@ -114,7 +120,8 @@ def add_held_bytes_flags(p) -> None:
 KERNEL_OPTION_FLAGS = {"attention": "--attention", "sequence_parallel": "--no-sequence-parallel",
                        "balanced_pipeline": "--unbalanced-pipeline",
                        "grad_reduce": "--grad-reduce", "grad_overlap": "--grad-overlap",
-                       "grad_accumulation": "--grad-accumulation"}
+                       "grad_accumulation": "--grad-accumulation",
+                       "tp_backward_overlap": "--no-tp-backward-overlap"}
 
 
 def _overrides(args) -> dict:
@@ -148,12 +155,14 @@ def run(args) -> int:
                           sequence_parallel=False if args.no_sequence_parallel else None,
                           balanced_pipeline=not args.unbalanced_pipeline,
                           grad_reduce=args.grad_reduce, grad_overlap=args.grad_overlap,
-                          grad_accumulation=args.grad_accumulation)
+                          grad_accumulation=args.grad_accumulation,
+                          tp_backward_overlap=not args.no_tp_backward_overlap)
     defaults = inspect.signature(step_time).parameters
     changed = [flag for key, flag in KERNEL_OPTION_FLAGS.items()
                if kernel_options[key] != defaults[key].default]
     if searching and changed:
-        raise DataError(f"{', '.join(changed)} time a given layout; the layout search (--gpus "
+        raise DataError(f"{', '.join(changed)} {'time' if len(changed) > 1 else 'times'} a "
+                        f"given layout; the layout search (--gpus "
                         f"without --tp --pp --dp) assumes the step model's defaults")
     if searching:
         pins = {k: layout[k] for k in ("tp", "pp", "dp", "cp", "ep", "micro_batch",

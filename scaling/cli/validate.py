@@ -150,7 +150,8 @@ def model_run(run: ValidationRun) -> dict:
                       grad_reduce=shape["grad_reduce"],
                       grad_overlap=bool(lay.get("grad_overlap")),
                       grad_accumulation=(lay.get("grad_accumulation")
-                                         or GRAD_ACCUMULATION_DEFAULT))
+                                         or GRAD_ACCUMULATION_DEFAULT),
+                      tp_backward_overlap=lay.get("tp_backward_overlap") is not False)
         step = step_time(config, profile, **kwargs)
         tried.append((memory.fits, step.tflops_per_gpu, step, memory, kwargs))
     fits = [t for t in tried if t[0]]
@@ -225,17 +226,25 @@ def describe_layers(layers: list[dict]) -> str:
     table = [{"name": r["name"], "published": trio(r["published_ms"]),
               "modelled": trio(r["modelled_ms"]),
               "error": " / ".join(f"{100 * r['error'][k]:+.0f}%"
-                                  for k in ("forward", "backward", "combined"))}
+                                  for k in ("forward", "backward", "combined")),
+              "match": " / ".join("none" if r["gemm_tflops_to_match"][k] is None
+                                  else f"{r['gemm_tflops_to_match'][k]:.0f}"
+                                  for k in ("forward", "backward"))}
              for r in layers]
     columns = [("name", "one layer of the 22B model"),
                ("published", "published ms: fwd / bwd / both"),
-               ("modelled", "modelled ms"), ("error", "speed error")]
+               ("modelled", "modelled ms"), ("error", "speed error"),
+               ("match", "GEMM TFLOP/s to match: fwd / bwd")]
     return "\n".join([
-        format_table(table, columns, align_right={"published", "modelled", "error"}), "",
+        format_table(table, columns, align_right={"published", "modelled", "error", "match"}),
+        "",
         f"layers: {KORTHIKANTI_TABLE4}; {LAYER_LAYOUT_SOURCE}; modelled with the step model "
         f"on the a100-80gb preset, materialised attention, FP16 timed as BF16 "
         f"(scaling.validate.layers); speed error: published / modelled time - 1, positive "
-        f"where the model is faster, as the throughput errors above; reported only"])
+        f"where the model is faster, as the throughput errors above; GEMM TFLOP/s to "
+        f"match: the one rate for every GEMM at which the step model gives the published "
+        f"time of the pass, everything else as modelled (scaling.validate.match); reported "
+        f"only"])
 
 
 def _layout_text(row: dict) -> str:
@@ -267,6 +276,8 @@ def _layout_text(row: dict) -> str:
         text += " DDP-overlap"
     if lay.get("grad_accumulation") not in (None, GRAD_ACCUMULATION_DEFAULT):
         text += f" {lay['grad_accumulation']}-acc"
+    if lay.get("tp_backward_overlap") is False and lay.get("tp", 1) > 1:
+        text += " no-TP-bwd-overlap"
     return text
 
 

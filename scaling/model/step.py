@@ -31,7 +31,10 @@ micro-batch on one pipeline stage:
   forward and again backward, plus the backward's two extra all-gathers of the sequence-
   sharded GEMM inputs (`SP_BACKWARD_ALL_GATHERS`), without it (``sequence_parallel=False``)
   the same bytes as all-reduces, the norms then whole on every rank; the forward's again
-  under full recomputation; times ``1 - tp_overlap``;
+  under full recomputation; the backward's column-parallel collectives under the GEMMs
+  beside them, only what outlasts those exposed (Megatron-LM's overlap,
+  `TP_BACKWARD_OVERLAP_SOURCE`; ``tp_backward_overlap=False``: all exposed); times
+  ``1 - tp_overlap``;
 * **pipeline point-to-point** sends of activations and gradients, times ``1 - pp_overlap``;
 * every collective priced on the network level its group sits on (`_level_busbw`: a measured
   curve of the profile, else the preset's link rate times the measured collective fraction,
@@ -116,11 +119,39 @@ GRAD_ACCUMULATION_DEFAULT = "fused"
 #: column-parallel GEMMs (QKV and the first MLP projection) and all-gathers them again in the
 #: backward for the weight gradients: Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.2.2,
 #: 'we store only the Y_i^s part ... and perform an extra all-gather in the backward pass'.
-#: They overlap it with the input-gradient GEMM; their Table 4 measures the backward of a
-#: 22B layer at 11.8 ms with sequence parallelism and 11.9 without, though sequence
-#: parallelism splits the norms and dropouts 8 ways, so the overlap does not hide it. Priced
-#: as every tensor-parallel collective, times ``1 - tp_overlap``.
+#: They overlap it with the input-gradient GEMM: `TP_BACKWARD_OVERLAP_SOURCE`.
 SP_BACKWARD_ALL_GATHERS = 2
+#: Megatron-LM's backward overlap of tensor-parallel communication (``tp_backward_overlap``,
+#: on by default): in the backward of each column-parallel linear, the GEMM that reads a
+#: block's input (QKV; the MLP's first projection), the collective that sums the input
+#: gradient over the group (all-reduce, or reduce-scatter with sequence parallelism) runs
+#: while the weight-gradient GEMM computes, and with sequence parallelism the extra all-gather
+#: of the input (`SP_BACKWARD_ALL_GATHERS`) runs while the input-gradient GEMM computes
+#: (NVIDIA/Megatron-LM, megatron/mpu/layers.py, LinearWithGradAccumulationAndAsyncCommunication
+#: .backward, merged b462d254, Sep 2021, 'slym/allreduce-overlap', for the all-reduce, and
+#: 02bb1f5c, Mar 2022, for sequence parallelism; on unless --no-async-tensor-model-parallel-
+#: allreduce; megatron/core/tensor_parallel/layers.py keeps it; Korthikanti et al. 2022, Sec.
+#: 4.2.2). Each such collective costs only what outlasts its GEMM. The rest stay exposed: the
+#: forward's, the row-parallel layers' backward all-gathers of the output gradient, and blocks
+#: whose entry is not a column-parallel GEMM of the dense model (MLA's replicated down-
+#: projections, an MoE layer's router and experts). The GEMM running beside NCCL is not slowed
+#: (an assumption: NCCL's kernels take some SMs). Megatron-LM of 2021 (the SC21 scripts,
+#: de7dc40f, Aug 2021) predates it: ``tp_backward_overlap=False``.
+TP_BACKWARD_OVERLAP_SOURCE = (
+    "Megatron-LM's backward overlap: a column-parallel linear's input-gradient all-reduce "
+    "(reduce-scatter with sequence parallelism) under its weight-gradient GEMM, the sequence-"
+    "parallel input all-gather under its input-gradient GEMM (NVIDIA/Megatron-LM, megatron/"
+    "mpu/layers.py, LinearWithGradAccumulationAndAsyncCommunication, merged b462d254, Sep "
+    "2021, and 02bb1f5c, Mar 2022; Korthikanti et al. 2022, Sec. 4.2.2); only what outlasts "
+    "the GEMM is exposed")
+#: The forward GEMMs that read each block's input in a dense layer, whose backward GEMMs hide
+#: the block's backward collectives under ``tp_backward_overlap`` (`config._attention_gemms`,
+#: `config._mlp_gemms`; MLA and MoE blocks have none, see above).
+TP_ENTRY_GEMMS = {"attention": ("qkv",), "mlp": ("mlp_up", "mlp_gate_up")}
+#: An entry GEMM's backward op name -> (block, 0 for the input gradient, 1 for the weight's).
+_ENTRY_BACKWARD = {f"{name}.{grad}": (block, which)
+                   for block, names in TP_ENTRY_GEMMS.items() for name in names
+                   for which, grad in enumerate(("dgrad", "wgrad"))}
 #: With ``grad_overlap`` the gradient reduction runs in buckets under the last micro-batch's
 #: backward (PyTorch DDP, Li et al. 2020, VLDB, arXiv 2006.15704, Sec. 3.2.3; Megatron-LM's
 #: --DDP-impl torch, which skips the reduction of every earlier micro-batch with no_sync):
@@ -437,6 +468,11 @@ class _Step:
     attention: str = "flash"  # one of ATTENTION_IMPLS
     balanced_pipeline: bool = True  # the output layer shared out over the stages (Llama 3)
     zero: int = STEP_ZERO  # one of ZERO_STAGES
+    tp_backward_overlap: bool = True  # TP_BACKWARD_OVERLAP_SOURCE
+    #: layer kind -> block -> (input-gradient, weight-gradient) GEMM seconds of the block's
+    #: entry GEMMs for one micro-batch, from `_kernel_terms` (what the backward overlap hides
+    #: behind).
+    entry_gemm_s: dict = field(default_factory=dict)
 
     @property
     def forward_passes(self) -> int:
@@ -508,7 +544,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
               sequence_parallel: bool | None = None,
               balanced_pipeline: bool = True, zero: int = STEP_ZERO,
               grad_reduce: str = GRAD_REDUCE_DEFAULT, grad_overlap: bool = False,
-              grad_accumulation: str = GRAD_ACCUMULATION_DEFAULT) -> StepResult:
+              grad_accumulation: str = GRAD_ACCUMULATION_DEFAULT,
+              tp_backward_overlap: bool = True) -> StepResult:
     """Model one training step; see the module docstring for every term. A layout argument
     left out (None) takes its default (`LAYOUT_DEFAULTS`); one passed is labelled given, or as
     ``chosen`` says (name -> (label, source), for a caller that picked it by a rule).
@@ -524,7 +561,10 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     reduced in (`GRAD_REDUCE_BYTES`); ``grad_overlap`` hides the gradient reduction under the
     last micro-batch's backward (`GRAD_OVERLAP_SOURCE`; default off: reduced after it);
     ``grad_accumulation`` "unfused" adds every micro-batch's gradients after the first as a
-    separate pass over memory (`GRAD_ACCUMULATION`)."""
+    separate pass over memory (`GRAD_ACCUMULATION`). ``tp_backward_overlap`` (default on,
+    Megatron-LM's since Sep 2021) hides each column-parallel linear's backward collectives
+    under its backward GEMMs (`TP_BACKWARD_OVERLAP_SOURCE`); False puts every backward
+    collective on the critical path."""
     st = _setup(config, profile, precision, overrides, chosen,
                 dict(tp=tp, pp=pp, dp=dp, cp=cp, seq=seq, batch_tokens=batch_tokens,
                      micro_batch=micro_batch, interleave=interleave, ep=ep), recompute)
@@ -540,6 +580,7 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
     if grad_accumulation not in GRAD_ACCUMULATION:
         raise UnknownNameError("gradient accumulation", grad_accumulation, GRAD_ACCUMULATION)
     st.grad_accumulation = grad_accumulation
+    st.tp_backward_overlap = bool(tp_backward_overlap)
     if attention not in ATTENTION_IMPLS:
         raise UnknownNameError("attention implementation", attention, ATTENTION_IMPLS)
     st.attention = attention
@@ -592,7 +633,8 @@ def step_time(config: ModelConfig, profile: HardwareProfile, *, precision: str =
                 "expert_imbalance": st.imbalance, "sequence_parallel": st.sequence_parallel,
                 "balanced_pipeline": st.balanced_pipeline, "zero": st.zero,
                 "grad_reduce": st.grad_reduce, "grad_overlap": st.grad_overlap,
-                "grad_accumulation": st.grad_accumulation, "attention": st.attention},
+                "grad_accumulation": st.grad_accumulation, "attention": st.attention,
+                "tp_backward_overlap": st.tp_backward_overlap},
         step_time_s=float(step[0]), tflops_per_gpu=float(tflops[0]),
         mfu=None if peak is None else float(mfu[0]),
         breakdown={k: float(v[0]) for k, v in terms.items()},
@@ -778,11 +820,16 @@ def _kernel_terms(st: _Step) -> dict:
     for layer in config.layer_kinds():
         n = st.layers_of(layer)
         layer_ops = _layer_ops(st, layer)
+        entry = {block: [np.zeros(3), np.zeros(3)] for block in TP_ENTRY_GEMMS}
         for op in layer_ops:
             if not is_expert_op(op):
-                share = _cp_share(st, op)
-                out[op.kind] = out[op.kind] + n * rates.time(op) * st.passes(op) * share
+                share, seconds = _cp_share(st, op), rates.time(op)
+                out[op.kind] = out[op.kind] + n * seconds * st.passes(op) * share
                 flops[op.kind] += n * op.count * op.flops * st.passes(op) * share
+                if op.kind == "gemm" and op.name in _ENTRY_BACKWARD:
+                    block, which = _ENTRY_BACKWARD[op.name]
+                    entry[block][which] = entry[block][which] + seconds
+        st.entry_gemm_s[layer] = {block: tuple(t) for block, t in entry.items()}
         experts = [op for op in layer_ops if is_expert_op(op)]
         if experts:
             per_layer_expert, flops_expert = _expert_term(st, experts)
@@ -1005,24 +1052,44 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
     (`SP_BACKWARD_ALL_GATHERS`); under full recomputation the forward's once more (the
     checkpointed layer's forward runs again whole, its collectives with it). Each priced on
     the level the group sits on (`_level_busbw`: NVLink inside a node), plus its ring
-    latency, times ``1 - tp_overlap``."""
+    latency. With ``tp_backward_overlap`` each block's input-gradient reduction costs only
+    what outlasts the block's entry weight-gradient GEMM, and its sequence-parallel input
+    all-gather what outlasts the entry input-gradient GEMM (`TP_BACKWARD_OVERLAP_SOURCE`).
+    The total times ``1 - tp_overlap``."""
     tp, profile = st.lay["tp"], st.profile
     if tp == 1:
         return np.zeros(3)
     msg = st.tokens_mb * st.config.d_model * ACT_BYTES
     intra = tp <= profile.gpus_per_node
     frac = (tp - 1) / tp  # nccl-tests: time = size * (n - 1) / n / busbw (x2 all-reduce)
-    pairs = 2 * st.forward_passes + 2
-    regather = 0.0
+    # Per block (attention, then MLP): its column-parallel GEMM in, its row-parallel GEMM out.
+    none = np.zeros(3)
     if st.sequence_parallel:
         ag, ag_lat = _group_bw(st, "tp_busbw_gbps", "all_gather", msg, tp, intra)
         rs, rs_lat = _group_bw(st, "tp_busbw_gbps", "reduce_scatter", msg, tp, intra)
-        all_gather = msg * frac / (_trio(ag) * 1e9) + ag_lat
-        one = all_gather + msg * frac / (_trio(rs) * 1e9) + rs_lat
-        regather = SP_BACKWARD_ALL_GATHERS * all_gather
+        gather = msg * frac / (_trio(ag) * 1e9) + ag_lat
+        reduce_input = msg * frac / (_trio(rs) * 1e9) + rs_lat
+        # Per block: forward, the input all-gathered and the output reduce-scattered;
+        # backward, the output gradient all-gathered (exposed), the input gradient
+        # reduce-scattered and the input all-gathered again.
+        forward_block, exposed_always, regather = gather + reduce_input, gather, gather
     else:
         ag, lat = _group_bw(st, "tp_busbw_gbps", "all_reduce", msg, tp, intra)
-        one = 2 * msg * frac / (_trio(ag) * 1e9) + lat
+        # Per block: the output all-reduced forward (g), the input gradient backward (f).
+        reduce_input = 2 * msg * frac / (_trio(ag) * 1e9) + lat
+        forward_block, exposed_always, regather = reduce_input, none, none
+    total, hidden = np.zeros(3), np.zeros(3)
+    for kind in st.config.layer_kinds():
+        per_layer = np.zeros(3)
+        for block in TP_ENTRY_GEMMS:
+            dgrad, wgrad = st.entry_gemm_s.get(kind, {}).get(block, (none, none))
+            backward = exposed_always + reduce_input + regather
+            exposed = (exposed_always + np.maximum(reduce_input - wgrad, 0)
+                       + np.maximum(regather - dgrad, 0)) if st.tp_backward_overlap else backward
+            hidden = hidden + st.layers_of(kind) * (backward - exposed)
+            per_layer = per_layer + st.forward_passes * forward_block + exposed
+        total = total + st.layers_of(kind) * per_layer
+    pairs = 2 * st.forward_passes + 2
     st.labels["tp_busbw_gbps"] = _as_label(ag)
     st.labels["tp_collectives_per_layer"] = _label(
         pairs * 2 + SP_BACKWARD_ALL_GATHERS if st.sequence_parallel else pairs, "modelled",
@@ -1031,7 +1098,13 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
          "(Korthikanti et al. 2022, Sec. 4.2.2)" if st.sequence_parallel
          else "all-reduces (no sequence parallelism)")
         + (", the forward's repeated by full recomputation" if st.recompute == "full" else ""))
-    return st.layers_per_stage * (pairs * one + regather) * (1 - overlap)
+    st.labels["tp_backward_overlap"] = _label(
+        "yes" if st.tp_backward_overlap else "no",
+        "assumed" if st.tp_backward_overlap else "given",
+        (TP_BACKWARD_OVERLAP_SOURCE + f"; {float(hidden[0]) * 1e3:.3g} ms of each micro-batch's "
+         "collectives hidden" if st.tp_backward_overlap else
+         "no: every backward collective on the critical path, as Megatron-LM before Sep 2021"))
+    return total * (1 - overlap)
 
 
 def cp_exchange_bytes(config: ModelConfig, tp: int, cp: int, micro_batch: int,

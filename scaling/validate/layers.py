@@ -16,6 +16,11 @@ the difference between full and no recomputation, which adds exactly one forward
 layer (`scaling.model.step`, ``recompute="full"``); the backward is the rest (with
 recomputation, the recomputed forward is part of the backward, as Table 4 counts it).
 
+Each pass also gets the GEMM rate that reproduces its published time, everything else as
+modelled (`scaling.validate.match`, the same diagnostic as the whole-run table's): where the
+forward and the backward of every row ask for about the same rate, the miss is the GEMMs'
+speed, not a mechanism of one pass.
+
 Reported only: no tolerance, no verdict. The rows are the paper's, the layout Table 3's.
 """
 
@@ -27,6 +32,7 @@ from dataclasses import dataclass, replace
 from scaling.hardware.load import load_profile
 from scaling.model.config import model_preset
 from scaling.model.step import step_time
+from scaling.validate.match import gemm_rate_to_match
 
 KORTHIKANTI_TABLE4 = ("Korthikanti et al. 2022 (arXiv 2205.05198), Table 4: 'Time to complete "
                       "the forward and backward pass of a single transformer layer of the 22B "
@@ -35,7 +41,8 @@ LAYER_LAYOUT_SOURCE = ("Korthikanti et al. 2022, Table 3: the 22B model on TP 8,
                        "micro-batch 4 (global batch 4), sequence 2,048; Table 4's layer read as "
                        "run in that configuration (the table does not repeat it)")
 #: What the step model takes as given for the layer: the A100 preset, FP16 timed as BF16 (the
-#: same dense peak), materialised attention as Megatron-LM ran it in 2022.
+#: same dense peak), materialised attention as Megatron-LM ran it in 2022, and its backward
+#: overlap of the tensor-parallel collectives (`scaling.validate.runs.KORTHIKANTI_OVERLAP`).
 LAYER_MODEL = "megatron-gpt-22b"
 LAYER_HARDWARE = "a100-80gb"
 LAYER_TP = 8
@@ -70,42 +77,61 @@ TABLE4 = (
 )
 
 
-def _step_terms(config, profile, layers: int, recompute: str, sequence_parallel: bool) -> dict:
+def _step_terms(config, profile, layers: int, recompute: str, sequence_parallel: bool,
+                gemm_tflops: float | None) -> dict:
     one = replace(config, layers=layers)
     result = step_time(one, profile, precision="bf16", tp=LAYER_TP, pp=1, dp=1, seq=LAYER_SEQ,
                        batch_tokens=LAYER_MICRO_BATCH * LAYER_SEQ,
                        micro_batch=LAYER_MICRO_BATCH, recompute=recompute,
                        attention="materialised", sequence_parallel=sequence_parallel,
-                       zero=0, grad_reduce="half")
+                       zero=0, grad_reduce="half", tp_backward_overlap=True,
+                       overrides=None if gemm_tflops is None else {"gemm_tflops": gemm_tflops})
     terms = dict(result.breakdown)
     terms.pop("optimizer_s")
     return terms
 
 
 @functools.lru_cache(maxsize=None)
-def _layer_terms(recompute: str, sequence_parallel: bool) -> tuple:
+def _layer_terms(recompute: str, sequence_parallel: bool, gemm_tflops: float | None) -> tuple:
     config, profile = model_preset(LAYER_MODEL), load_profile(LAYER_HARDWARE)
-    two = _step_terms(config, profile, 2, recompute, sequence_parallel)
-    one = _step_terms(config, profile, 1, recompute, sequence_parallel)
+    two = _step_terms(config, profile, 2, recompute, sequence_parallel, gemm_tflops)
+    one = _step_terms(config, profile, 1, recompute, sequence_parallel, gemm_tflops)
     return tuple((k, two[k] - one[k]) for k in two)
 
 
-def layer_terms(recompute: str, sequence_parallel: bool) -> dict:
-    """Seconds of one layer's forward and backward as the step model times them, by term.
-    Each (recomputation, sequence parallelism) pair is timed once: a Table 4 row needs its
-    own pair and the full and no-recomputation pairs for its forward, which rows share."""
-    return dict(_layer_terms(recompute, bool(sequence_parallel)))
+def layer_terms(recompute: str, sequence_parallel: bool,
+                gemm_tflops: float | None = None) -> dict:
+    """Seconds of one layer's forward and backward as the step model times them, by term,
+    with the preset's GEMM curve or every GEMM at ``gemm_tflops``. Each (recomputation,
+    sequence parallelism, rate) is timed once: a Table 4 row needs its own pair and the full
+    and no-recomputation pairs for its forward, which rows share."""
+    return dict(_layer_terms(recompute, bool(sequence_parallel), gemm_tflops))
 
 
-def modelled_layer(experiment: LayerExperiment) -> dict:
+def modelled_layer(experiment: LayerExperiment, gemm_tflops: float | None = None) -> dict:
     """The step model's forward, backward and combined seconds for one Table 4 row."""
-    combined = layer_terms(experiment.recompute, experiment.sequence_parallel)
-    with_full = layer_terms("full", experiment.sequence_parallel)
-    without = layer_terms("none", experiment.sequence_parallel)
+    sp = experiment.sequence_parallel
+    combined = layer_terms(experiment.recompute, sp, gemm_tflops)
+    with_full = layer_terms("full", sp, gemm_tflops)
+    without = layer_terms("none", sp, gemm_tflops)
     forward = {k: with_full[k] - without[k] for k in without}
     total, fwd = sum(combined.values()), sum(forward.values())
     return {"forward_s": fwd, "backward_s": total - fwd, "combined_s": total,
             "forward_terms_s": forward, "combined_terms_s": combined}
+
+
+def gemm_rates_to_match(experiment: LayerExperiment) -> dict:
+    """Per pass ("forward", "backward"), the rate of every GEMM at which the step model gives
+    the published time, everything else as modelled (`scaling.validate.match`; None where no
+    rate up to the datasheet peak does)."""
+    peak = load_profile(LAYER_HARDWARE).peak("bf16").value
+    published = {"forward": experiment.forward_ms, "backward": experiment.backward_ms}
+    out = {}
+    for part, ms in published.items():
+        def speed(rate: float, part=part) -> float:  # 1 / seconds: rises with the rate
+            return 1.0 / modelled_layer(experiment, rate)[f"{part}_s"]
+        out[part] = gemm_rate_to_match(speed, 1e3 / ms, peak).tflops
+    return out
 
 
 def check_layers(rows=TABLE4) -> list[dict]:
@@ -126,9 +152,10 @@ def check_layers(rows=TABLE4) -> list[dict]:
                       "backward": row.backward_ms / (1e3 * m["backward_s"]) - 1,
                       "combined": row.combined_ms / (1e3 * m["combined_s"]) - 1},
             "modelled_terms_ms": {k: 1e3 * v for k, v in m["combined_terms_s"].items() if v},
+            "gemm_tflops_to_match": gemm_rates_to_match(row),
         })
     return out
 
 
 __all__ = ["TABLE4", "LayerExperiment", "KORTHIKANTI_TABLE4", "LAYER_LAYOUT_SOURCE",
-           "layer_terms", "modelled_layer", "check_layers"]
+           "layer_terms", "modelled_layer", "gemm_rates_to_match", "check_layers"]

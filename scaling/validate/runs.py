@@ -68,7 +68,7 @@ GROUP_TOLERANCE = {"llama3-table4": 0.10, "megatron-table1": 0.15, "megatron-202
                    "llama4-behemoth": None}
 LAYOUT_KEYS = ("tp", "pp", "dp", "cp", "ep", "micro_batch", "interleave", "seq",
                "global_batch", "recompute", "sequence_parallel", "balanced_pipeline", "zero",
-               "grad_reduce", "grad_overlap", "grad_accumulation")
+               "grad_reduce", "grad_overlap", "grad_accumulation", "tp_backward_overlap")
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
                 "interleave": v, "seq": 2048, "global_batch": batch, "recompute": "full",
                 "sequence_parallel": False, "balanced_pipeline": False, "zero": 0,
                 "grad_reduce": "half", "grad_overlap": ddp == "torch",
-                "grad_accumulation": "unfused"},
+                "grad_accumulation": "unfused", "tp_backward_overlap": False},
         layout_sources={
             "tp": row, "pp": row, "dp": "derived: GPUs / (TP x PP)", "cp": "none used",
             "ep": "dense model", "micro_batch": f"{SC21_SCRIPT}: MBS={mbs}",
@@ -222,6 +222,12 @@ def _megatron(params_b: float, tp: int, pp: int, gpus: int, batch: int, tflops: 
                                  f"mpu/layers.py has no fused weight-gradient accumulation; "
                                  f"--gradient-accumulation-fusion came in Feb 2022, commit "
                                  f"83b1e42f)",
+            "tp_backward_overlap": (
+                f"no: {SC21_COMMIT} runs every tensor-parallel collective on the critical "
+                f"path (megatron/mpu/layers.py, ColumnParallelLinear: the input gradient's "
+                f"all-reduce is copy_to_tensor_model_parallel_region's backward, after the "
+                f"layer's backward GEMMs; the overlap came with the merge b462d254, Sep 2021)"
+                if tp > 1 else "no tensor parallelism"),
             "grad_overlap": (
                 f"yes: {SC21_SCRIPT} sets DDP=torch for this row: PyTorch DDP reduces "
                 f"gradient buckets during the backward, Megatron-LM skipping every micro-batch "
@@ -276,7 +282,8 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
                 "interleave": None, "seq": seq, "global_batch": dp * per_dp,
                 "recompute": recompute, "sequence_parallel": None,
                 "balanced_pipeline": True, "zero": 2, "grad_reduce": "fp32",
-                "grad_overlap": None, "grad_accumulation": None},
+                "grad_overlap": None, "grad_accumulation": None,
+                "tp_backward_overlap": None},
         layout_sources={
             "tp": row, "pp": row, "cp": row, "ep": "dense model", "seq": row,
             "dp": row + (" (DP 8 as in the v3 PDF; a v1 conversion prints 4, which would give "
@@ -296,6 +303,9 @@ def _llama3(name: str, gpus: int, cp: int, dp: int, seq: int, per_dp: int, tflop
                                  f"the weight-gradient GEMM), assumed",
             "sequence_parallel": "not published: Megatron-style tensor parallelism with "
                                  "sequence parallelism, the step model's default, assumed",
+            "tp_backward_overlap": "not published: the step model's default (Megatron-LM's "
+                                   "backward overlap of the column-parallel collectives), "
+                                   "assumed",
             "interleave": f"not published: {LLAMA3}, Sec. 3.3.2 uses an interleaved schedule "
                           f"with V stages per rank and a tunable number N of contiguous "
                           f"micro-batches, values not given",
@@ -318,6 +328,13 @@ KORTHIKANTI_CONFIGS = (f"{KORTHIKANTI}, Table 3 (model configurations: heads, hi
 KORTHIKANTI_INTERLEAVE = (f"{KORTHIKANTI}, Sec. 6: 'We use the interleaving schedule with three "
                           f"interleaving stages (m = 3) for the 175B and 530B models'")
 
+KORTHIKANTI_OVERLAP = (f"yes: {KORTHIKANTI}, Sec. 4.2.2 overlaps the sequence-parallel "
+                       f"backward's all-gather and reduce-scatter with the GEMMs; without "
+                       f"sequence parallelism, Megatron-LM of 2022 overlaps the input "
+                       f"gradient's all-reduce with the weight-gradient GEMM unless "
+                       f"--no-async-tensor-model-parallel-allreduce (NVIDIA/Megatron-LM "
+                       f"7fccd6a1, Jun 2022, megatron/arguments.py and megatron/mpu/layers.py)")
+
 
 def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int, mbs: int,
                  interleave: int, mode: str, seconds: float) -> ValidationRun:
@@ -337,7 +354,8 @@ def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int,
                 "micro_batch": mbs, "interleave": interleave, "seq": 2048,
                 "global_batch": batch, "recompute": "full" if full else "selective",
                 "sequence_parallel": not full, "balanced_pipeline": False, "zero": 0,
-                "grad_reduce": "half", "grad_overlap": None, "grad_accumulation": None},
+                "grad_reduce": "half", "grad_overlap": None, "grad_accumulation": None,
+                "tp_backward_overlap": True},
         layout_sources={
             **{k: KORTHIKANTI_CONFIGS for k in ("tp", "pp", "global_batch", "micro_batch")},
             **{k: where for k in ("recompute", "sequence_parallel")},
@@ -357,6 +375,7 @@ def _korthikanti(size: str, model: str, tp: int, pp: int, gpus: int, batch: int,
                             "fp32 for --bf16 only). With one data-parallel replica nothing is "
                             "reduced: it sets the gradients' bytes in memory"),
             "grad_overlap": "no data parallelism",
+            "tp_backward_overlap": KORTHIKANTI_OVERLAP,
             "grad_accumulation": "not published: the step model's default (fused; Megatron-"
                                  "LM's --gradient-accumulation-fusion, Feb 2022), assumed"},
         precision="fp16", published_tflops=tflops, flops=flops, flops_label="assumed",

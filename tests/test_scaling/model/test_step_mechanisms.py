@@ -279,3 +279,29 @@ def test_the_step_command_takes_the_gradient_reduction(capsys):
     text = capsys.readouterr().out
     assert any(line.split()[:3] == ["grad_reduce", "half", "given"] for line in text.splitlines())
     assert any(line.split()[:3] == ["grad_overlap", "yes", "given"] for line in text.splitlines())
+
+
+def test_the_step_command_takes_the_backward_overlap_off(capsys):
+    import json
+
+    from scaling.cli.main import main
+    args = ["step", "megatron-gpt-18.4b", "--hardware", "a100-80gb", "--tp", "8", "--dp", "32",
+            "--seq", "2048", "--micro-batch", "8", "--batch-tokens", "1024x2048", "--zero",
+            "0", "--recompute", "full"]
+    main(args + ["--json"])
+    overlapped = json.loads(capsys.readouterr().out)
+    main(args + ["--no-tp-backward-overlap", "--json"])
+    exposed = json.loads(capsys.readouterr().out)
+    assert overlapped["layout"]["tp_backward_overlap"] is True
+    assert exposed["layout"]["tp_backward_overlap"] is False
+    assert exposed["breakdown"]["tp_comm_s"] > overlapped["breakdown"]["tp_comm_s"]
+    assert exposed["labels"]["tp_backward_overlap"]["label"] == "given"
+    # Only the tensor-parallel term moves.
+    for term, seconds in overlapped["breakdown"].items():
+        if term not in ("tp_comm_s", "pipeline_bubble_s", "dp_comm_s"):
+            assert exposed["breakdown"][term] == pytest.approx(seconds), term
+    # The layout search times the default only, and says so.
+    assert main(["step", "megatron-gpt-18.4b", "--hardware", "a100-80gb", "--gpus", "256",
+                 "--seq", "2048", "--no-tp-backward-overlap"]) != 0
+    err = capsys.readouterr().err
+    assert "--no-tp-backward-overlap" in err and len(err.strip().splitlines()) == 1

@@ -269,12 +269,12 @@ def test_the_plan_leads_with_one_sentence_per_cluster(capsys):
     code, out, _ = flopcast(capsys, "plan")
     assert code == 0
     first, second = out.splitlines()[:2]
-    assert first == "868 days, 341M GPU-hours, 23 MW, $721M on 16,384 H100"
-    assert second == "227 days, 545M GPU-hours, 140 MW, $1.15B on 100,000 H100"
+    assert first == "854 days, 336M GPU-hours, 23 MW, $709M on 16,384 H100"
+    assert second == "223 days, 535M GPU-hours, 140 MW, $1.13B on 100,000 H100"
     # no exponents for GPU-hours, dollars or energy in the human output, and no intervals
     # narrower than the rounding (the step model's spread here is a fraction of a percent)
     assert "e+" not in out and "[" not in out
-    assert "341M" in out and "$721M" in out and "479 GWh" in out
+    assert "336M" in out and "$709M" in out and "471 GWh" in out
 
 
 def test_headline_shows_an_interval_wider_than_the_rounding():

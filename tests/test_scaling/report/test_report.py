@@ -242,13 +242,13 @@ def test_answer_first_steps_in_words_and_a_sentence_for_missing_power(tmp_path, 
     text = (tmp_path / "out" / "report.html").read_text()
     assert text.index("<section") == text.index('<section id="answer">')  # the first one
     sections = _sections(text)
-    assert "868 days, 341M GPU-hours, 23 MW, $721M on 16,384 H100" in sections["answer"]
+    assert "854 days, 336M GPU-hours, 23 MW, $709M on 16,384 H100" in sections["answer"]
     assert "No board power was measured" in sections["power"] and "<img" not in sections["power"]
     assert "pipeline bubble" in sections["step"]
     assert "tensor-parallel communication" in sections["step"]
     assert not any(term in text for term in ("pipeline_bubble_s", "tp_comm_s", "gemm_s"))
     assert "e+" not in sections["plan"]
-    assert "341M" in sections["plan"] and "$721M" in sections["plan"]
+    assert "336M" in sections["plan"] and "$709M" in sections["plan"]
 
 
 def test_the_llama3_law_warns_in_the_report(tmp_path, capsys):
@@ -269,7 +269,7 @@ def test_the_report_as_a_browser_shows_it(tmp_path, capsys):
     seen = look(page, tmp_path)
     assert seen["errors"] == [] and seen["console"] == []
     assert list(seen["sections"]) == list(SECTIONS)  # the answer first
-    assert "868 days, 341M GPU-hours, 23 MW, $721M on 16,384 H100" in seen["sections"]["answer"]
+    assert "854 days, 336M GPU-hours, 23 MW, $709M on 16,384 H100" in seen["sections"]["answer"]
     assert "(measured)" in seen["sections"]["answer"]
     assert "pipeline bubble" in seen["sections"]["step"]
     assert seen["scroll_width"] <= seen["window_width"]  # nothing runs off the page

@@ -64,16 +64,28 @@ def test_the_modelled_layer_orders_the_experiments_as_measured(rows):
             r["published_ms"]["combined"] / m["combined"] - 1)
 
 
-def test_the_backward_all_gathers_keep_sequence_parallel_backwards_in_line(rows):
-    """Sequence parallelism's backward all-gathers its sharded GEMM inputs again (Korthikanti
-    Sec. 4.2.2). With them the backward with and without sequence parallelism miss by about
-    the same: Table 4 measures 11.8 against 11.9 ms."""
-    by = {(r["recompute"], r["sequence_parallel"]): r["error"]["backward"] for r in rows}
-    assert abs(by[("none", True)] - by[("none", False)]) < 0.03
-    assert abs(by[("selective", True)] - by[("selective", False)]) < 0.03
-    # The step model is faster than the measurement in every pass of every row: the miss the
-    # whole-run rows show is already inside one layer on one node.
+def test_every_pass_of_every_row_asks_for_about_one_gemm_rate(rows):
+    """With Megatron-LM's backward overlap and sequence parallelism's extra all-gathers
+    (Korthikanti Sec. 4.2.2) modelled, the forward and the backward of all five rows are
+    reproduced by one GEMM rate within 12%: what the model misses is the speed of the
+    GEMMs on this A100 at these shapes, not a mechanism of one pass."""
+    rates = [r["gemm_tflops_to_match"][p] for r in rows for p in ("forward", "backward")]
+    assert all(rate is not None for rate in rates)
+    assert max(rates) / min(rates) < 1.12
+    # Below the preset's best-shape rate: the model is fast in every pass of every row.
+    assert max(rates) < 0.85 * A100_GEMM_TFLOPS
     assert all(e > 0 for r in rows for e in r["error"].values())
+    # With and without sequence parallelism, the backward asks for the same rate within 5%
+    # (Table 4: 11.8 against 11.9 ms).
+    by = {(r["recompute"], r["sequence_parallel"]): r["gemm_tflops_to_match"]["backward"]
+          for r in rows}
+    for recompute in ("none", "selective"):
+        assert by[(recompute, True)] == pytest.approx(by[(recompute, False)], rel=0.05)
+    # At the rate found, the modelled pass is the published time.
+    first = TABLE4[0]
+    rate = rows[0]["gemm_tflops_to_match"]["forward"]
+    assert 1e3 * modelled_layer(first, rate)["forward_s"] == pytest.approx(first.forward_ms,
+                                                                         rel=1e-4)
 
 
 def test_validate_prints_and_returns_the_layer_rows(capsys):
@@ -86,4 +98,5 @@ def test_validate_prints_and_returns_the_layer_rows(capsys):
     layers = data["layers"]
     assert "Table 4" in layers["source"] and "micro-batch 4" in layers["layout"]
     assert len(layers["rows"]) == len(CITED)
+    assert "GEMM TFLOP/s to match" in out
     assert {(r["recompute"], r["sequence_parallel"]) for r in layers["rows"]} == set(CITED)

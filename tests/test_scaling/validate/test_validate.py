@@ -155,6 +155,13 @@ def test_every_layout_fact_of_every_run_has_its_source():
             assert run.layout["grad_overlap"] is (run.layout["pp"] == 1), run.name
             assert "de7dc40f" in run.layout_sources["grad_overlap"]
             assert run.layout["grad_accumulation"] == "unfused"
+            # The SC21 code predates Megatron-LM's backward overlap (merged Sep 2021).
+            assert run.layout["tp_backward_overlap"] is False, run.name
+            assert "b462d254" in run.layout_sources["tp_backward_overlap"] or \
+                run.layout["tp"] == 1
+        elif run.group == "megatron-2022":
+            assert run.layout["tp_backward_overlap"] is True, run.name
+            assert "4.2.2" in run.layout_sources["tp_backward_overlap"]
         elif run.group == "llama3-table4":
             assert run.layout["grad_reduce"] == "fp32"
             assert "3.3.2" in run.layout_sources["grad_reduce"]
@@ -169,9 +176,12 @@ def test_every_layout_fact_of_every_run_has_its_source():
 def test_the_printed_layout_says_what_differs_from_the_defaults(rows):
     from scaling.cli.validate import _layout_text
     text = _layout_text(rows["megatron-table1-1t"])
-    assert text == "TP8 PP64 DP6 v1 mb1 recompute no-SP ZeRO0 unbalanced half-grads unfused-acc"
+    assert text == ("TP8 PP64 DP6 v1 mb1 recompute no-SP ZeRO0 unbalanced half-grads "
+                    "unfused-acc no-TP-bwd-overlap")
     assert _layout_text(rows["megatron-table1-18.4b"]).endswith(
-        "half-grads DDP-overlap unfused-acc")
+        "half-grads DDP-overlap unfused-acc no-TP-bwd-overlap")
+    # Without tensor parallelism there is nothing to overlap, and nothing is printed.
+    assert _layout_text(rows["megatron-table1-1.7b"]).endswith("unfused-acc")
     assert _layout_text(rows["llama3-table4-16k-gpus"]) == "TP8 PP16 DP128 v2 mb1"
 
 
