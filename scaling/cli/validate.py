@@ -16,18 +16,26 @@ published figure (`scaling.validate.match`), a diagnostic of where a miss would 
 Context parallelism is modelled (`scaling.model.step`'s ``cp``). After the runs, one layer of
 the 22B model against Korthikanti et al. 2022's Table 4 (`scaling.validate.layers`), reported
 only: where inside one layer on one node a miss already is.
+
+``--hardware PROFILE`` (a results file or folder, or a saved profile) models the runs that
+ran on the device the profile measured, and the layer too where it is that device, on the
+measured profile in place of the preset: what a measured GEMM curve, streaming rate and
+collective curves do to a row the preset misses. Memory is still checked against the
+preset's HBM.
 """
 
 from __future__ import annotations
 
 from scaling.errors import DataError
+from scaling.hardware import datasheets
 from scaling.hardware.load import load_profile
 from scaling.model.memory import GIB, STEP_ZERO, step_memory
 from scaling.output import format_table, print_json
 from scaling.model.step import (GRAD_ACCUMULATION_DEFAULT, GRAD_REDUCE_DEFAULT, PRECISIONS,
                                 STEP_RECOMPUTE, step_time)
 from scaling.plan.throughput import SCHEDULES
-from scaling.validate.layers import KORTHIKANTI_TABLE4, LAYER_LAYOUT_SOURCE, check_layers
+from scaling.validate.layers import (KORTHIKANTI_TABLE4, LAYER_HARDWARE, LAYER_LAYOUT_SOURCE,
+                                     check_layers)
 from scaling.validate.match import gemm_rate_to_match
 from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,
                                      flops_per_token)
@@ -52,6 +60,11 @@ def register(sub):
                     "measured times (Korthikanti et al. 2022, Table 4), reported only. Exit "
                     "status 0 when "
                     "every run with a tolerance that was modelled is within it, 1 otherwise.")
+    p.add_argument("--hardware", metavar="PROFILE",
+                   help="a measured profile (results file or folder, or a saved profile "
+                        "JSON): the runs on the preset its device is recognised as (an A100 "
+                        "SXM4 80GB: a100-80gb; an H100 SXM: h100-sxm), and the one-layer "
+                        "check where that is the A100, are modelled on it instead")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
@@ -99,10 +112,13 @@ def _schedules(run: ValidationRun) -> list[tuple[int, str]]:
     return out
 
 
-def model_run(run: ValidationRun) -> dict:
-    """One row: the run, what was assumed, and published against modelled (or a refusal)."""
+def model_run(run: ValidationRun, profile=None) -> dict:
+    """One row: the run, what was assumed, and published against modelled (or a refusal),
+    on ``profile`` (default: the run's hardware preset)."""
+    profile = load_profile(run.hardware) if profile is None else profile
     row = {"name": run.name, "group": run.group, "citation": run.citation, "gpus": run.gpus,
-           "hardware": run.hardware, "published_tflops": run.published_tflops,
+           "hardware": run.hardware, "profile": profile.name,
+           "profile_label": profile.label, "published_tflops": run.published_tflops,
            "flops": run.flops, "flops_label": run.flops_label, "tolerance": run.tolerance,
            "modelled_tflops": None, "error": None, "refusal": refusal(run), "assumed": {},
            "layout": dict(run.layout), "memory": None}
@@ -126,7 +142,6 @@ def model_run(run: ValidationRun) -> dict:
     micro_batch = lay["micro_batch"] or 1
     if lay["micro_batch"] is None:
         row["assumed"]["micro_batch"] = "1 (not published; scaling.model.step.LAYOUT_DEFAULTS)"
-    profile = load_profile(run.hardware)
     batch_tokens = lay["global_batch"] * lay["seq"]
     micro_batches = batch_tokens // (lay["seq"] * lay["dp"] * micro_batch)
     tried = []
@@ -185,11 +200,12 @@ def model_run(run: ValidationRun) -> dict:
     return row
 
 
-def validate(runs=VALIDATION_RUNS) -> list[dict]:
-    rows = []
+def validate(runs=VALIDATION_RUNS, profiles: dict | None = None) -> list[dict]:
+    """Every run modelled; ``profiles`` (preset name -> profile) replaces a run's preset."""
+    rows, profiles = [], profiles or {}
     for r in runs:
         try:
-            rows.append(model_run(r))
+            rows.append(model_run(r, profiles.get(r.hardware)))
         except DataError as exc:  # the step or memory model refuses the published layout
             rows.append({"name": r.name, "group": r.group, "citation": r.citation,
                          "gpus": r.gpus, "hardware": r.hardware,
@@ -200,26 +216,58 @@ def validate(runs=VALIDATION_RUNS) -> list[dict]:
     return rows
 
 
+def measured_profiles(hardware) -> dict:
+    """{preset: profile} for ``--hardware``: the profile, under the preset its device is
+    recognised as, which must be the hardware of some run."""
+    profile = load_profile(hardware)
+    preset = (profile.name if profile.name in datasheets.DEVICES
+              else datasheets.preset_for_device(profile.device_name))
+    ran_on = sorted({r.hardware for r in VALIDATION_RUNS})
+    if preset is None:
+        raise DataError(f"--hardware {hardware}: its device '{profile.device_name}' is not "
+                        f"recognised as any preset, so no run can be modelled on it (the runs "
+                        f"ran on {', '.join(ran_on)})")
+    if preset not in ran_on:
+        raise DataError(f"--hardware {hardware}: a profile of {preset} ('{profile.device_name}'"
+                        f"); no published run here ran on it (the runs ran on "
+                        f"{', '.join(ran_on)})")
+    return {preset: profile}
+
+
 def run(args) -> int:
-    rows = validate()
-    layers = check_layers()
+    profiles = measured_profiles(args.hardware) if args.hardware else {}
+    rows = validate(profiles=profiles)
+    layers = check_layers(profile=profiles.get(LAYER_HARDWARE))
     failed = any(r["verdict"] == "fail" for r in rows)
+    on = {preset: {"profile": p.name, "label": p.label, "device": p.device_name}
+          for preset, p in profiles.items()}
     if args.json:
-        print_json({"defaults": DEFAULTS, "conventions": FLOP_CONVENTIONS, "rows": rows,
+        print_json({"defaults": DEFAULTS, "conventions": FLOP_CONVENTIONS, "profiles": on,
+                    "rows": rows,
                     "passed": sum(r["verdict"] == "pass" for r in rows),
                     "failed": sum(r["verdict"] == "fail" for r in rows),
                     "refused": sum(r["verdict"] == "refused" for r in rows),
                     "layers": {"source": KORTHIKANTI_TABLE4, "layout": LAYER_LAYOUT_SOURCE,
+                               "profile": (on[LAYER_HARDWARE]["profile"]
+                                           if LAYER_HARDWARE in on else LAYER_HARDWARE),
                                "rows": layers}})
     else:
         print(describe(rows))
+        for preset, p in on.items():
+            print(f"hardware: the {preset} runs" + (" and the layer" if preset == LAYER_HARDWARE
+                                                    else "")
+                  + f" modelled on profile '{p['profile']}' ({p['label']}, {p['device']}) in "
+                    f"place of the preset; memory against the preset's HBM")
         print()
-        print(describe_layers(layers))
+        layer_profile = on.get(LAYER_HARDWARE)
+        print(describe_layers(layers) if layer_profile is None else
+              describe_layers(layers, f"profile '{layer_profile['profile']}' "
+                                      f"({layer_profile['label']})"))
     return 1 if failed else 0
 
 
-def describe_layers(layers: list[dict]) -> str:
-    """One layer of the 22B model, published against modelled (reported only)."""
+def describe_layers(layers: list[dict], on: str = f"the {LAYER_HARDWARE} preset") -> str:
+    """One layer of the 22B model, published against modelled on ``on`` (reported only)."""
     def trio(ms: dict) -> str:
         return f"{ms['forward']:.1f} / {ms['backward']:.1f} / {ms['combined']:.1f}"
 
@@ -239,7 +287,7 @@ def describe_layers(layers: list[dict]) -> str:
         format_table(table, columns, align_right={"published", "modelled", "error", "match"}),
         "",
         f"layers: {KORTHIKANTI_TABLE4}; {LAYER_LAYOUT_SOURCE}; modelled with the step model "
-        f"on the a100-80gb preset, materialised attention, FP16 timed as BF16 "
+        f"on {on}, materialised attention, FP16 timed as BF16 "
         f"(scaling.validate.layers); speed error: published / modelled time - 1, positive "
         f"where the model is faster, as the throughput errors above; GEMM TFLOP/s to "
         f"match: the one rate for every GEMM at which the step model gives the published "

@@ -133,8 +133,9 @@ SP_BACKWARD_ALL_GATHERS = 2
 #: allreduce; megatron/core/tensor_parallel/layers.py keeps it; Korthikanti et al. 2022, Sec.
 #: 4.2.2). Each such collective costs only what outlasts its GEMM. The rest stay exposed: the
 #: forward's, the row-parallel layers' backward all-gathers of the output gradient, and blocks
-#: whose entry is not a column-parallel GEMM of the dense model (MLA's replicated down-
-#: projections, an MoE layer's router and experts). The GEMM running beside NCCL is not slowed
+#: whose entry is not a column-parallel GEMM (MLA's replicated down-projections, an MoE layer's
+#: router and routed experts; its shared expert's first projection, a column-parallel linear
+#: in Megatron-Core, hides the MoE block's). The GEMM running beside NCCL is not slowed
 #: (an assumption: NCCL's kernels take some SMs). Megatron-LM of 2021 (the SC21 scripts,
 #: de7dc40f, Aug 2021) predates it: ``tp_backward_overlap=False``.
 TP_BACKWARD_OVERLAP_SOURCE = (
@@ -146,7 +147,8 @@ TP_BACKWARD_OVERLAP_SOURCE = (
     "the GEMM is exposed")
 #: The forward GEMMs that read each block's input in a dense layer, whose backward GEMMs hide
 #: the block's backward collectives under ``tp_backward_overlap`` (`config._attention_gemms`,
-#: `config._mlp_gemms`; MLA and MoE blocks have none, see above).
+#: `config._mlp_gemms`; MLA attention blocks and MoE blocks without a shared expert have
+#: none, see above).
 TP_ENTRY_GEMMS = {"attention": ("qkv",), "mlp": ("mlp_up", "mlp_gate_up")}
 #: An entry GEMM's backward op name -> (block, 0 for the input gradient, 1 for the weight's).
 _ENTRY_BACKWARD = {f"{name}.{grad}": (block, which)
@@ -823,7 +825,11 @@ def _kernel_terms(st: _Step) -> dict:
         entry = {block: [np.zeros(3), np.zeros(3)] for block in TP_ENTRY_GEMMS}
         for op in layer_ops:
             if not is_expert_op(op):
-                share, seconds = _cp_share(st, op), rates.time(op)
+                # Materialised attention is timed apart (`_materialised_attention_term`, from
+                # the GEMM curve and memory bandwidth): no attention curve is asked for.
+                share = _cp_share(st, op)
+                seconds = (np.zeros(3) if op.kind == "attention" and st.attention ==
+                           "materialised" else rates.time(op))
                 out[op.kind] = out[op.kind] + n * seconds * st.passes(op) * share
                 flops[op.kind] += n * op.count * op.flops * st.passes(op) * share
                 if op.kind == "gemm" and op.name in _ENTRY_BACKWARD:
@@ -836,7 +842,7 @@ def _kernel_terms(st: _Step) -> dict:
             # Every GPU waits for the one holding the busiest expert.
             out["expert"] = n * per_layer_expert * st.imbalance
             flops["expert"] += n * flops_expert
-    for kind in ("gemm", "attention"):
+    for kind in ("gemm", "attention") if st.attention != "materialised" else ("gemm",):
         _kind_label(st, rates, kind, flops[kind], out[kind])
     out["flops"] = flops["gemm"] + flops["attention"] + flops["expert"]
     return out

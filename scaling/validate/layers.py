@@ -91,56 +91,84 @@ def _step_terms(config, profile, layers: int, recompute: str, sequence_parallel:
     return terms
 
 
-@functools.lru_cache(maxsize=None)
-def _layer_terms(recompute: str, sequence_parallel: bool, gemm_tflops: float | None) -> tuple:
-    config, profile = model_preset(LAYER_MODEL), load_profile(LAYER_HARDWARE)
-    two = _step_terms(config, profile, 2, recompute, sequence_parallel, gemm_tflops)
-    one = _step_terms(config, profile, 1, recompute, sequence_parallel, gemm_tflops)
-    return tuple((k, two[k] - one[k]) for k in two)
+class LayerModel:
+    """The step model's time of one 22B layer on ``profile`` (default: the a100-80gb preset,
+    `LAYER_HARDWARE`; a measured A100 profile for `flopcast validate --hardware`). Each
+    (recomputation, sequence parallelism, GEMM rate) is timed once: a Table 4 row needs its
+    own pair and the full and no-recomputation pairs for its forward, which rows share, and
+    the rate search asks for each pair many times."""
+
+    def __init__(self, profile=None):
+        self.profile = load_profile(LAYER_HARDWARE) if profile is None else profile
+        self.config = model_preset(LAYER_MODEL)
+        self._cache: dict = {}
+
+    def terms(self, recompute: str, sequence_parallel: bool,
+              gemm_tflops: float | None = None) -> dict:
+        """Seconds of one layer's forward and backward, by term, with the profile's GEMM
+        curve or every GEMM at ``gemm_tflops``."""
+        key = (recompute, bool(sequence_parallel), gemm_tflops)
+        if key not in self._cache:
+            two = _step_terms(self.config, self.profile, 2, *key)
+            one = _step_terms(self.config, self.profile, 1, *key)
+            self._cache[key] = {k: two[k] - one[k] for k in two}
+        return dict(self._cache[key])
+
+    def modelled(self, experiment: LayerExperiment, gemm_tflops: float | None = None) -> dict:
+        """The forward, backward and combined seconds for one Table 4 row."""
+        sp = experiment.sequence_parallel
+        combined = self.terms(experiment.recompute, sp, gemm_tflops)
+        with_full = self.terms("full", sp, gemm_tflops)
+        without = self.terms("none", sp, gemm_tflops)
+        forward = {k: with_full[k] - without[k] for k in without}
+        total, fwd = sum(combined.values()), sum(forward.values())
+        return {"forward_s": fwd, "backward_s": total - fwd, "combined_s": total,
+                "forward_terms_s": forward, "combined_terms_s": combined}
+
+    def gemm_rates_to_match(self, experiment: LayerExperiment) -> dict:
+        """Per pass ("forward", "backward"), the rate of every GEMM at which the step model
+        gives the published time, everything else as modelled (`scaling.validate.match`;
+        None where no rate up to the datasheet peak does)."""
+        peak = self.profile.peak("bf16").value
+        published = {"forward": experiment.forward_ms, "backward": experiment.backward_ms}
+        out = {}
+        for part, ms in published.items():
+            def speed(rate: float, part=part) -> float:  # 1 / seconds: rises with the rate
+                return 1.0 / self.modelled(experiment, rate)[f"{part}_s"]
+            out[part] = gemm_rate_to_match(speed, 1e3 / ms, peak).tflops
+        return out
+
+
+@functools.lru_cache(maxsize=1)
+def _preset_model() -> LayerModel:
+    return LayerModel()
 
 
 def layer_terms(recompute: str, sequence_parallel: bool,
                 gemm_tflops: float | None = None) -> dict:
-    """Seconds of one layer's forward and backward as the step model times them, by term,
-    with the preset's GEMM curve or every GEMM at ``gemm_tflops``. Each (recomputation,
-    sequence parallelism, rate) is timed once: a Table 4 row needs its own pair and the full
-    and no-recomputation pairs for its forward, which rows share."""
-    return dict(_layer_terms(recompute, bool(sequence_parallel), gemm_tflops))
+    """`LayerModel.terms` on the a100-80gb preset."""
+    return _preset_model().terms(recompute, sequence_parallel, gemm_tflops)
 
 
 def modelled_layer(experiment: LayerExperiment, gemm_tflops: float | None = None) -> dict:
-    """The step model's forward, backward and combined seconds for one Table 4 row."""
-    sp = experiment.sequence_parallel
-    combined = layer_terms(experiment.recompute, sp, gemm_tflops)
-    with_full = layer_terms("full", sp, gemm_tflops)
-    without = layer_terms("none", sp, gemm_tflops)
-    forward = {k: with_full[k] - without[k] for k in without}
-    total, fwd = sum(combined.values()), sum(forward.values())
-    return {"forward_s": fwd, "backward_s": total - fwd, "combined_s": total,
-            "forward_terms_s": forward, "combined_terms_s": combined}
+    """`LayerModel.modelled` on the a100-80gb preset."""
+    return _preset_model().modelled(experiment, gemm_tflops)
 
 
 def gemm_rates_to_match(experiment: LayerExperiment) -> dict:
-    """Per pass ("forward", "backward"), the rate of every GEMM at which the step model gives
-    the published time, everything else as modelled (`scaling.validate.match`; None where no
-    rate up to the datasheet peak does)."""
-    peak = load_profile(LAYER_HARDWARE).peak("bf16").value
-    published = {"forward": experiment.forward_ms, "backward": experiment.backward_ms}
-    out = {}
-    for part, ms in published.items():
-        def speed(rate: float, part=part) -> float:  # 1 / seconds: rises with the rate
-            return 1.0 / modelled_layer(experiment, rate)[f"{part}_s"]
-        out[part] = gemm_rate_to_match(speed, 1e3 / ms, peak).tflops
-    return out
+    """`LayerModel.gemm_rates_to_match` on the a100-80gb preset."""
+    return _preset_model().gemm_rates_to_match(experiment)
 
 
-def check_layers(rows=TABLE4) -> list[dict]:
-    """Each Table 4 row, published against modelled, with the errors of the forward, the
-    backward and their sum as speed errors, published / modelled time - 1: positive where the
-    step model is faster than the measurement, as `flopcast validate`'s throughput errors."""
+def check_layers(rows=TABLE4, profile=None) -> list[dict]:
+    """Each Table 4 row, published against modelled (on ``profile``, by default the
+    a100-80gb preset), with the errors of the forward, the backward and their sum as speed
+    errors, published / modelled time - 1: positive where the step model is faster than the
+    measurement, as `flopcast validate`'s throughput errors."""
+    model = _preset_model() if profile is None else LayerModel(profile)
     out = []
     for row in rows:
-        m = modelled_layer(row)
+        m = model.modelled(row)
         out.append({
             "name": row.name, "recompute": row.recompute,
             "sequence_parallel": row.sequence_parallel,
@@ -152,10 +180,11 @@ def check_layers(rows=TABLE4) -> list[dict]:
                       "backward": row.backward_ms / (1e3 * m["backward_s"]) - 1,
                       "combined": row.combined_ms / (1e3 * m["combined_s"]) - 1},
             "modelled_terms_ms": {k: 1e3 * v for k, v in m["combined_terms_s"].items() if v},
-            "gemm_tflops_to_match": gemm_rates_to_match(row),
+            "gemm_tflops_to_match": model.gemm_rates_to_match(row),
         })
     return out
 
 
-__all__ = ["TABLE4", "LayerExperiment", "KORTHIKANTI_TABLE4", "LAYER_LAYOUT_SOURCE",
-           "layer_terms", "modelled_layer", "gemm_rates_to_match", "check_layers"]
+__all__ = ["TABLE4", "LayerExperiment", "LayerModel", "KORTHIKANTI_TABLE4",
+           "LAYER_LAYOUT_SOURCE", "LAYER_HARDWARE", "layer_terms", "modelled_layer",
+           "gemm_rates_to_match", "check_layers"]
