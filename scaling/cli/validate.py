@@ -207,8 +207,11 @@ def validate(runs=VALIDATION_RUNS, profiles: dict | None = None) -> list[dict]:
         try:
             rows.append(model_run(r, profiles.get(r.hardware)))
         except DataError as exc:  # the step or memory model refuses the published layout
+            on = profiles.get(r.hardware)
             rows.append({"name": r.name, "group": r.group, "citation": r.citation,
                          "gpus": r.gpus, "hardware": r.hardware,
+                         "profile": r.hardware if on is None else on.name,
+                         "profile_label": "published" if on is None else on.label,
                          "published_tflops": r.published_tflops, "flops": r.flops,
                          "tolerance": r.tolerance, "modelled_tflops": None, "error": None,
                          "refusal": str(exc), "verdict": "refused", "layout": dict(r.layout),
