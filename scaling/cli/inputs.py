@@ -51,6 +51,15 @@ def add_results_arguments(parser: argparse.ArgumentParser, *, positional: bool =
                          "this recent (12h, 7d, 2w)")
 
 
+def add_profile_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device`` for a command whose ``--hardware`` may be a results file or folder: the
+    device to build the profile of when the records hold several."""
+    parser.add_argument("--device", metavar="NAME",
+                        help="with --hardware a results file or folder holding several "
+                             "devices, the one to profile: cuda, cpu, or part of its name "
+                             "(A100); ignores case")
+
+
 def _filters(args: argparse.Namespace) -> dict:
     return {key: getattr(args, key, None) for key in ("device", "kernel", "since")}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from scaling.model.activations import RECOMPUTE
-from scaling.cli.inputs import parse_batch_tokens
+from scaling.cli.inputs import add_profile_device_argument, parse_batch_tokens
 from scaling.cli.step import LAYOUT_FLAGS, add_held_bytes_flags
 from scaling.errors import DataError
 from scaling.hardware.profile import preset_names
@@ -45,7 +45,9 @@ def register(sub):
     add_model_arguments(p)
     p.add_argument("--hardware", default="h100-sxm", metavar="PRESET|FILE",
                    help="preset (" + ", ".join(preset_names()) + ") or saved profile of a "
-                        "recognised device (default: h100-sxm)")
+                        "recognised device, or results file/folder to build one from "
+                        "(default: h100-sxm)")
+    add_profile_device_argument(p)
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16",
                    help="GEMM precision; fp8 keeps the GEMMs' saved inputs in FP8 "
                         "(default bf16)")
@@ -93,7 +95,7 @@ def layout_from_args(args, config) -> dict:
 
 def run(args) -> int:
     config = resolve_model(args.name, args.params, args.seq)
-    profile = load_profile(args.hardware)
+    profile = load_profile(args.hardware, device=args.device)
     lay = layout_from_args(args, config)
     options = step_memory_options(lay, args.precision)
     mem = memory_breakdown(config, profile, options=options,

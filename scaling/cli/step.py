@@ -10,7 +10,7 @@ from scaling.hardware.profile import preset_names
 from scaling.hardware.load import load_profile
 from scaling.model.memory import (GIB, STEP_ZERO, ZERO_STAGES, memory_known, require_fit,
                                   step_memory)
-from scaling.cli.inputs import add_model_arguments, parse_batch_tokens
+from scaling.cli.inputs import add_model_arguments, add_profile_device_argument, parse_batch_tokens
 from scaling.model.config import resolve_model
 from scaling.output import fmt_num, format_table, print_json
 from scaling.model.step import (ATTENTION_IMPLS, DEFAULT_BATCH_TOKENS, GRAD_ACCUMULATION,
@@ -46,6 +46,7 @@ def register(sub):
     p.add_argument("--hardware", default="h100-sxm", metavar="PRESET|FILE",
                    help="preset (" + ", ".join(preset_names()) + "), saved profile, or "
                         "results file/folder to build one from (default: h100-sxm)")
+    add_profile_device_argument(p)
     p.add_argument("--precision", choices=sorted(PRECISIONS), default="bf16")
     for flag, _, text in LAYOUT_FLAGS:
         p.add_argument(flag, type=partial(parse_whole, what=flag), help=text)
@@ -140,7 +141,7 @@ def _overrides(args) -> dict:
 
 def run(args) -> int:
     config = resolve_model(args.name, args.params, args.seq)
-    profile = load_profile(args.hardware)
+    profile = load_profile(args.hardware, device=args.device)
     layout = {name: getattr(args, name) for _, name, _ in LAYOUT_FLAGS}
     seq = layout["seq"] or config.seq
     if args.batch_tokens is not None:

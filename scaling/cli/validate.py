@@ -26,6 +26,7 @@ preset's HBM.
 
 from __future__ import annotations
 
+from scaling.cli.inputs import add_profile_device_argument
 from scaling.errors import DataError
 from scaling.hardware import datasheets
 from scaling.hardware.load import load_profile
@@ -65,6 +66,7 @@ def register(sub):
                         "JSON): the runs on the preset its device is recognised as (an A100 "
                         "SXM4 80GB: a100-80gb; an H100 SXM: h100-sxm), and the one-layer "
                         "check where that is the A100, are modelled on it instead")
+    add_profile_device_argument(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
     return p
@@ -219,10 +221,11 @@ def validate(runs=VALIDATION_RUNS, profiles: dict | None = None) -> list[dict]:
     return rows
 
 
-def measured_profiles(hardware) -> dict:
-    """{preset: profile} for ``--hardware``: the profile, under the preset its device is
-    recognised as, which must be the hardware of some run."""
-    profile = load_profile(hardware)
+def measured_profiles(hardware, device: str | None = None) -> dict:
+    """{preset: profile} for ``--hardware`` (``device`` picks one from results of several):
+    the profile, under the preset its device is recognised as, which must be the hardware of
+    some run."""
+    profile = load_profile(hardware, device=device)
     preset = (profile.name if profile.name in datasheets.DEVICES
               else datasheets.preset_for_device(profile.device_name))
     ran_on = sorted({r.hardware for r in VALIDATION_RUNS})
@@ -238,7 +241,7 @@ def measured_profiles(hardware) -> dict:
 
 
 def run(args) -> int:
-    profiles = measured_profiles(args.hardware) if args.hardware else {}
+    profiles = (measured_profiles(args.hardware, args.device) if args.hardware else {})
     rows = validate(profiles=profiles)
     layers = check_layers(profile=profiles.get(LAYER_HARDWARE))
     failed = any(r["verdict"] == "fail" for r in rows)

@@ -81,3 +81,32 @@ def test_a_profile_no_run_ran_on_is_one_line_of_error(capsys, tmp_path):
     assert main(["validate", "--hardware", str(h200)]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no published run here ran on it" in err
+
+
+def test_device_picks_one_device_from_results_of_several(capsys, tmp_path):
+    """A results folder holding an A100's records and a CPU's: `--hardware` alone asks for
+    `--device`, which validate, step and memory take."""
+    machine = dict(MACHINE, device="cuda", device_name=A100, device_count=1, cuda="12.4")
+    write_run(tmp_path / "gpu", [gemm_record(n, time_s=2 * n ** 3 / (GEMM_TFLOPS * 1e12),
+                                             device="cuda", device_name=A100)
+                                 for n in (1024, 2048, 4096, 8192)], machine)
+    write_run(tmp_path / "cpu", [gemm_record(n, time_s=2 * n ** 3 / 1e12)
+                                 for n in (64, 128, 256)])
+    assert main(["validate", "--hardware", str(tmp_path)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "records hold 2 devices" in err and "--device" in err
+    _, data = _json(capsys, "--hardware", str(tmp_path), "--device", "a100")
+    assert data["profiles"]["a100-80gb"]["device"] == A100
+    step = ["step", "megatron-gpt-1.7b", "--dp", "32", "--seq", "2048", "--micro-batch", "16",
+            "--batch-tokens", "512x2048", "--zero", "0", "--recompute", "full",
+            "--attention", "materialised", "--hardware", str(tmp_path), "--device", "A100",
+            "--json"]
+    assert main(step) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["hardware"] == f"measured:{A100}"
+    assert result["labels"]["gemm_tflops"]["value"] == pytest.approx(GEMM_TFLOPS, rel=1e-6)
+    memory = ["memory", "megatron-gpt-1.7b", "--dp", "32", "--seq", "2048", "--micro-batch",
+              "16", "--batch-tokens", "512x2048", "--zero", "0", "--recompute", "full",
+              "--hardware", str(tmp_path), "--device", "A100", "--json"]
+    assert main(memory) == 0
+    assert json.loads(capsys.readouterr().out)["memory"]["hbm_bytes"] == 80 * 2 ** 30  # the preset's HBM
