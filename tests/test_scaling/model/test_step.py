@@ -143,7 +143,7 @@ def test_communication_by_hand():
 
 def test_full_recomputation_repeats_the_forward_collectives():
     plain = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED,
-                  tp_backward_overlap=False)
+                      tp_backward_overlap=False)
     full = step_time(TINY, H100, tp=2, batch_tokens=4 * 256, overrides=FIXED, recompute="full",
                      tp_backward_overlap=False)
     # 4 all-gather/reduce-scatter pairs per layer become 6; the backward's 2 extra
