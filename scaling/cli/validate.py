@@ -114,19 +114,26 @@ def _schedules(run: ValidationRun) -> list[tuple[int, str]]:
     return out
 
 
+def _profile_fields(run: ValidationRun, profile=None) -> dict:
+    """The profile a row is modelled on: ``profile``, or the run's preset (published)."""
+    if profile is None:
+        return {"profile": run.hardware, "profile_label": "published"}
+    return {"profile": profile.name, "profile_label": profile.label}
+
+
 def model_run(run: ValidationRun, profile=None) -> dict:
     """One row: the run, what was assumed, and published against modelled (or a refusal),
     on ``profile`` (default: the run's hardware preset)."""
-    profile = load_profile(run.hardware) if profile is None else profile
     row = {"name": run.name, "group": run.group, "citation": run.citation, "gpus": run.gpus,
-           "hardware": run.hardware, "profile": profile.name,
-           "profile_label": profile.label, "published_tflops": run.published_tflops,
+           "hardware": run.hardware, **_profile_fields(run, profile),
+           "published_tflops": run.published_tflops,
            "flops": run.flops, "flops_label": run.flops_label, "tolerance": run.tolerance,
            "modelled_tflops": None, "error": None, "refusal": refusal(run), "assumed": {},
            "layout": dict(run.layout), "memory": None}
     if row["refusal"] is not None:
         row["verdict"] = "refused"
         return row
+    profile = load_profile(run.hardware) if profile is None else profile
     config, lay = run.config(), run_layout(run)
     precision, note = SAME_PEAK.get(run.precision, (run.precision, None))
     if note:
@@ -209,11 +216,9 @@ def validate(runs=VALIDATION_RUNS, profiles: dict | None = None) -> list[dict]:
         try:
             rows.append(model_run(r, profiles.get(r.hardware)))
         except DataError as exc:  # the step or memory model refuses the published layout
-            on = profiles.get(r.hardware)
             rows.append({"name": r.name, "group": r.group, "citation": r.citation,
                          "gpus": r.gpus, "hardware": r.hardware,
-                         "profile": r.hardware if on is None else on.name,
-                         "profile_label": "published" if on is None else on.label,
+                         **_profile_fields(r, profiles.get(r.hardware)),
                          "published_tflops": r.published_tflops, "flops": r.flops,
                          "tolerance": r.tolerance, "modelled_tflops": None, "error": None,
                          "refusal": str(exc), "verdict": "refused", "layout": dict(r.layout),

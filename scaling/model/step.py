@@ -115,12 +115,17 @@ GRAD_REDUCE_DEFAULT = "fp32"
 #: bandwidth.
 GRAD_ACCUMULATION = ("fused", "unfused")
 GRAD_ACCUMULATION_DEFAULT = "fused"
+#: A layer's two blocks and the forward GEMMs that read each block's input in a dense layer,
+#: whose backward GEMMs hide the block's backward collectives under ``tp_backward_overlap``
+#: (`config._attention_gemms`, `config._mlp_gemms`; MLA attention blocks and MoE blocks
+#: without a shared expert have none, see `TP_BACKWARD_OVERLAP_SOURCE`).
+TP_ENTRY_GEMMS = {"attention": ("qkv",), "mlp": ("mlp_up", "mlp_gate_up")}
 #: Sequence parallelism keeps only each rank's sequence shard of the inputs of a layer's two
 #: column-parallel GEMMs (QKV and the first MLP projection) and all-gathers them again in the
 #: backward for the weight gradients: Korthikanti et al. 2022 (arXiv 2205.05198), Sec. 4.2.2,
-#: 'we store only the Y_i^s part ... and perform an extra all-gather in the backward pass'.
-#: They overlap it with the input-gradient GEMM: `TP_BACKWARD_OVERLAP_SOURCE`.
-SP_BACKWARD_ALL_GATHERS = 2
+#: 'we store only the Y_i^s part ... and perform an extra all-gather in the backward pass':
+#: one per block. They overlap it with the input-gradient GEMM: `TP_BACKWARD_OVERLAP_SOURCE`.
+SP_BACKWARD_ALL_GATHERS = len(TP_ENTRY_GEMMS)
 #: Megatron-LM's backward overlap of tensor-parallel communication (``tp_backward_overlap``,
 #: on by default): in the backward of each column-parallel linear, the GEMM that reads a
 #: block's input (QKV; the MLP's first projection), the collective that sums the input
@@ -145,11 +150,6 @@ TP_BACKWARD_OVERLAP_SOURCE = (
     "mpu/layers.py, LinearWithGradAccumulationAndAsyncCommunication, merged b462d254, Sep "
     "2021, and 02bb1f5c, Mar 2022; Korthikanti et al. 2022, Sec. 4.2.2); only what outlasts "
     "the GEMM is exposed")
-#: The forward GEMMs that read each block's input in a dense layer, whose backward GEMMs hide
-#: the block's backward collectives under ``tp_backward_overlap`` (`config._attention_gemms`,
-#: `config._mlp_gemms`; MLA attention blocks and MoE blocks without a shared expert have
-#: none, see above).
-TP_ENTRY_GEMMS = {"attention": ("qkv",), "mlp": ("mlp_up", "mlp_gate_up")}
 #: An entry GEMM's backward op name -> (block, 0 for the input gradient, 1 for the weight's).
 _ENTRY_BACKWARD = {f"{name}.{grad}": (block, which)
                    for block, names in TP_ENTRY_GEMMS.items() for name in names
@@ -1084,17 +1084,14 @@ def _tp_comm_term(st: _Step, overlap: float) -> np.ndarray:
         # Per block: the output all-reduced forward (g), the input gradient backward (f).
         reduce_input = 2 * msg * frac / (_trio(ag) * 1e9) + lat
         forward_block, exposed_always, regather = reduce_input, none, none
+    backward = exposed_always + reduce_input + regather
     total, hidden = np.zeros(3), np.zeros(3)
     for kind in st.config.layer_kinds():
-        per_layer = np.zeros(3)
-        for block in TP_ENTRY_GEMMS:
-            dgrad, wgrad = st.entry_gemm_s.get(kind, {}).get(block, (none, none))
-            backward = exposed_always + reduce_input + regather
+        for dgrad, wgrad in st.entry_gemm_s[kind].values():
             exposed = (exposed_always + np.maximum(reduce_input - wgrad, 0)
                        + np.maximum(regather - dgrad, 0)) if st.tp_backward_overlap else backward
             hidden = hidden + st.layers_of(kind) * (backward - exposed)
-            per_layer = per_layer + st.forward_passes * forward_block + exposed
-        total = total + st.layers_of(kind) * per_layer
+            total = total + st.layers_of(kind) * (st.forward_passes * forward_block + exposed)
     pairs = 2 * st.forward_passes + 2
     st.labels["tp_busbw_gbps"] = _as_label(ag)
     st.labels["tp_collectives_per_layer"] = _label(

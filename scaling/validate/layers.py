@@ -155,11 +155,6 @@ def modelled_layer(experiment: LayerExperiment, gemm_tflops: float | None = None
     return _preset_model().modelled(experiment, gemm_tflops)
 
 
-def gemm_rates_to_match(experiment: LayerExperiment) -> dict:
-    """`LayerModel.gemm_rates_to_match` on the a100-80gb preset."""
-    return _preset_model().gemm_rates_to_match(experiment)
-
-
 def check_layers(rows=TABLE4, profile=None) -> list[dict]:
     """Each Table 4 row, published against modelled (on ``profile``, by default the
     a100-80gb preset), with the errors of the forward, the backward and their sum as speed
@@ -187,4 +182,4 @@ def check_layers(rows=TABLE4, profile=None) -> list[dict]:
 
 __all__ = ["TABLE4", "LayerExperiment", "LayerModel", "KORTHIKANTI_TABLE4",
            "LAYER_LAYOUT_SOURCE", "LAYER_HARDWARE", "layer_terms", "modelled_layer",
-           "gemm_rates_to_match", "check_layers"]
+           "check_layers"]
