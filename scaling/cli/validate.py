@@ -15,7 +15,10 @@ Each modelled row also carries the one GEMM rate at which the step model would r
 published figure (`scaling.validate.match`), a diagnostic of where a miss would have to sit.
 Context parallelism is modelled (`scaling.model.step`'s ``cp``). After the runs, one layer of
 the 22B model against Korthikanti et al. 2022's Table 4 (`scaling.validate.layers`), reported
-only: where inside one layer on one node a miss already is.
+only, and the fit of that table that is the a100-80gb preset's GEMM rate
+(`scaling.validate.layers.fit_gemm_tflops`, `scaling.hardware.datasheets.A100_LAYER_FIT`):
+on the preset the layer's errors are the fit's residuals, and the Megatron-LM runs, other
+models with pipeline and data parallelism, test the fitted rate out of sample.
 
 ``--hardware PROFILE`` (a results file or folder, or a saved profile) models the runs that
 ran on the device the profile measured, and the layer too where it is that device, on the
@@ -36,7 +39,7 @@ from scaling.model.step import (GRAD_ACCUMULATION_DEFAULT, GRAD_REDUCE_DEFAULT, 
                                 STEP_RECOMPUTE, step_time)
 from scaling.plan.throughput import SCHEDULES
 from scaling.validate.layers import (KORTHIKANTI_TABLE4, LAYER_HARDWARE, LAYER_LAYOUT_SOURCE,
-                                     check_layers)
+                                     check_layers, fit_gemm_tflops)
 from scaling.validate.match import gemm_rate_to_match
 from scaling.validate.runs import (FLOP_CONVENTIONS, VALIDATION_RUNS, ValidationRun,
                                      flops_per_token)
@@ -58,9 +61,10 @@ def register(sub):
                     "FLOP convention, the error, the tolerance and the verdict; runs the step "
                     "model cannot express are refused with the reason. Then one transformer "
                     "layer of Megatron-LM's 22B model, forward and backward, against its "
-                    "measured times (Korthikanti et al. 2022, Table 4), reported only. Exit "
-                    "status 0 when "
-                    "every run with a tolerance that was modelled is within it, 1 otherwise.")
+                    "measured times (Korthikanti et al. 2022, Table 4), reported only, and "
+                    "the fit of that table that is the a100-80gb preset's GEMM rate. Exit "
+                    "status 0 when every run with a tolerance that was modelled is within "
+                    "it, 1 otherwise.")
     p.add_argument("--hardware", metavar="PROFILE",
                    help="a measured profile (results file or folder, or a saved profile "
                         "JSON): the runs on the preset its device is recognised as (an A100 "
@@ -249,6 +253,7 @@ def run(args) -> int:
     profiles = (measured_profiles(args.hardware, args.device) if args.hardware else {})
     rows = validate(profiles=profiles)
     layers = check_layers(profile=profiles.get(LAYER_HARDWARE))
+    fit = fit_gemm_tflops()
     failed = any(r["verdict"] == "fail" for r in rows)
     on = {preset: {"profile": p.name, "label": p.label, "device": p.device_name}
           for preset, p in profiles.items()}
@@ -261,7 +266,7 @@ def run(args) -> int:
                     "layers": {"source": KORTHIKANTI_TABLE4, "layout": LAYER_LAYOUT_SOURCE,
                                "profile": (on[LAYER_HARDWARE]["profile"]
                                            if LAYER_HARDWARE in on else LAYER_HARDWARE),
-                               "rows": layers}})
+                               "rows": layers, "fit": _fit_fields(fit)}})
     else:
         print(describe(rows))
         for preset, p in on.items():
@@ -274,7 +279,29 @@ def run(args) -> int:
         print(describe_layers(layers) if layer_profile is None else
               describe_layers(layers, f"profile '{layer_profile['profile']}' "
                                       f"({layer_profile['label']})"))
+        print(describe_fit(fit, on_preset=layer_profile is None))
     return 1 if failed else 0
+
+
+def _fit_fields(fit) -> dict:
+    preset = load_profile(LAYER_HARDWARE).matmul_tflops(8192, 8192, 8192, "bf16")
+    return {**fit.to_dict(), "preset_tflops": preset.value, "preset_label": preset.label,
+            "preset_source": preset.source}
+
+
+def describe_fit(fit, on_preset: bool) -> str:
+    """Where the a100-80gb preset's GEMM rate comes from: the fit of the layer table."""
+    preset = _fit_fields(fit)
+    low, high = min(fit.residuals.values()), max(fit.residuals.values())
+    return (f"fit: the {LAYER_HARDWARE} preset's GEMM rate, {preset['preset_tflops']:.1f} "
+            f"TFLOP/s ({preset['preset_label']}), is the one rate for every GEMM that best "
+            f"reproduces these {len(fit.residuals)} passes (least squares in log time, "
+            f"scaling.validate.layers.fit_gemm_tflops: {fit.tflops:.1f} TFLOP/s, residuals "
+            f"{100 * low:+.1f}% to {100 * high:+.1f}%, rms {100 * fit.rms:.1f}%); "
+            + ("on the preset the layer's errors above are the fit's residuals, and the "
+               "Megatron-LM runs test the rate out of sample (other models, pipeline and data "
+               "parallelism)" if on_preset else
+               "the layer above is modelled on the measured profile instead, a check again"))
 
 
 def describe_layers(layers: list[dict], on: str = f"the {LAYER_HARDWARE} preset") -> str:

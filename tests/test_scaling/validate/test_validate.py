@@ -33,11 +33,13 @@ CITED_SECONDS = {"22b": (1.42, 1.10), "175b": (18.13, 13.75), "530b": (49.05, 37
 #: 175B and 530B models): (micro-batch, interleave).
 CITED_2022_SCHEDULE = {"22b": (4, 1), "175b": (1, 3), "530b": (1, 3), "1t": (1, 1)}
 #: Rows within their tolerance when this test was written: a change that moves one out shows.
-#: (Every Megatron-LM Table 1 row is modelled 15-32% above its published figure once its data
-#: parallelism is timed as the authors' code ran it, half-precision gradients summed by
-#: autograd and PyTorch DDP's overlap where DDP=torch, and is not listed.)
+#: Every run with a tolerance: Llama 3's three rows of Table 4 on the H100 preset and
+#: Megatron-LM's ten of Table 1 on the A100 preset (its GEMM rate fitted to Korthikanti et
+#: al. 2022's layer times, not to these rows).
 WITHIN_TOLERANCE_TODAY = ("llama3-table4-8k-gpus", "llama3-table4-16k-gpus",
-                          "llama3-table4-16k-gpus-131k")
+                          "llama3-table4-16k-gpus-131k") + tuple(
+    f"megatron-table1-{size}" for size in ("1.7b", "3.6b", "7.5b", "18.4b", "39.1b",
+                                           "76.1b", "145.6b", "310.1b", "529.6b", "1t"))
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +125,7 @@ def test_the_modelled_figure_is_in_the_source_s_convention():
 def test_validate_command_prints_every_row_and_the_refusals(capsys):
     code = main(["validate"])
     out = capsys.readouterr().out
-    assert code == (1 if "fail" in out else 0)
+    assert code == 0 and "13 within tolerance, 0 outside it, 0 refused" in out
     for name in CITED:
         assert name in out
     assert "TP8 CP16 PP16 DP8" in out
