@@ -254,6 +254,8 @@ def run(args) -> int:
     rows = validate(profiles=profiles)
     layers = check_layers(profile=profiles.get(LAYER_HARDWARE))
     fit = fit_gemm_tflops()
+    # The preset's curve is flat (one fitted rate), so any shape reads it.
+    preset_gemm = load_profile(LAYER_HARDWARE).matmul_tflops(8192, 8192, 8192, "bf16")
     failed = any(r["verdict"] == "fail" for r in rows)
     on = {preset: {"profile": p.name, "label": p.label, "device": p.device_name}
           for preset, p in profiles.items()}
@@ -266,7 +268,7 @@ def run(args) -> int:
                     "layers": {"source": KORTHIKANTI_TABLE4, "layout": LAYER_LAYOUT_SOURCE,
                                "profile": (on[LAYER_HARDWARE]["profile"]
                                            if LAYER_HARDWARE in on else LAYER_HARDWARE),
-                               "rows": layers, "fit": _fit_fields(fit)}})
+                               "rows": layers, "fit": _fit_fields(fit, preset_gemm)}})
     else:
         print(describe(rows))
         for preset, p in on.items():
@@ -279,22 +281,21 @@ def run(args) -> int:
         print(describe_layers(layers) if layer_profile is None else
               describe_layers(layers, f"profile '{layer_profile['profile']}' "
                                       f"({layer_profile['label']})"))
-        print(describe_fit(fit, on_preset=layer_profile is None))
+        print(describe_fit(fit, preset_gemm, on_preset=layer_profile is None))
     return 1 if failed else 0
 
 
-def _fit_fields(fit) -> dict:
-    preset = load_profile(LAYER_HARDWARE).matmul_tflops(8192, 8192, 8192, "bf16")
+def _fit_fields(fit, preset) -> dict:
     return {**fit.to_dict(), "preset_tflops": preset.value, "preset_label": preset.label,
             "preset_source": preset.source}
 
 
-def describe_fit(fit, on_preset: bool) -> str:
-    """Where the a100-80gb preset's GEMM rate comes from: the fit of the layer table."""
-    preset = _fit_fields(fit)
+def describe_fit(fit, preset, on_preset: bool) -> str:
+    """Where the a100-80gb preset's GEMM rate (``preset``, its Figure) comes from: the fit of
+    the layer table."""
     low, high = min(fit.residuals.values()), max(fit.residuals.values())
-    return (f"fit: the {LAYER_HARDWARE} preset's GEMM rate, {preset['preset_tflops']:.1f} "
-            f"TFLOP/s ({preset['preset_label']}), is the one rate for every GEMM that best "
+    return (f"fit: the {LAYER_HARDWARE} preset's GEMM rate, {preset.value:.1f} "
+            f"TFLOP/s ({preset.label}), is the one rate for every GEMM that best "
             f"reproduces these {len(fit.residuals)} passes (least squares in log time, "
             f"scaling.validate.layers.fit_gemm_tflops: {fit.tflops:.1f} TFLOP/s, residuals "
             f"{100 * low:+.1f}% to {100 * high:+.1f}%, rms {100 * fit.rms:.1f}%); "

@@ -43,9 +43,9 @@ A100_LAYER_FIT = (
     "ten forward and backward times of one 22B GPT layer on a DGX A100 under Megatron-LM "
     "(TP 8, micro-batch 4, sequence 2,048; Korthikanti et al. 2022, arXiv 2205.05198, Table "
     "4), least squares in log time (scaling.validate.layers.fit_gemm_tflops; `flopcast "
-    "validate` prints the residuals); an effective rate of Megatron-LM's FP16 software of 2021-22, carrying "
-    "what that layer loses below the step model's other rooflines; " + MAMF + ": 271.2 at "
-    "the best shape, 1024x10240x5120, with PyTorch 2.6 and CUDA 12.6")
+    "validate` prints the residuals); an effective rate of Megatron-LM's FP16 software of "
+    "2021-22, carrying what that layer loses below the step model's other rooflines; " + MAMF
+    + ": 271.2 at the best shape, 1024x10240x5120, with PyTorch 2.6 and CUDA 12.6")
 
 
 def _inter_node(label: str) -> dict:

@@ -45,7 +45,8 @@ from scaling.errors import FitError
 from scaling.hardware.load import load_profile
 from scaling.model.config import model_preset
 from scaling.model.step import step_time
-from scaling.validate.match import gemm_rate_to_match
+from scaling.validate.match import (LOWEST_FRACTION_OF_PEAK, RATE_TOLERANCE_TFLOPS,
+                                    gemm_rate_to_match)
 
 KORTHIKANTI_TABLE4 = ("Korthikanti et al. 2022 (arXiv 2205.05198), Table 4: 'Time to complete "
                       "the forward and backward pass of a single transformer layer of the 22B "
@@ -152,9 +153,6 @@ class LayerModel:
         return out
 
 
-#: The fit stops when the bracket is narrower than this (TFLOP/s), a thousandth of a printed
-#: digit (as `scaling.validate.match.RATE_TOLERANCE_TFLOPS`).
-FIT_TOLERANCE_TFLOPS = 1e-3
 PASSES = ("forward", "backward")
 
 
@@ -181,9 +179,10 @@ def fit_gemm_tflops(rows=TABLE4, model: LayerModel | None = None) -> LayerGemmFi
     ``gemm_tflops`` override of `scaling.model.step`) at which the step model best reproduces
     the forward and the backward times of ``rows``: least squares of log(published /
     modelled) over the ``2 x len(rows)`` passes, so a miss of a given ratio weighs the same in
-    either direction; bounded between 1% of the datasheet peak and the peak. On the
-    a100-80gb preset by default; the preset's own GEMM rate plays no part, every GEMM runs at
-    the rate tried."""
+    either direction; bounded and resolved as the per-pass search is (`scaling.validate.match`:
+    from `LOWEST_FRACTION_OF_PEAK` of the datasheet peak to the peak, to
+    `RATE_TOLERANCE_TFLOPS`). On the a100-80gb preset by default; the preset's own GEMM rate
+    plays no part, every GEMM runs at the rate tried."""
     from scipy.optimize import minimize_scalar  # here: `flopcast --help` stays fast
 
     model = _preset_model() if model is None else model
@@ -202,8 +201,8 @@ def fit_gemm_tflops(rows=TABLE4, model: LayerModel | None = None) -> LayerGemmFi
 
     peak = model.profile.peak("bf16").value
     best = minimize_scalar(lambda rate: sum(e * e for e in log_errors(rate).values()),
-                           bounds=(0.01 * peak, peak), method="bounded",
-                           options={"xatol": FIT_TOLERANCE_TFLOPS})
+                           bounds=(LOWEST_FRACTION_OF_PEAK * peak, peak), method="bounded",
+                           options={"xatol": RATE_TOLERANCE_TFLOPS})
     rate = float(best.x)
     if not best.success or rate > 0.999 * peak:
         raise FitError(f"no GEMM rate up to the {peak:.0f} TFLOP/s peak reproduces Table 4 "
